@@ -1,0 +1,3 @@
+"""svbench: what speaker-verification models cost the planet, measured."""
+
+__version__ = "0.1.0"
