@@ -1,0 +1,234 @@
+"""``svbench <command>``: argument parsing only; every command calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _json(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, Path(path)
+
+
+def cmd_corpus_synth(a: argparse.Namespace) -> int:
+    from svbench.corpus.synthetic import generate
+
+    summary = generate(a.out, a.train_speakers, a.test_speakers, a.utts_per_speaker, a.sessions_per_speaker,
+                       a.min_seconds, a.max_seconds, a.trials, a.seed, progress=not a.quiet)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_features_extract(a: argparse.Namespace) -> int:
+    from svbench.features import FbankConfig, extract_shard
+
+    extract_shard(a.manifest, a.out, a.shard, a.num_shards, FbankConfig(n_mels=a.n_mels), progress=not a.quiet)
+    return 0
+
+
+def cmd_features_index(a: argparse.Namespace) -> int:
+    from svbench.features import merge_index
+
+    merge_index(a.out, a.num_shards)
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from svbench.models import ArchSpec
+    from svbench.training import Preempted, Recipe, train
+
+    spec = ArchSpec.from_dict(a.arch, where="--arch")
+    try:
+        train(a.features, a.manifest, spec, Recipe.from_dict(a.recipe, where="--recipe"), a.out, seed=a.seed)
+    except Preempted as exc:
+        logging.getLogger("svbench").warning("%s", exc)
+        return 143  # as if terminated: the scheduler retries and training resumes
+    return 0
+
+
+def cmd_embed(a: argparse.Namespace) -> int:
+    from svbench.embedding import embed
+
+    embed(a.model, a.test_features, a.test_manifest, a.train_features, a.train_manifest, a.out,
+          crop_frames=a.crop_frames, seed=a.seed, device=a.device)
+    return 0
+
+
+def cmd_score(a: argparse.Namespace) -> int:
+    from svbench.scoring import score_lists
+
+    metrics = score_lists(a.embeddings, dict(a.trials), a.out, top_n=a.top_n)
+    for name, m in metrics.items():
+        if isinstance(m, dict):
+            print(f"{name}: " + ", ".join(f"{b} EER {m[b]['eer']:.2%}" for b in m if isinstance(m[b], dict)))
+    return 0
+
+
+def cmd_monitor(a: argparse.Namespace) -> int:
+    from svbench.energy.monitor import run_monitored
+
+    command = a.command[1:] if a.command and a.command[0] == "--" else a.command
+    return run_monitored(a.out, command, a.config, baseline_s=a.baseline)
+
+
+def cmd_energy_join(a: argparse.Namespace) -> int:
+    from svbench.energy.join import join
+
+    frame = join(a.trace, a.markers, a.out)
+    job = frame[frame["phase"] == "job"]
+    for _, row in job.iterrows():
+        label = " (estimated)" if row["estimated"] else ""
+        print(f"{row['sensor']}/{row['channel']}: {row['energy_j']:.1f} J{label}, coverage {row['coverage']:.0%}")
+    return 0
+
+
+def cmd_study_summary(a: argparse.Namespace) -> int:
+    from svbench.study.summary import build_summary
+
+    build_summary(a.results, a.config, a.out)
+    return 0
+
+
+def cmd_study_figures(a: argparse.Namespace) -> int:
+    from svbench.study.figures import make_figures
+
+    make_figures(a.summary, a.out)
+    return 0
+
+
+def cmd_arch_list(a: argparse.Namespace) -> int:
+    from svbench.study.grid import arch_table, grid_from_config
+
+    specs = grid_from_config(a.config)
+    print(arch_table(specs, frames=a.frames))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="svbench", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command_name", required=True)
+
+    corpus = sub.add_parser("corpus", help="corpora: the built-in synthetic speakers").add_subparsers(
+        dest="corpus_cmd", required=True)
+    s = corpus.add_parser("synth", help="generate the synthetic corpus (wav, manifests, trial list)")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--train-speakers", type=int, default=40)
+    s.add_argument("--test-speakers", type=int, default=20)
+    s.add_argument("--utts-per-speaker", type=int, default=12)
+    s.add_argument("--sessions-per-speaker", type=int, default=3)
+    s.add_argument("--min-seconds", type=float, default=2.0)
+    s.add_argument("--max-seconds", type=float, default=4.0)
+    s.add_argument("--trials", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_corpus_synth)
+
+    feats = sub.add_parser("features", help="log-mel filterbank feature store").add_subparsers(
+        dest="features_cmd", required=True)
+    s = feats.add_parser("extract", help="compute one shard of a split")
+    s.add_argument("--manifest", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--shard", type=int, default=0)
+    s.add_argument("--num-shards", type=int, default=1)
+    s.add_argument("--n-mels", type=int, default=80)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_features_extract)
+    s = feats.add_parser("index", help="join shard indexes into index.tsv")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--num-shards", type=int, default=1)
+    s.set_defaults(func=cmd_features_index)
+
+    s = sub.add_parser("train", help="train one architecture (resumes from its checkpoint)")
+    s.add_argument("--features", type=Path, required=True)
+    s.add_argument("--manifest", type=Path, required=True)
+    s.add_argument("--arch", type=_json, required=True, help="architecture spec as JSON")
+    s.add_argument("--recipe", type=_json, default={}, help="training recipe as JSON")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("embed", help="embeddings of the evaluation set and the training mean/cohort")
+    s.add_argument("--model", type=Path, required=True)
+    s.add_argument("--test-features", type=Path, required=True)
+    s.add_argument("--test-manifest", type=Path, required=True)
+    s.add_argument("--train-features", type=Path, required=True)
+    s.add_argument("--train-manifest", type=Path, required=True)
+    s.add_argument("--crop-frames", type=int, default=200)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("score", help="cosine and AS-norm scores and metrics for trial lists")
+    s.add_argument("--embeddings", type=Path, required=True)
+    s.add_argument("--trials", type=_named_path, nargs="+", required=True, metavar="NAME=PATH")
+    s.add_argument("--top-n", type=int, default=300)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("monitor", help="run a command beside the sensor sidecar: monitor --out DIR -- CMD ...")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--config", type=_json, default={}, help="energy config (sensors, intervals) as JSON")
+    s.add_argument("--baseline", type=float, default=0.0, help="seconds of idle baseline before the command")
+    s.add_argument("command", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_monitor)
+
+    energy = sub.add_parser("energy", help="energy traces").add_subparsers(dest="energy_cmd", required=True)
+    s = energy.add_parser("join", help="energy per phase from a trace and its markers")
+    s.add_argument("--trace", type=Path, required=True)
+    s.add_argument("--markers", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_energy_join)
+
+    study = sub.add_parser("study", help="summary tables and figures").add_subparsers(dest="study_cmd", required=True)
+    s = study.add_parser("summary", help="one row per architecture and seed (CSV, HTML, LaTeX)")
+    s.add_argument("--results", type=Path, default=Path("results"))
+    s.add_argument("--config", type=_json, required=True, help="the study config (grid, seeds, carbon) as JSON")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_study_summary)
+    s = study.add_parser("figures", help="trade-off figures from the summary")
+    s.add_argument("--summary", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_study_figures)
+
+    arch = sub.add_parser("arch", help="architectures").add_subparsers(dest="arch_cmd", required=True)
+    s = arch.add_parser("list", help="the grid of a config with params and MACs")
+    s.add_argument("--config", type=Path, default=Path("config/config.yaml"))
+    s.add_argument("--frames", type=int, default=200)
+    s.set_defaults(func=cmd_arch_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        status = args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
+        # bad input: one clear line naming the file, line or key, not a traceback
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"svbench: error: {message}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()

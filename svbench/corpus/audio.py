@@ -1,0 +1,101 @@
+"""Reading and writing PCM wav files (stdlib `wave` + numpy).
+
+torchaudio >= 2.9 loads audio through torchcodec, which we do not depend on; plain PCM wav is all
+the corpus needs, and the stdlib reads it without extra packages.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import wave
+from pathlib import Path
+
+import numpy as np
+
+
+class AudioError(Exception):
+    """A wav file that cannot be read: not a wav, truncated, empty or in an unsupported format."""
+
+
+# Integer PCM widths the reader understands (bytes per sample) and their full scale.
+_FULL_SCALE = {1: 128.0, 2: 32768.0, 3: 8388608.0, 4: 2147483648.0}
+
+
+def _open(path: Path) -> wave.Wave_read:
+    try:
+        if path.stat().st_size == 0:
+            raise AudioError(f"{path}: empty file")
+        return wave.open(str(path), "rb")
+    except AudioError:
+        raise
+    except (wave.Error, EOFError, ValueError) as e:
+        # EOFError: file ends inside the header; wave.Error: not RIFF/WAVE or not PCM.
+        raise AudioError(f"{path}: not a readable PCM wav file ({e or 'file ends inside the header'})") from e
+    except OSError as e:
+        raise AudioError(f"{path}: cannot open ({e})") from e
+
+
+def wav_info(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(sample_rate, channels, n_frames) from the header only, without reading the samples."""
+    path = Path(path)
+    with _open(path) as w:
+        return w.getframerate(), w.getnchannels(), w.getnframes()
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a PCM wav as mono float32 in [-1, 1] (channels averaged) and its sample rate."""
+    path = Path(path)
+    with _open(path) as w:
+        rate, channels, width, n_frames = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+        if width not in _FULL_SCALE:
+            raise AudioError(f"{path}: unsupported sample width of {width} bytes")
+        try:
+            data = w.readframes(n_frames)
+        except (wave.Error, EOFError) as e:
+            raise AudioError(f"{path}: cannot read samples ({e})") from e
+    if n_frames == 0:
+        raise AudioError(f"{path}: no audio frames")
+    if len(data) < n_frames * channels * width:
+        got = len(data) // (channels * width)
+        raise AudioError(f"{path}: truncated: header says {n_frames} frames, file holds {got}")
+
+    if width == 1:  # 8-bit wav is unsigned
+        ints = np.frombuffer(data, dtype=np.uint8).astype(np.int32) - 128
+    elif width == 3:  # little-endian 24-bit: widen to int32 by putting the bytes in the top three
+        raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3)
+        ints = (
+            raw[:, 0].astype(np.int32) << 8 | raw[:, 1].astype(np.int32) << 16 | raw[:, 2].astype(np.int32) << 24
+        ) >> 8
+    else:
+        ints = np.frombuffer(data, dtype="<i2" if width == 2 else "<i4")
+    samples = ints.astype(np.float64) / _FULL_SCALE[width]
+    if channels > 1:
+        samples = samples.reshape(-1, channels).mean(axis=1)
+    return samples.astype(np.float32), rate
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 16000) -> None:
+    """Write mono float samples in [-1, 1] as 16-bit PCM, atomically (temp file, then os.replace).
+
+    Values outside [-1, 1] are clipped. A reader never sees a half-written file under `path`.
+    """
+    path = Path(path)
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"{path}: expected mono samples (1-D), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{path}: samples contain NaN or infinity")
+    pcm = np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f, wave.open(f, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(int(sample_rate))
+            w.writeframes(pcm.tobytes())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,92 @@
+"""Embeddings of whole utterances (evaluation) and of training crops (mean and AS-norm cohort).
+
+Evaluation utterances are embedded whole; utterances of exactly equal length are batched together so
+that no padding ever enters the pooling. Training utterances give the mean training embedding that
+cosine scoring subtracts and the per-speaker means that AS-norm uses as its cohort.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from svbench.corpus.manifest import read_manifest
+from svbench.energy.markers import phase
+from svbench.features import FeatureStore
+from svbench.scoring import speaker_means
+from svbench.training import load_model
+
+log = logging.getLogger("svbench.embedding")
+
+
+@torch.no_grad()
+def embed_utterances(model: torch.nn.Module, store: FeatureStore, utts: list[str], device: torch.device,
+                     max_batch_frames: int = 20000, progress: bool = True) -> np.ndarray:
+    """(len(utts), dim) float32 embeddings of whole utterances, in the order given."""
+    by_length: dict[int, list[int]] = defaultdict(list)
+    for i, utt in enumerate(utts):
+        by_length[store.frames(utt)].append(i)
+    out: np.ndarray | None = None
+    bar = tqdm(total=len(utts), desc="embed", unit="utt", disable=not progress, mininterval=2.0)
+    for frames, idx in sorted(by_length.items()):
+        per_batch = max(1, max_batch_frames // max(frames, 1))
+        for k in range(0, len(idx), per_batch):
+            chunk = idx[k: k + per_batch]
+            x = torch.from_numpy(np.stack([np.asarray(store.get(utts[i]), np.float32) for i in chunk])).to(device)
+            emb = model(x).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(utts), emb.shape[1]), np.float32)
+            out[chunk] = emb
+            bar.update(len(chunk))
+    bar.close()
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+@torch.no_grad()
+def embed_crops(model: torch.nn.Module, store: FeatureStore, utts: list[str], frames: int, seed: int,
+                device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """Embeddings of one random ``frames``-long crop of each utterance."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(0, len(utts), batch_size):
+        x = np.stack([store.crop(u, frames, rng) for u in utts[k: k + batch_size]])
+        rows.append(model(torch.from_numpy(x).to(device)).float().cpu().numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def embed(model_path: Path, test_features: Path, test_manifest: Path, train_features: Path, train_manifest: Path,
+          out_dir: Path, crop_frames: int = 200, max_train_utts: int = 20000, seed: int = 0,
+          device: str = "auto") -> None:
+    """Write ``test.npz`` (ids, embeddings) and ``train.npz`` (mean, cohort speakers, cohort)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model, _ = load_model(model_path, dev)
+    with phase("embed_test"):
+        store = FeatureStore(test_features)
+        ids = [u.utt for u in read_manifest(test_manifest)]
+        emb = embed_utterances(model, store, ids, dev)
+        _save_npz(out_dir / "test.npz", ids=np.array(ids), embeddings=emb)
+    with phase("embed_train"):
+        store = FeatureStore(train_features)
+        train = read_manifest(train_manifest)
+        rng = np.random.default_rng(seed)
+        if len(train) > max_train_utts:  # a random subset is enough for a mean and speaker means
+            train = [train[i] for i in sorted(rng.choice(len(train), max_train_utts, replace=False))]
+        emb = embed_crops(model, store, [u.utt for u in train], crop_frames, seed, dev)
+        speakers, cohort = speaker_means(emb, [u.speaker for u in train])
+        _save_npz(out_dir / "train.npz", mean=emb.mean(axis=0), speakers=np.array(speakers), cohort=cohort)
+    log.info("embedded %d test utterances and %d training crops", len(ids), len(train))

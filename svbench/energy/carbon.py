@@ -1,0 +1,84 @@
+"""Carbon: operational CO2e = energy × PUE × grid intensity, and embodied carbon kept apart.
+
+Every factor is a value with its source (``{"value": 1.2, "source": "…"}``). Grid intensity is either
+a constant or a time series (CSV with ``timestamp`` and ``gco2e_per_kwh`` columns, e.g. an hourly
+export from the grid operator) averaged over the time span of the energy it applies to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Factor:
+    value: float
+    unit: str
+    source: str
+
+    @classmethod
+    def from_config(cls, d: dict, key: str, unit: str) -> Factor:
+        if not isinstance(d, dict) or "value" not in d:
+            raise ValueError(f"config key {key}: expected {{value: ..., source: ...}}")
+        if not d.get("source"):
+            raise ValueError(f"config key {key}.source: every carbon factor needs its source")
+        return cls(float(d["value"]), d.get("unit", unit), str(d["source"]))
+
+
+class Intensity:
+    """Grid carbon intensity in gCO2e/kWh: constant, or a step series in time."""
+
+    def __init__(self, value: float | None = None, series: pd.Series | None = None, source: str = "") -> None:
+        if (value is None) == (series is None):
+            raise ValueError("grid intensity needs exactly one of a value or a series")
+        self.value, self.series, self.source = value, series, source
+
+    @classmethod
+    def from_config(cls, d: dict, key: str = "carbon.intensity") -> Intensity:
+        if not d.get("source"):
+            raise ValueError(f"config key {key}.source: the grid intensity needs its source")
+        if d.get("series"):
+            return cls(series=read_intensity_series(Path(d["series"])), source=str(d["source"]))
+        if "value" not in d:
+            raise ValueError(f"config key {key}: give a value (gCO2e/kWh) or a series (CSV path)")
+        return cls(value=float(d["value"]), source=str(d["source"]))
+
+    def mean_over(self, start_ns: int, end_ns: int) -> float:
+        """Time-weighted mean intensity over [start, end]; each series value holds until the next."""
+        if self.series is None:
+            return float(self.value)
+        times = self.series.index.asi8  # ns since epoch, UTC
+        values = self.series.to_numpy(dtype=np.float64)
+        if end_ns <= start_ns:
+            k = max(np.searchsorted(times, start_ns, side="right") - 1, 0)
+            return float(values[k])
+        edges = np.concatenate(([start_ns], times[(times > start_ns) & (times < end_ns)], [end_ns]))
+        idx = np.clip(np.searchsorted(times, edges[:-1], side="right") - 1, 0, len(values) - 1)
+        return float(np.sum(values[idx] * np.diff(edges)) / (end_ns - start_ns))
+
+
+def read_intensity_series(path: Path) -> pd.Series:
+    """A CSV of ``timestamp,gco2e_per_kwh`` (ISO times; naive times are taken as UTC)."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: grid intensity series not found "
+                                "(config key carbon.intensity.series)") from None
+    missing = {"timestamp", "gco2e_per_kwh"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected timestamp,gco2e_per_kwh")
+    times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
+    bad = frame.index[times.isna() | frame["gco2e_per_kwh"].isna()]
+    if len(bad):
+        raise ValueError(f"{path}:{bad[0] + 2}: unreadable timestamp or intensity")
+    series = pd.Series(frame["gco2e_per_kwh"].to_numpy(float), index=pd.DatetimeIndex(times)).sort_index()
+    return series
+
+
+def operational_g(energy_j: float, start_ns: int, end_ns: int, pue: Factor, intensity: Intensity) -> float:
+    """gCO2e of ``energy_j`` of IT energy spent between two wall-clock times."""
+    return energy_j / 3.6e6 * pue.value * intensity.mean_over(start_ns, end_ns)

@@ -1,0 +1,96 @@
+"""``svbench monitor --out DIR -- COMMAND``: run a command beside the sensor sidecar.
+
+Order matters for honest numbers: the sidecar is sampling before the ``begin`` marker and is stopped
+only after the ``end`` marker, so every marked phase lies inside the trace. SIGTERM/SIGINT (SLURM time
+limit, preemption, Ctrl-C) are forwarded to the workload so it can checkpoint; the monitor then exits
+with the workload's status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from svbench.energy.markers import ENV, write_marker
+from svbench.energy.sidecar import READY_FILE
+
+log = logging.getLogger("svbench.monitor")
+
+
+def _start_sidecar(out_dir: Path, config: dict) -> subprocess.Popen:
+    ready = out_dir / READY_FILE
+    ready.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out_dir), "--track-pid", str(os.getpid()),
+           "--config", json.dumps(config)]
+    # its own session: a Ctrl-C meant for the workload must not stop the measurement first
+    proc = subprocess.Popen(cmd, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"the sensor sidecar exited with status {proc.returncode} before sampling")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the sensor sidecar did not start within 60 s")
+        time.sleep(0.05)
+    return proc
+
+
+def _stop_sidecar(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_monitored(out_dir: Path, command: list[str], config: dict | None = None, baseline_s: float = 0.0) -> int:
+    """Run ``command`` measured; returns its exit status (128+N when killed by signal N)."""
+    if not command:
+        raise ValueError("svbench monitor: no command given after --")
+    config = config or {}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markers = out_dir / "markers.jsonl"
+    sidecar = _start_sidecar(out_dir, config)
+    child: subprocess.Popen | None = None
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    status = 1
+    try:
+        attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1
+        write_marker(markers, "begin", command=command, pid=os.getpid(), attempt=attempt,
+                     slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+        if baseline_s > 0:
+            write_marker(markers, "start", phase="idle_baseline", index=None, pid=os.getpid())
+            time.sleep(baseline_s)
+            write_marker(markers, "stop", phase="idle_baseline", index=None, pid=os.getpid(), ok=True)
+        if not received:
+            env = os.environ | {ENV: str(markers.resolve())}
+            try:
+                child = subprocess.Popen(command, env=env)
+            except OSError as exc:
+                raise RuntimeError(f"svbench monitor: cannot run {command[0]!r}: {exc}") from exc
+            returncode = child.wait()
+            status = 128 - returncode if returncode < 0 else returncode
+        else:
+            status = 128 + received[0]
+        write_marker(markers, "end", status=status, signals=received)
+    finally:
+        _stop_sidecar(sidecar)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return status

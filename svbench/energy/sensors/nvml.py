@@ -1,0 +1,219 @@
+"""GPU energy and power from NVML, read through nvidia-ml-py (``import pynvml``).
+
+Per GPU the job may use (``CUDA_VISIBLE_DEVICES``), channel ``gpuK`` (K = position in the job's
+view) gives:
+
+- ``energy`` (J, cumulative since ``open()``): ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since
+  driver load, Volta and newer). The best figure; the join uses its deltas.
+- ``power`` (W): instant power from ``nvmlDeviceGetFieldValues([NVML_FI_DEV_POWER_INSTANT])``;
+  where that field is not supported, ``nvmlDeviceGetPowerUsage`` instead (the only power there is).
+- ``power_avg`` (W): ``nvmlDeviceGetPowerUsage`` when instant power exists too. On Ampere and newer
+  (except A100) it is a 1-s average, so it is kept for context and never integrated.
+- ``utilisation`` (%) and ``memory`` (bytes used), for context.
+
+``pynvml`` is imported inside ``open()`` so that tests can put a fake module first on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from svbench.energy.sensors.base import Reading, SensorUnavailable
+
+# pynvml's NVML_VALUE_TYPE_* → member of the c_nvmlValue_t union holding the value.
+_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
+
+
+@dataclass
+class _Gpu:
+    channel: str
+    nvml_index: int
+    handle: Any
+    uuid: str
+    name: str = ""
+    energy_base_mj: int | None = None  # None: no energy counter (pre-Volta)
+    instant: bool = False
+    average: bool = False
+    utilisation: bool = False
+    memory: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def field_value(fv: Any) -> float:
+    """The number inside one nvmlFieldValue_t, picked by its ``valueType``."""
+    return float(getattr(fv.value, _VALUE_MEMBERS[int(fv.valueType)]))
+
+
+def select_devices(visible: str | None, uuids: list[str]) -> tuple[list[int], list[str]]:
+    """NVML indices named by ``CUDA_VISIBLE_DEVICES`` (in the job's order), and notes on what was dropped.
+
+    Follows CUDA: entries are indices or ``GPU-…`` UUIDs (a unique prefix is enough); parsing stops at
+    the first entry that names no device. ``MIG-…`` instances are skipped: NVML's energy and power are
+    those of the whole GPU. Unset means every GPU.
+    """
+    if visible is None:
+        return list(range(len(uuids))), []
+    chosen: list[int] = []
+    notes: list[str] = []
+    for token in (t.strip() for t in visible.split(",")):
+        if re.fullmatch(r"\d+", token) and int(token) < len(uuids):
+            index = int(token)
+        elif token.startswith("GPU-") and len(matches := [i for i, u in enumerate(uuids) if u.startswith(token)]) == 1:
+            index = matches[0]
+        elif token.startswith("MIG-"):
+            notes.append(f"{token}: MIG instance skipped (NVML reports whole-GPU energy)")
+            continue
+        else:
+            if token:
+                notes.append(f"{token!r} names no GPU: it and later entries ignored, as CUDA does")
+            break
+        if index not in chosen:
+            chosen.append(index)
+    return chosen, notes
+
+
+class NvmlSensor:
+    """NVML energy counter, instant and average power, utilisation and memory per visible GPU."""
+
+    name = "nvml"
+
+    def __init__(self, interval_s: float = 0.1) -> None:
+        self.interval_s = interval_s
+        self._nvml: Any = None
+        self._gpus: list[_Gpu] = []
+        self._meta: dict = {}
+
+    def open(self) -> None:
+        try:
+            import pynvml
+        except ImportError as exc:
+            raise SensorUnavailable(f"pynvml not importable: {exc}") from exc
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as exc:  # library not found, driver not loaded, ...
+            raise SensorUnavailable(f"pynvml: nvmlInit failed: {exc}") from exc
+        self._nvml = pynvml
+        try:
+            self._open_devices(pynvml)
+        except SensorUnavailable:
+            self.close()
+            raise
+        except pynvml.NVMLError as exc:
+            self.close()
+            raise SensorUnavailable(f"pynvml: {exc}") from exc
+
+    def _open_devices(self, nv: Any) -> None:
+        count = nv.nvmlDeviceGetCount()
+        if count == 0:
+            raise SensorUnavailable("pynvml: no GPU")
+        handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        uuids = [_text(nv.nvmlDeviceGetUUID(h)) for h in handles]
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        chosen, notes = select_devices(visible, uuids)
+        if not chosen:
+            raise SensorUnavailable(f"pynvml: CUDA_VISIBLE_DEVICES={visible!r} leaves no usable GPU")
+
+        self._gpus = [self._probe(nv, f"gpu{k}", i, handles[i], uuids[i]) for k, i in enumerate(chosen)]
+        if not any(g.energy_base_mj is not None or g.instant or g.average for g in self._gpus):
+            raise SensorUnavailable("pynvml: no visible GPU reports energy or power")
+
+        if visible and any(re.fullmatch(r"\d+", t.strip()) for t in visible.split(",")):
+            if os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+                # CUDA numbers GPUs fastest-first by default, NVML by PCI bus: the same only on
+                # nodes with identical GPUs. UUIDs in CUDA_VISIBLE_DEVICES avoid the question.
+                notes.append("indices read in NVML (PCI bus) order; CUDA_DEVICE_ORDER is not PCI_BUS_ID")
+        self._meta = {
+            "driver_version": _text(nv.nvmlSystemGetDriverVersion()),
+            "cuda_visible_devices": visible,
+            "notes": notes,
+            "devices": {
+                g.channel: {
+                    "uuid": g.uuid,
+                    "name": g.name,
+                    "nvml_index": g.nvml_index,
+                    "energy_counter": g.energy_base_mj is not None,
+                    "energy_at_open_mj": g.energy_base_mj,
+                    "power_source": "field POWER_INSTANT"
+                    if g.instant
+                    else ("nvmlDeviceGetPowerUsage" if g.average else None),
+                    "notes": g.notes,
+                }
+                for g in self._gpus
+            },
+        }
+
+    @staticmethod
+    def _probe(nv: Any, channel: str, index: int, handle: Any, uuid: str) -> _Gpu:
+        """Find out once which figures this GPU offers, so read() asks only for those."""
+        gpu = _Gpu(channel, index, handle, uuid, name=_text(nv.nvmlDeviceGetName(handle)))
+        try:
+            gpu.energy_base_mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(handle))
+        except nv.NVMLError as exc:  # NotSupported before Volta
+            gpu.notes.append(f"energy counter: {exc}")
+        try:
+            fv = nv.nvmlDeviceGetFieldValues(handle, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
+            gpu.instant = fv.nvmlReturn == nv.NVML_SUCCESS
+            if not gpu.instant:
+                gpu.notes.append(f"instant power: {nv.NVMLError(fv.nvmlReturn)}")
+        except (nv.NVMLError, AttributeError) as exc:  # old driver, or an old pynvml without the field
+            gpu.notes.append(f"instant power: {exc}")
+        for attr, call in (
+            ("average", nv.nvmlDeviceGetPowerUsage),
+            ("utilisation", nv.nvmlDeviceGetUtilizationRates),
+            ("memory", nv.nvmlDeviceGetMemoryInfo),
+        ):
+            try:
+                call(handle)
+                setattr(gpu, attr, True)
+            except nv.NVMLError as exc:
+                gpu.notes.append(f"{attr}: {exc}")
+        return gpu
+
+    def read(self) -> list[Reading]:
+        nv = self._nvml
+        out: list[Reading] = []
+        for g in self._gpus:
+            h, ch = g.handle, g.channel
+            if g.energy_base_mj is not None:
+                mj = nv.nvmlDeviceGetTotalEnergyConsumption(h)
+                out.append(Reading(ch, "energy", (mj - g.energy_base_mj) / 1000.0, "J", "gpu"))
+            if g.instant:
+                fv = nv.nvmlDeviceGetFieldValues(h, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
+                # A field carries its own return code; a failed one is a missing sample, not a reason
+                # to drop this read's energy counters too.
+                if fv.nvmlReturn == nv.NVML_SUCCESS:
+                    out.append(Reading(ch, "power", field_value(fv) / 1000.0, "W", "gpu"))
+            if g.average:
+                quantity = "power_avg" if g.instant else "power"
+                out.append(Reading(ch, quantity, nv.nvmlDeviceGetPowerUsage(h) / 1000.0, "W", "gpu"))
+            if g.utilisation:
+                out.append(Reading(ch, "utilisation", float(nv.nvmlDeviceGetUtilizationRates(h).gpu), "%", "gpu"))
+            if g.memory:
+                out.append(Reading(ch, "memory", float(nv.nvmlDeviceGetMemoryInfo(h).used), "B", "gpu"))
+        return out
+
+    def metadata(self) -> dict:
+        return dict(self._meta)
+
+    def close(self) -> None:
+        nv, self._nvml, self._gpus = self._nvml, None, []
+        if nv is not None:
+            try:
+                nv.nvmlShutdown()
+            except nv.NVMLError:
+                pass  # nothing left to release
+
+
+def make(config: dict) -> NvmlSensor:
+    """Build an NvmlSensor from its config section.
+
+    Keys: ``interval_s`` (default 0.1; NVML power updates every ~20-100 ms). Other keys are ignored.
+    """
+    return NvmlSensor(interval_s=float(config.get("interval_s", 0.1)))

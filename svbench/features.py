@@ -1,0 +1,165 @@
+"""Log-mel filterbanks and the on-disk feature store.
+
+Features are 80-dim Kaldi-compatible fbanks (``torchaudio.compliance.kaldi.fbank``: 25 ms / 10 ms,
+Hamming, waveform scaled by 32768, no dither) with per-utterance mean normalisation, stored as
+float16. A split is written as shards (``shardNNNN.npy`` + ``shardNNNN.index.tsv``) that can be
+computed by separate jobs; ``index.tsv`` (``utt shard offset frames``) joins them and marks the split
+complete. Reading memory-maps the shards, so a training job touches only the crops it uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio.compliance.kaldi as kaldi
+from tqdm import tqdm
+
+from svbench.corpus.audio import read_wav
+from svbench.corpus.manifest import Utterance, read_manifest
+
+log = logging.getLogger("svbench.features")
+
+
+@dataclass(frozen=True)
+class FbankConfig:
+    n_mels: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    sample_rate: int = 16000
+
+
+def fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig = FbankConfig()) -> np.ndarray:
+    """(frames, n_mels) float32 log-mel filterbank with the utterance mean removed."""
+    if sample_rate != cfg.sample_rate:
+        raise ValueError(f"expected {cfg.sample_rate} Hz audio, got {sample_rate} Hz")
+    wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).unsqueeze(0) * 32768.0
+    feats = kaldi.fbank(wave, num_mel_bins=cfg.n_mels, frame_length=cfg.frame_length_ms,
+                        frame_shift=cfg.frame_shift_ms, dither=0.0, sample_frequency=sample_rate,
+                        window_type="hamming", energy_floor=0.0)
+    feats = feats - feats.mean(dim=0, keepdim=True)
+    return feats.numpy()
+
+
+def shard_utterances(utts: list[Utterance], shard: int, num_shards: int) -> list[Utterance]:
+    """The utterances of one shard: a contiguous slice, so shards stay balanced and stable."""
+    if not 0 <= shard < num_shards:
+        raise ValueError(f"shard {shard} out of range for {num_shards} shards")
+    bounds = np.linspace(0, len(utts), num_shards + 1).round().astype(int)
+    return utts[bounds[shard]: bounds[shard + 1]]
+
+
+def shard_name(shard: int) -> str:
+    return f"shard{shard:04d}"
+
+
+def extract_shard(manifest: Path, out_dir: Path, shard: int = 0, num_shards: int = 1,
+                  cfg: FbankConfig = FbankConfig(), progress: bool = True) -> Path:
+    """Compute one shard of a split; an existing finished shard is kept as it is."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = shard_name(shard)
+    npy, index = out_dir / f"{name}.npy", out_dir / f"{name}.index.tsv"
+    if npy.exists() and index.exists():
+        log.info("%s already complete: kept", index)
+        return index
+    utts = shard_utterances(read_manifest(manifest), shard, num_shards)
+    arrays, rows, offset, audio_s = [], [], 0, 0.0
+    t0 = time.monotonic()
+    for utt in tqdm(utts, desc=f"fbank {name}", unit="utt", disable=not progress, mininterval=2.0):
+        samples, sr = read_wav(utt.path)
+        feats = fbank(samples, sr, cfg).astype(np.float16)
+        arrays.append(feats)
+        rows.append(f"{utt.utt}\t{shard}\t{offset}\t{len(feats)}\n")
+        offset += len(feats)
+        audio_s += len(samples) / sr
+    data = np.concatenate(arrays) if arrays else np.zeros((0, cfg.n_mels), np.float16)
+    # write data first, index last: the index is what says "this shard is complete"
+    with open(npy.with_suffix(".npy.tmp"), "wb") as f:
+        np.save(f, data)
+    os.replace(npy.with_suffix(".npy.tmp"), npy)
+    tmp = index.with_suffix(".tsv.tmp")
+    tmp.write_text("utt\tshard\toffset\tframes\n" + "".join(rows))
+    os.replace(tmp, index)
+    elapsed = max(time.monotonic() - t0, 1e-9)
+    log.info("%s: %d utterances, %.1f s of audio in %.1f s (%.0f x real time)", name, len(utts), audio_s, elapsed,
+             audio_s / elapsed)
+    return index
+
+
+def merge_index(out_dir: Path, num_shards: int) -> Path:
+    """Join the shard indexes into ``index.tsv``; fails naming any shard that is missing."""
+    out_dir = Path(out_dir)
+    missing = [shard_name(k) for k in range(num_shards) if not (out_dir / f"{shard_name(k)}.index.tsv").exists()]
+    if missing:
+        raise FileNotFoundError(f"{out_dir}: shards not extracted yet: {', '.join(missing)}")
+    lines = ["utt\tshard\toffset\tframes\n"]
+    for k in range(num_shards):
+        lines += (out_dir / f"{shard_name(k)}.index.tsv").read_text().splitlines(keepends=True)[1:]
+    tmp = out_dir / "index.tsv.tmp"
+    tmp.write_text("".join(lines))
+    os.replace(tmp, out_dir / "index.tsv")
+    return out_dir / "index.tsv"
+
+
+class FeatureStore:
+    """Memory-mapped read access to a split's features by utterance id."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        index = self.directory / "index.tsv"
+        if not index.exists():
+            raise FileNotFoundError(f"{index}: feature index missing (run `svbench features` first)")
+        self._where: dict[str, tuple[int, int, int]] = {}
+        for n, line in enumerate(index.read_text().splitlines()[1:], 2):
+            try:
+                utt, shard, offset, frames = line.split("\t")
+                self._where[utt] = (int(shard), int(offset), int(frames))
+            except ValueError as exc:
+                raise ValueError(f"{index}:{n}: expected 'utt shard offset frames', got {line!r}") from exc
+        self._shards: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def __contains__(self, utt: str) -> bool:
+        return utt in self._where
+
+    @property
+    def utterances(self) -> list[str]:
+        return list(self._where)
+
+    def frames(self, utt: str) -> int:
+        return self._where[utt][2]
+
+    def _shard(self, k: int) -> np.ndarray:
+        if k not in self._shards:  # opened lazily: each DataLoader worker maps its own view
+            self._shards[k] = np.load(self.directory / f"{shard_name(k)}.npy", mmap_mode="r")
+        return self._shards[k]
+
+    def get(self, utt: str) -> np.ndarray:
+        """(frames, n_mels) float16 view of one utterance."""
+        try:
+            shard, offset, frames = self._where[utt]
+        except KeyError:
+            raise KeyError(f"utterance {utt!r} is not in the feature store {self.directory}") from None
+        return self._shard(shard)[offset: offset + frames]
+
+    def crop(self, utt: str, frames: int, rng: np.random.Generator) -> np.ndarray:
+        """A random ``frames``-long float32 crop; short utterances are tiled to length."""
+        feats = self.get(utt)
+        n = len(feats)
+        if n >= frames:
+            start = int(rng.integers(0, n - frames + 1))
+            return np.asarray(feats[start: start + frames], dtype=np.float32)
+        reps = -(-frames // max(n, 1))
+        return np.asarray(np.tile(feats, (reps, 1))[:frames], dtype=np.float32)
+
+    def __getstate__(self) -> dict:
+        # memmaps are not pickled into DataLoader workers; each worker reopens them
+        return {**self.__dict__, "_shards": {}}

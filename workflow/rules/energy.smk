@@ -1,0 +1,22 @@
+# The product of each measured step: the job's own output proves the trace and markers are final.
+STEP_OUTPUT = {
+    "train": "results/models/{arch}/seed{seed}/model.pt",
+    "embed": "results/embeddings/{arch}/seed{seed}/test.npz",
+    "score": "results/scores/{arch}/seed{seed}/metrics.json",
+}
+
+
+rule energy_join:
+    input:
+        lambda w: STEP_OUTPUT[w.step].format(arch=w.arch, seed=w.seed),
+    output:
+        "results/energy/{step}/{arch}/seed{seed}/energy.csv",
+    params:
+        folder="results/energy/{step}/{arch}/seed{seed}",
+    log:
+        "results/logs/energy/{step}/{arch}/seed{seed}.log",
+    conda:
+        ENV
+    shell:
+        "svbench energy join --trace {params.folder}/trace.csv --markers {params.folder}/markers.jsonl"
+        " --out {output} > {log} 2>&1"
