@@ -31,6 +31,9 @@ from svbench.corpus.audio import write_wav
 from svbench.corpus.manifest import Trial, Utterance, write_manifest, write_trials
 
 TEST_SPEAKER_BASE = 10000  # test speakers are id10001…, like VoxCeleb1's id10xxx, so they never clash with training ids
+TIMBRE_BANDS = 5
+TIMBRE_DB = 5.0
+LEVEL = lambda rng: rng.uniform(-32.0, -20.0)
 
 # Shared vowel inventory: F1-F4 (Hz) of an adult male voice (Peterson & Barney, F4 approximate).
 VOWELS = np.array(
@@ -100,6 +103,9 @@ class Voice:
     open_quotient: float
     rate: float  # speaking rate factor (>1 = faster)
     vowel_prefs: np.ndarray  # (n_vowels,) probabilities: speakers favour some sounds
+    consonant_prefs: np.ndarray  # (n_consonants,) probabilities
+    fric_scale: float  # shifts the speaker's fricative and burst spectra
+    timbre: np.ndarray  # (k, 3): fixed spectral peaks/notches (centre Hz, gain dB, width octaves)
 
 
 @dataclass(frozen=True)
@@ -119,23 +125,33 @@ def draw_voice(rng: np.random.Generator) -> Voice:
     female = rng.random() < 0.5
     # Pitch 85-250 Hz overall; formant scale ~1.17 for female voices (shorter vocal tract).
     f0 = float(np.clip(np.exp(rng.normal(math.log(205.0 if female else 115.0), 0.12)), 85.0, 250.0))
-    scale = float(rng.normal(1.16 if female else 1.0, 0.035))
+    scale = float(rng.normal(1.16 if female else 1.0, 0.06))
     n_vowels = len(VOWELS)
+    # Timbre the formants do not capture (nasal and sinus coupling, piriform fossae, wall losses):
+    # a smooth speaker-specific curve of a few peaks and dips, fixed for the speaker.
+    timbre = np.column_stack([
+        np.exp(rng.uniform(math.log(150.0), math.log(6000.0), TIMBRE_BANDS)) * scale,
+        rng.normal(0.0, TIMBRE_DB, TIMBRE_BANDS),
+        rng.uniform(0.3, 0.8, TIMBRE_BANDS),
+    ])
     return Voice(
         f0=f0,
         f0_range=float(rng.uniform(1.5, 5.0)),
         formant_scale=scale,
-        formant_offsets=np.exp(rng.normal(0.0, [0.03, 0.03, 0.04, 0.05])),
+        formant_offsets=np.exp(rng.normal(0.0, [0.05, 0.05, 0.06, 0.07])),
         vowel_offsets=np.exp(rng.normal(0.0, 0.04, size=(n_vowels, 4))),
         f5=float(4400.0 * scale * np.exp(rng.normal(0.0, 0.05))),
         bw_scale=float(np.exp(rng.normal(0.0, 0.2))),
-        tilt=float(rng.uniform(-4.0, 1.0)),
+        tilt=float(rng.uniform(-7.0, 2.0)),
         breath=float(np.exp(rng.uniform(math.log(0.02), math.log(0.4)))),
         jitter=float(rng.uniform(0.003, 0.02)),
         shimmer=float(rng.uniform(0.02, 0.08)),
         open_quotient=float(rng.uniform(0.45, 0.8)),
         rate=float(np.exp(rng.normal(0.0, 0.12))),
         vowel_prefs=rng.dirichlet(np.full(n_vowels, 3.0)),
+        consonant_prefs=rng.dirichlet(np.full(len(CONSONANTS), 3.0)),
+        fric_scale=float(scale * np.exp(rng.normal(0.0, 0.1))),
+        timbre=timbre,
     )
 
 
@@ -244,11 +260,11 @@ def _consonant(plan: _Plan, name: str, voice: Voice, rng: np.random.Generator, s
         plan.add(rng.uniform(0.045, 0.085) * slow, av=av, formants=np.array(formants) * scale)
     elif name in FRICATIVES:
         fc, bw, af, av = FRICATIVES[name]
-        plan.add(rng.uniform(0.07, 0.13) * slow, av=av, af=af, fc=fc * voice.formant_scale, fbw=bw)
+        plan.add(rng.uniform(0.07, 0.13) * slow, av=av, af=af, fc=fc * voice.fric_scale, fbw=bw)
     elif name in PLOSIVES:
         fc, bw, voiced = PLOSIVES[name]
         plan.add(rng.uniform(0.04, 0.08) * slow, av=0.08 if voiced else 0.0)  # closure (voice bar if voiced)
-        plan.add(rng.uniform(0.008, 0.02), af=1.2, fc=fc * voice.formant_scale, fbw=bw)  # burst
+        plan.add(rng.uniform(0.008, 0.02), af=1.2, fc=fc * voice.fric_scale, fbw=bw)  # burst
         if not voiced:
             plan.add(rng.uniform(0.02, 0.05) * slow, ah=0.5)  # aspiration before voicing starts
     else:  # "h"
@@ -258,13 +274,13 @@ def _consonant(plan: _Plan, name: str, voice: Voice, rng: np.random.Generator, s
 def _plan_utterance(voice: Voice, session: Session, seconds: float, rng: np.random.Generator) -> _Plan:
     slow = 1.0 / (voice.rate * session.rate_factor)
     plan = _Plan()
-    plan.add(rng.uniform(0.05, 0.3))  # leading silence
-    end_speech = seconds - rng.uniform(0.05, 0.25)
+    plan.add(rng.uniform(0.02, 0.15))  # leading silence
+    end_speech = seconds - rng.uniform(0.02, 0.15)
     vowel_scale = voice.formant_scale * voice.formant_offsets * voice.vowel_offsets
-    cons_p = np.full(len(CONSONANTS), 1.0 / len(CONSONANTS))
+    cons_p = voice.consonant_prefs
     while True:
         phrase_start = plan.t
-        for _ in range(rng.integers(3, 10)):
+        for _ in range(rng.integers(4, 12)):
             if plan.t + 0.3 * slow > end_speech:  # no room for another syllable
                 break
             for _ in range(rng.choice(3, p=[0.25, 0.6, 0.15])):  # onset: 0-2 consonants
@@ -284,7 +300,7 @@ def _plan_utterance(voice: Voice, session: Session, seconds: float, rng: np.rand
             plan.phrases.append((phrase_start, plan.t))
         if plan.t + 0.4 * slow > end_speech:
             break
-        plan.add(rng.uniform(0.12, 0.45) * slow)  # pause between phrases
+        plan.add(rng.uniform(0.08, 0.3) * slow)  # pause between phrases
     plan.add(max(seconds - plan.t, 0.0) + 0.1)  # trailing silence up to the end
     if not plan.key_t:  # an utterance too short for a syllable still needs formant values
         plan.key_t.append(0.0)
@@ -342,7 +358,7 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     flow = np.where(closing, np.cos(0.5 * np.pi * (frac - tp) / tn), flow)
     dflow = np.where(opening, 0.5 * np.pi / tp * np.sin(np.pi * frac / tp), 0.0)
     dflow = np.where(closing, -0.5 * np.pi / tn * np.sin(0.5 * np.pi * (frac - tp) / tn), dflow)
-    pulses = dflow * (1 + voice.shimmer * rng.standard_normal(n_periods)[period])
+    pulses = dflow * (1 + voice.shimmer * rng.standard_normal(int(period[-1]) + 1)[period])
     pulse_rms = math.sqrt(float(np.mean(pulses**2))) + 1e-9
     pulses = pulses + voice.breath * pulse_rms * rng.standard_normal(n) * (0.3 + flow)
     noise = rng.standard_normal(n) * pulse_rms
@@ -367,7 +383,11 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     centres = np.minimum(centres, 0.45 * fs)
     bws = np.broadcast_to(BANDWIDTHS * voice.bw_scale, centres.shape) * (1 + centres / 5000)
     tract = _resonances(freqs, centres, bws)
-    tilt = 10 ** ((voice.tilt + session.tilt_shift) * np.log2(np.maximum(freqs, 500.0) / 500.0) / 20)
+    octaves = np.log2(np.maximum(freqs, 50.0) / 500.0)
+    colour_db = (voice.tilt + session.tilt_shift) * np.maximum(octaves, 0.0)
+    for centre, gain_db, width in voice.timbre:
+        colour_db += gain_db * np.exp(-0.5 * (np.log2(np.maximum(freqs, 50.0) / centre) / width) ** 2)
+    tilt = 10 ** (colour_db / 20)
 
     fc, fbw = track(plan.fc), track(plan.fbw)
     frication = 1 / (1 + ((freqs[None, :] - fc[:, None]) / (fbw[:, None] / 2)) ** 2)
@@ -393,7 +413,7 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     audio = speech + bg
 
     # Recording level: RMS around -26 dBFS, never clipping.
-    audio *= 10 ** (rng.uniform(-32.0, -20.0) / 20) / math.sqrt(float(np.mean(audio**2)) + 1e-12)
+    audio *= 10 ** (LEVEL(rng) / 20) / math.sqrt(float(np.mean(audio**2)) + 1e-12)
     peak = float(np.max(np.abs(audio)))
     if peak > 0.99:
         audio *= 0.99 / peak

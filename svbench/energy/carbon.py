@@ -7,6 +7,7 @@ export from the grid operator) averaged over the time span of the energy it appl
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,7 @@ class Intensity:
         """Time-weighted mean intensity over [start, end]; each series value holds until the next."""
         if self.series is None:
             return float(self.value)
-        times = self.series.index.asi8  # ns since epoch, UTC
+        times = pd.DatetimeIndex(self.series.index).as_unit("ns").asi8  # ns since epoch, UTC
         values = self.series.to_numpy(dtype=np.float64)
         if end_ns <= start_ns:
             k = max(np.searchsorted(times, start_ns, side="right") - 1, 0)
@@ -64,18 +65,27 @@ class Intensity:
 def read_intensity_series(path: Path) -> pd.Series:
     """A CSV of ``timestamp,gco2e_per_kwh`` (ISO times; naive times are taken as UTC)."""
     try:
-        frame = pd.read_csv(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)  # a row with extra fields: not silently cut
+            frame = pd.read_csv(path, dtype=str, index_col=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: grid intensity series not found "
                                 "(config key carbon.intensity.series)") from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path}: not a timestamp,gco2e_per_kwh CSV ({exc})") from None
     missing = {"timestamp", "gco2e_per_kwh"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected timestamp,gco2e_per_kwh")
-    times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
-    bad = frame.index[times.isna() | frame["gco2e_per_kwh"].isna()]
+    if frame.empty:
+        raise ValueError(f"{path}: the grid intensity series has no rows")
+    times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
+    values = pd.to_numeric(frame["gco2e_per_kwh"], errors="coerce")  # "n/a" or "12 g" is an error, not a crash
+    bad = frame.index[times.isna() | values.isna() | (values < 0)]
     if len(bad):
-        raise ValueError(f"{path}:{bad[0] + 2}: unreadable timestamp or intensity")
-    series = pd.Series(frame["gco2e_per_kwh"].to_numpy(float), index=pd.DatetimeIndex(times)).sort_index()
+        raise ValueError(f"{path}:{bad[0] + 2}: unreadable timestamp or intensity "
+                         f"{frame['timestamp'].iloc[bad[0]]!r},{frame['gco2e_per_kwh'].iloc[bad[0]]!r}")
+    # pandas 3 parses to µs; mean_over works in ns since the epoch
+    series = pd.Series(values.to_numpy(float), index=pd.DatetimeIndex(times).as_unit("ns")).sort_index()
     return series
 
 

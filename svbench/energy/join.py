@@ -30,7 +30,7 @@ def _coverage(t: np.ndarray, a: float, b: float) -> float:
         return 0.0
     period = float(np.median(np.diff(t)))
     lo, hi = t[:-1], t[1:]
-    ok = (hi - lo) <= GAP_PERIODS * max(period, 1.0)
+    ok = (hi - lo) <= GAP_PERIODS * period  # t is in seconds: no floor of a whole second here
     covered = np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0, None)[ok].sum()
     return float(min(covered / (b - a), 1.0))
 
@@ -51,22 +51,46 @@ def trapezoid_energy(t: np.ndarray, p: np.ndarray, a: float, b: float) -> float:
     return float(np.trapezoid(pp, tt))
 
 
+def continuous_counter(e: np.ndarray) -> np.ndarray:
+    """Join the counter runs of successive sidecar sessions (each starts again from zero) end to end.
+
+    Within a session a counter never falls (wraps are already undone by the sensor), so a fall marks a
+    new session; nothing is counted for the unmeasured time between two sessions.
+    """
+    drops = np.flatnonzero(np.diff(e) < 0) + 1
+    if not len(drops):
+        return e
+    out = e.copy()
+    for k in drops:
+        out[k:] += out[k - 1] - out[k]
+    return out
+
+
 def join_frames(trace: pd.DataFrame, job_phases: list[Phase]) -> pd.DataFrame:
     """Energy per phase × channel. Times are monotonic ns in the inputs, seconds in the output."""
     rows: list[dict] = []
     series = trace[trace["quantity"].isin(["energy", "power"])].dropna(subset=["value"])
-    t_last = float(trace["t_mono_ns"].max()) / 1e9 if len(trace) else None
+    t_all = np.sort(trace["t_mono_ns"].to_numpy(dtype=np.float64)) / 1e9
+
+    def open_end(ph: Phase) -> float | None:
+        """A phase whose stop never came ends at the last sample of its attempt (not in the next one)."""
+        limit = np.inf if ph.open_until_mono_ns is None else ph.open_until_mono_ns / 1e9
+        k = np.searchsorted(t_all, limit) - 1
+        return float(t_all[k]) if k >= 0 else None
+
     channels = []
     for (sensor, channel, quantity), g in series.groupby(["sensor", "channel", "quantity"], sort=True):
         t = g["t_mono_ns"].to_numpy(dtype=np.float64) / 1e9
-        channels.append((sensor, channel, quantity, t, g["value"].to_numpy(dtype=np.float64),
-                         str(g["component"].iloc[0]), bool(g["estimated"].any())))
+        v = g["value"].to_numpy(dtype=np.float64)
+        if quantity == "energy":
+            v = continuous_counter(v)
+        channels.append((sensor, channel, quantity, t, v, str(g["component"].iloc[0]), bool(g["estimated"].any())))
     # a channel with a counter is integrated from it; its power readings (if any) would double count
     counters = {(s, c) for s, c, q, *_ in channels if q == "energy"}
     channels = [ch for ch in channels if ch[2] == "energy" or (ch[0], ch[1]) not in counters]
     for ph in job_phases:
         a = ph.start_mono_ns / 1e9
-        b = ph.stop_mono_ns / 1e9 if ph.stop_mono_ns is not None else t_last
+        b = ph.stop_mono_ns / 1e9 if ph.stop_mono_ns is not None else open_end(ph)
         if b is None or b <= a:
             continue
         for sensor, channel, quantity, t, v, component, estimated in channels:
@@ -87,6 +111,7 @@ def join_frames(trace: pd.DataFrame, job_phases: list[Phase]) -> pd.DataFrame:
                 "resolved": (b - a) >= 3 * period, "estimated": estimated,
             })
     frame = pd.DataFrame(rows, columns=[c for c in ENERGY_COLUMNS if c not in ("baseline_w", "energy_above_idle_j")])
+    frame["index"] = frame["index"].astype("Int64")  # an epoch number, not a float; empty for unnumbered phases
     return _with_idle_baseline(frame)
 
 

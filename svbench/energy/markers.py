@@ -56,6 +56,9 @@ class Phase:
     stop_wall_ns: int | None
     complete: bool
     attempt: int = 1
+    # a phase whose stop never came, cut short by a new attempt: it ended before this (monotonic ns) time,
+    # when the next attempt's sidecar started sampling; None: it ended with the trace
+    open_until_mono_ns: int | None = None
 
 
 def read_markers(path: Path | str) -> list[dict]:
@@ -81,31 +84,34 @@ def phases(records: list[dict]) -> list[Phase]:
     """Pair start/stop markers into phases; the whole job (begin → end) is the phase ``job``.
 
     A job may have several attempts (a preempted job resumes with a new ``begin``): each attempt is
-    its own ``job`` phase and phases left open by a killed attempt are closed as incomplete.
+    its own ``job`` phase and phases left open by a killed attempt are closed as incomplete: at the
+    ``end`` marker when there is one, else left without a stop (the join closes them at the attempt's
+    last sample, before ``open_until_mono_ns``).
     """
     out: list[Phase] = []
     open_: dict[tuple, dict] = {}
     attempt = 0
     job: dict | None = None
 
-    def close_all_open() -> None:
+    def close_all_open(until: int | None = None) -> None:
         nonlocal job
         for rec in open_.values():
-            out.append(_phase(rec, None, attempt))
+            out.append(_phase(rec, None, attempt, until=until))
         open_.clear()
         if job is not None:
-            out.append(_phase(job, None, attempt, name="job"))
+            out.append(_phase(job, None, attempt, name="job", until=until))
             job = None
 
     for rec in records:
         event = rec.get("event")
         if event == "begin":
-            close_all_open()
+            close_all_open(int(rec.get("sidecar_started_mono_ns") or rec["t_mono_ns"]))
             attempt += 1
             job = rec
         elif event == "end":
+            # the workload is gone: what it left open ended (incompletely) no later than this marker
             for rec_open in open_.values():
-                out.append(_phase(rec_open, None, attempt))
+                out.append(_phase(rec_open, rec, attempt, complete=False))
             open_.clear()
             if job is not None:
                 out.append(_phase(job, rec, attempt, name="job", complete=rec.get("status") == 0))
@@ -121,7 +127,7 @@ def phases(records: list[dict]) -> list[Phase]:
 
 
 def _phase(start: dict, stop: dict | None, attempt: int, name: str | None = None,
-           complete: bool | None = None) -> Phase:
+           complete: bool | None = None, until: int | None = None) -> Phase:
     return Phase(
         name=name or str(start.get("phase")),
         index=start.get("index"),
@@ -131,4 +137,5 @@ def _phase(start: dict, stop: dict | None, attempt: int, name: str | None = None
         stop_wall_ns=None if stop is None else int(stop["t_wall_ns"]),
         complete=(stop is not None) if complete is None else complete,
         attempt=max(attempt, 1),
+        open_until_mono_ns=until if stop is None else None,
     )

@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from svbench.energy.markers import ENV, write_marker
+from svbench.energy.markers import ENV, read_markers, write_marker
 from svbench.energy.sidecar import READY_FILE
+from svbench.energy.trace import drop_torn_tail
 
 log = logging.getLogger("svbench.monitor")
 
@@ -51,6 +53,42 @@ def _stop_sidecar(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+RUN_FILES = ("trace.csv", "markers.jsonl", READY_FILE)
+
+
+def _last_attempt_succeeded(records: list[dict]) -> bool:
+    """Whether the last ``begin`` in the markers was followed by an ``end`` with status 0."""
+    status = None
+    for rec in records:
+        if rec.get("event") == "begin":
+            status = None
+        elif rec.get("event") == "end":
+            status = rec.get("status")
+    return status == 0
+
+
+def _prepare_out_dir(out_dir: Path) -> None:
+    """Set a finished run aside, or make a killed attempt's markers ready to be appended to.
+
+    A rerun after a run that ended with status 0 is a new measurement: its files go to ``previous/``
+    (replacing an older one) so the old energy is not added in. After a failed or killed attempt the
+    files stay and the new attempt appends: a preempted job's energy is part of its cost.
+    """
+    markers = out_dir / "markers.jsonl"
+    if not markers.exists():
+        return
+    drop_torn_tail(markers)  # a workload killed mid-write: the torn line must not become a middle line
+    if not _last_attempt_succeeded(read_markers(markers)):
+        return
+    previous = out_dir / "previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    previous.mkdir()
+    for name in RUN_FILES:
+        if (out_dir / name).exists():
+            os.replace(out_dir / name, previous / name)
+    log.info("%s: a completed run was moved to %s", out_dir, previous)
+
+
 def run_monitored(out_dir: Path, command: list[str], config: dict | None = None, baseline_s: float = 0.0) -> int:
     """Run ``command`` measured; returns its exit status (128+N when killed by signal N)."""
     if not command:
@@ -59,21 +97,26 @@ def run_monitored(out_dir: Path, command: list[str], config: dict | None = None,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     markers = out_dir / "markers.jsonl"
+    _prepare_out_dir(out_dir)
     sidecar = _start_sidecar(out_dir, config)
     child: subprocess.Popen | None = None
     received: list[int] = []
+    forwarded: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
         received.append(signum)
         if child is not None and child.poll() is None:
+            forwarded.append(signum)
             child.send_signal(signum)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     status = 1
     try:
         attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1
+        # where this attempt's samples begin: phases a killed earlier attempt left open end before it
+        started = json.loads((out_dir / READY_FILE).read_text()).get("started_mono_ns")
         write_marker(markers, "begin", command=command, pid=os.getpid(), attempt=attempt,
-                     slurm_job_id=os.environ.get("SLURM_JOB_ID"))
+                     slurm_job_id=os.environ.get("SLURM_JOB_ID"), sidecar_started_mono_ns=started)
         if baseline_s > 0:
             write_marker(markers, "start", phase="idle_baseline", index=None, pid=os.getpid())
             time.sleep(baseline_s)
@@ -84,6 +127,8 @@ def run_monitored(out_dir: Path, command: list[str], config: dict | None = None,
                 child = subprocess.Popen(command, env=env)
             except OSError as exc:
                 raise RuntimeError(f"svbench monitor: cannot run {command[0]!r}: {exc}") from exc
+            if received and not forwarded:  # a signal that came while the child was being started
+                child.send_signal(received[-1])
             returncode = child.wait()
             status = 128 - returncode if returncode < 0 else returncode
         else:

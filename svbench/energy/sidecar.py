@@ -29,6 +29,7 @@ from svbench.energy.trace import TraceWriter
 log = logging.getLogger("svbench.sidecar")
 
 READY_FILE = "sidecar.json"
+FIRST_READING_WAIT_S = 30.0  # the monitor gives up on the sidecar after 60 s
 
 
 def open_sensors(config: dict, track_pid: int) -> tuple[list[Sensor], list[SensorStatus]]:
@@ -79,7 +80,8 @@ def node_metadata() -> dict:
             "memory_bytes": psutil.virtual_memory().total, "environment": env}
 
 
-def _sample_loop(sensor: Sensor, writer: TraceWriter, stop: threading.Event) -> None:
+def _sample_loop(sensor: Sensor, writer: TraceWriter, stop: threading.Event,
+                 first: threading.Event | None = None) -> None:
     next_t = time.monotonic()
     errors = 0
     while True:
@@ -95,6 +97,8 @@ def _sample_loop(sensor: Sensor, writer: TraceWriter, stop: threading.Event) -> 
         # stamp the midpoint: honest for instant reads and for a slow BMC call alike
         t1_wall, t1_mono = time.time_ns(), time.monotonic_ns()
         writer.write(sensor.name, readings, (t0_wall + t1_wall) // 2, (t0_mono + t1_mono) // 2)
+        if first is not None:
+            first.set()
         if final:
             return
         next_t += sensor.interval_s
@@ -111,15 +115,23 @@ def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Eve
     stop = stop or threading.Event()
     sensors, statuses = open_sensors(config, track_pid)
     writer = TraceWriter(out_dir / "trace.csv")
+    started_wall_ns, started_mono_ns = time.time_ns(), time.monotonic_ns()
+    firsts = [threading.Event() for _ in sensors]
+    threads = [threading.Thread(target=_sample_loop, args=(s, writer, stop, ev), name=f"sensor-{s.name}",
+                                daemon=True) for s, ev in zip(sensors, firsts, strict=True)]
+    for t in threads:
+        t.start()
+    # every sensor's first reading comes before the ready file, hence before the job's begin marker:
+    # a counter read only after the begin would lose the start of the job
+    deadline = time.monotonic() + FIRST_READING_WAIT_S
+    for ev in firsts:
+        ev.wait(max(deadline - time.monotonic(), 0.0))
     meta = {"node": node_metadata(), "pid": os.getpid(), "track_pid": track_pid,
-            "sensors": [asdict(s) for s in statuses], "started_wall_ns": time.time_ns()}
+            "sensors": [asdict(s) for s in statuses], "started_wall_ns": started_wall_ns,
+            "started_mono_ns": started_mono_ns}
     tmp = out_dir / (READY_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str))
     os.replace(tmp, out_dir / READY_FILE)  # its appearance tells the monitor we are sampling
-    threads = [threading.Thread(target=_sample_loop, args=(s, writer, stop), name=f"sensor-{s.name}", daemon=True)
-               for s in sensors]
-    for t in threads:
-        t.start()
     parent = os.getppid()
     while not stop.wait(0.25):
         if not psutil.pid_exists(track_pid) or os.getppid() != parent:

@@ -34,6 +34,7 @@ class TraceWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        drop_torn_tail(self.path)  # else this session's first row would be glued to a killed one's last
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._file = open(self.path, "a", newline="", buffering=1 << 16)  # noqa: SIM115 - closed in close()
         self._lock = threading.Lock()
@@ -53,6 +54,8 @@ class TraceWriter:
             out.writerow([t_wall_ns, t_mono_ns, sensor, r.channel, r.quantity, value, r.unit, r.component,
                           int(r.estimated)])
         with self._lock:
+            if self._file.closed:
+                return  # a sensor call that hung past the sidecar's stop: its late reading is dropped
             self._file.write(buf.getvalue())
             self._file.flush()
 
@@ -61,6 +64,19 @@ class TraceWriter:
             if not self._file.closed:
                 self._file.flush()
                 self._file.close()
+
+
+def drop_torn_tail(path: Path) -> None:
+    """Cut a last line that has no newline (a killed writer), so appending starts on a fresh line."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as f:
+        f.seek(-1, io.SEEK_END)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        data = f.read()
+        f.truncate(data.rfind(b"\n") + 1)
 
 
 def read_trace(path: Path) -> pd.DataFrame:
@@ -77,7 +93,10 @@ def read_trace(path: Path) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not an svbench trace (missing columns {missing})")
-    frame = frame.dropna(subset=["t_wall_ns", "t_mono_ns"])
+    # a row with fewer fields is one torn by a kill (its last field may be cut short): drop it
+    whole = frame["estimated"].astype(str).isin(["0", "1", "True", "False", "true", "false"])
+    frame = frame[whole & pd.to_numeric(frame["t_wall_ns"], errors="coerce").notna()
+                  & pd.to_numeric(frame["t_mono_ns"], errors="coerce").notna()].copy()
     frame["t_wall_ns"] = frame["t_wall_ns"].astype("int64")
     frame["t_mono_ns"] = frame["t_mono_ns"].astype("int64")
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")

@@ -1,0 +1,648 @@
+"""The energy core: markers, the trace, the join, and the monitor + sidecar as real processes.
+
+Fakes sit only at the OS boundary: a powercap tree in tmp_path (SVBENCH_POWERCAP_ROOT), the fake
+ipmitool (SVBENCH_IPMITOOL) and the fake pynvml first on PYTHONPATH of the sidecar process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from fakes.powercap import PowercapTree
+
+from svbench.energy import markers as mk
+from svbench.energy.join import join, join_frames
+from svbench.energy.markers import phase, phases, read_markers
+from svbench.energy.sensors.base import Reading
+from svbench.energy.trace import COLUMNS, TraceWriter, read_trace
+
+FAKES = Path(__file__).parent / "fakes"
+S = 10**9  # ns per second
+T0 = 1000 * S  # monotonic origin of the replayed traces
+TIMEOUT = 60  # every subprocess ends within this, whatever happens
+
+
+# --- markers ------------------------------------------------------------------------------------
+
+
+def test_phase_is_a_no_op_without_the_variable(monkeypatch, tmp_path):
+    monkeypatch.delenv(mk.ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    with phase("epoch", 1):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_phase_start_stop_pairing_and_exception(monkeypatch, tmp_path):
+    path = tmp_path / "markers.jsonl"
+    monkeypatch.setenv(mk.ENV, str(path))
+    with phase("load"):
+        pass
+    for i in range(2):
+        with phase("epoch", i, lr=0.1):
+            pass
+    with pytest.raises(RuntimeError), phase("validate"):
+        raise RuntimeError("boom")
+    records = read_markers(path)
+    assert [(r["event"], r["phase"], r["index"]) for r in records] == [
+        ("start", "load", None), ("stop", "load", None), ("start", "epoch", 0), ("stop", "epoch", 0),
+        ("start", "epoch", 1), ("stop", "epoch", 1), ("start", "validate", None), ("stop", "validate", None)]
+    assert records[2]["lr"] == 0.1 and records[2]["pid"] == os.getpid()
+    assert all(r["t_mono_ns"] > 0 and r["t_wall_ns"] > 0 for r in records)
+    got = {(p.name, p.index): p for p in phases(records)}
+    assert len(got) == 4
+    assert got["epoch", 1].complete and got["load", None].complete
+    assert got["epoch", 1].stop_mono_ns >= got["epoch", 1].start_mono_ns
+    assert not got["validate", None].complete  # ended by an exception: ok=false
+
+
+def test_torn_markers(tmp_path):
+    path = tmp_path / "markers.jsonl"
+    mk.write_marker(path, "begin", attempt=1)
+    mk.write_marker(path, "start", phase="epoch", index=0, pid=1)
+    with open(path, "a") as f:
+        f.write('{"event": "stop", "pha')  # killed mid-write
+    assert [r["event"] for r in read_markers(path)] == ["begin", "start"]
+    with open(path, "a") as f:
+        f.write("\n" + json.dumps({"event": "end", "status": 0, "t_mono_ns": 1, "t_wall_ns": 1}) + "\n")
+    with pytest.raises(ValueError, match=r"markers\.jsonl:3:"):
+        read_markers(path)
+    assert read_markers(tmp_path / "absent.jsonl") == []
+
+
+def marker(event: str, t: float, **fields: object) -> dict:
+    return {"event": event, "t_mono_ns": T0 + int(t * S), "t_wall_ns": 1_700_000_000 * S + int(t * S), **fields}
+
+
+def test_phases_two_attempts_close_the_first_as_incomplete():
+    records = [
+        marker("begin", 1, attempt=1), marker("start", 2, phase="epoch", index=0, pid=7),
+        marker("start", 3, phase="epoch", index=1, pid=7),  # killed here: no stop, no end
+        marker("begin", 10, attempt=2), marker("start", 11, phase="epoch", index=1, pid=8),
+        marker("stop", 12, phase="epoch", index=1, pid=8, ok=True), marker("end", 13, status=0),
+    ]
+    got = phases(records)
+    first = [p for p in got if p.attempt == 1]
+    second = [p for p in got if p.attempt == 2]
+    assert sorted((p.name, p.index) for p in first) == [("epoch", 0), ("epoch", 1), ("job", None)]
+    assert all(not p.complete and p.stop_mono_ns is None for p in first)
+    assert sorted((p.name, p.index, p.complete) for p in second) == [("epoch", 1, True), ("job", None, True)]
+    job2 = next(p for p in second if p.name == "job")
+    assert job2.stop_mono_ns == T0 + 13 * S
+
+
+def test_phases_open_at_end_are_closed_at_end_as_incomplete():
+    records = [marker("begin", 1), marker("start", 2, phase="epoch", index=0, pid=7), marker("end", 5, status=137)]
+    got = {p.name: p for p in phases(records)}
+    assert not got["epoch"].complete and got["epoch"].stop_mono_ns == T0 + 5 * S
+    assert not got["job"].complete and got["job"].stop_mono_ns == T0 + 5 * S
+
+
+# --- trace --------------------------------------------------------------------------------------
+
+
+def test_trace_round_trip(tmp_path):
+    path = tmp_path / "trace.csv"
+    w = TraceWriter(path)
+    w.write("nvml", [Reading("gpu0", "energy", 1.5, "J", "gpu"), Reading("gpu0", "power", 301.25, "W", "gpu")],
+            t_wall_ns=2 * S, t_mono_ns=T0 + 2 * S)
+    w.write("estimate", [Reading("dram", "power", 0.75, "W", "dram", estimated=True)], 1 * S, T0 + 1 * S)
+    w.write("ipmi", [Reading("*", "error", float("nan"), "", "other")], 3 * S, T0 + 3 * S)
+    w.close()
+    w.write("ipmi", [Reading("node", "power", 1.0, "W", "node")])  # after close: dropped, no crash
+    frame = read_trace(path)
+    assert list(frame.columns) == COLUMNS
+    assert frame["sensor"].tolist() == ["estimate", "nvml", "nvml", "ipmi"]  # sorted by monotonic time
+    assert frame["value"].iloc[:3].tolist() == [0.75, 1.5, 301.25] and np.isnan(frame["value"].iloc[3])
+    assert frame["estimated"].tolist() == [True, False, False, False]
+    assert frame["t_mono_ns"].dtype == np.int64 and frame["t_mono_ns"].iloc[0] == T0 + S
+    # a second writer (a new attempt) appends without a second header
+    TraceWriter(path).close()
+    assert path.read_text().count("t_wall_ns") == 1
+
+
+@pytest.mark.parametrize("tail", ["1700000000", "1,2,nvml,gpu0,energy,12.3", "1,2,nvml,gpu0,energy,12.5,J,gpu,"])
+def test_trace_torn_last_line(tmp_path, tail):
+    path = tmp_path / "trace.csv"
+    w = TraceWriter(path)
+    w.write("rapl", [Reading("package-0", "energy", 2.0, "J", "cpu")], S, T0)
+    w.close()
+    with open(path, "a") as f:
+        f.write(tail)
+    frame = read_trace(path)
+    assert frame["value"].tolist() == [2.0]
+    # a new session appending to the torn file: the torn row must not glue onto the next one
+    w = TraceWriter(path)
+    w.write("rapl", [Reading("package-0", "energy", 3.0, "J", "cpu")], 2 * S, T0 + S)
+    w.close()
+    assert read_trace(path)["value"].tolist() == [2.0, 3.0]
+
+
+def test_trace_torn_middle_row_with_missing_fields_is_dropped(tmp_path):
+    path = tmp_path / "trace.csv"
+    path.write_text(",".join(COLUMNS) + "\n1,5,rapl,package-0,energy,1.0,J,cpu,0\n2,6,rapl,package-0,energy,12\n"
+                    "3,7,rapl,package-0,energy,2.0,J,cpu,0\n")
+    assert read_trace(path)["value"].tolist() == [1.0, 2.0]  # "12" may be a cut-off "12.9": not kept
+
+
+def test_trace_empty_or_header_only(tmp_path):
+    for text in ("", ",".join(COLUMNS) + "\n", ",".join(COLUMNS)):
+        path = tmp_path / "trace.csv"
+        path.write_text(text)
+        frame = read_trace(path)
+        assert frame.empty and list(frame.columns) == COLUMNS
+    assert read_trace(tmp_path / "absent.csv").empty
+    assert join_frames(read_trace(tmp_path / "absent.csv"), []).empty
+
+
+# --- join: replay of a known power profile -------------------------------------------------------
+
+
+def power(t: np.ndarray) -> np.ndarray:
+    """Piecewise-linear ramp up, plateau and ramp down, plus a sinusoid: W at seconds t."""
+    ramp = np.interp(t, [0, 8, 12, 20], [200, 280, 280, 120])
+    return ramp + 40 * np.sin(2 * np.pi * t / 3)
+
+
+FINE = np.linspace(0, 25, 2_500_001)
+FINE_E = np.concatenate(([0.0], np.cumsum((power(FINE[1:]) + power(FINE[:-1])) / 2 * np.diff(FINE))))
+
+
+def exact(a: float, b: float) -> float:
+    return float(np.interp(b, FINE, FINE_E) - np.interp(a, FINE, FINE_E))
+
+
+def replay(path: Path, times: np.ndarray, extra: Callable[[TraceWriter, float], None] | None = None) -> None:
+    """A 'meter' with power only and a 'counter' with energy only, sampled at ``times`` (seconds)."""
+    w = TraceWriter(path)
+    for t in times:
+        ns = T0 + round(t * S)
+        w.write("meter", [Reading("node", "power", float(power(np.array(t))), "W", "node")], ns, ns)
+        w.write("counter", [Reading("node", "energy", exact(0, t), "J", "node")], ns, ns)
+        if extra:
+            extra(w, t)
+    w.close()
+
+
+def write_markers(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def rows(frame, name: str, sensor: str | None = None):
+    part = frame[frame["phase"] == name]
+    return part if sensor is None else part[part["sensor"] == sensor].iloc[0]
+
+
+def test_join_replay_matches_the_exact_integral(tmp_path):
+    times = np.round(np.arange(0, 20.0001, 0.1), 6)
+    replay(tmp_path / "trace.csv", times)
+    write_markers(tmp_path / "markers.jsonl", [
+        marker("begin", 0.5), marker("start", 2.03, phase="a", index=None, pid=1),
+        marker("stop", 7.77, phase="a", index=None, pid=1, ok=True),
+        marker("start", 7.77, phase="b", index=0, pid=1), marker("stop", 15.41, phase="b", index=0, pid=1, ok=True),
+        marker("start", 5.0, phase="short", index=None, pid=2), marker("stop", 5.2, phase="short", index=None, pid=2),
+        marker("start", 16.0, phase="late", index=None, pid=2), marker("stop", 25.0, phase="late", index=None, pid=2),
+        marker("end", 19.5, status=0),
+    ])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl", tmp_path / "energy.csv")
+    assert (tmp_path / "energy.csv").exists() and not (tmp_path / "energy.csv.tmp").exists()
+    for name, a, b in (("a", 2.03, 7.77), ("b", 7.77, 15.41), ("job", 0.5, 19.5)):
+        for sensor, method in (("meter", "trapezoid"), ("counter", "counter")):
+            row = rows(frame, name, sensor)
+            assert row["method"] == method
+            assert row["energy_j"] == pytest.approx(exact(a, b), rel=0.005), (name, sensor)
+            assert row["coverage"] == pytest.approx(1.0)
+            assert row["resolved"] and row["complete"] and not row["estimated"]
+            assert row["seconds"] == pytest.approx(b - a)
+            assert row["component"] == "node"
+    assert not rows(frame, "short", "meter")["resolved"]  # 0.2 s < three 0.1-s periods
+    late = rows(frame, "late", "meter")  # runs 5 s past the last sample
+    assert late["coverage"] == pytest.approx(4 / 9, abs=0.02)
+    assert late["energy_j"] == pytest.approx(exact(16, 20), rel=0.005)  # what was measured, nothing invented
+    assert frame["baseline_w"].isna().all() and frame["energy_above_idle_j"].isna().all()
+
+
+def test_join_gap_lowers_coverage(tmp_path):
+    times = np.round(np.arange(0, 20.0001, 0.1), 6)
+    times = times[(times < 10) | (times > 12)]  # the sensor said nothing for two seconds
+    replay(tmp_path / "trace.csv", times)
+    write_markers(tmp_path / "markers.jsonl", [
+        marker("start", 7.77, phase="b", index=0, pid=1), marker("stop", 15.41, phase="b", index=0, pid=1),
+        marker("start", 2.0, phase="a", index=0, pid=1), marker("stop", 6.0, phase="a", index=0, pid=1)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    for sensor in ("meter", "counter"):
+        b = rows(frame, "b", sensor)
+        assert b["coverage"] == pytest.approx(1 - 2.2 / (15.41 - 7.77), abs=0.01)
+        assert rows(frame, "a", sensor)["coverage"] == pytest.approx(1.0)
+    # the counter still knows the energy across the hole; the meter bridges it with a straight line
+    assert rows(frame, "b", "counter")["energy_j"] == pytest.approx(exact(7.77, 15.41), rel=0.005)
+
+
+def test_join_counter_takes_precedence_and_idle_baseline(tmp_path):
+    times = np.round(np.arange(0, 10.0001, 0.1), 6)
+    w = TraceWriter(tmp_path / "trace.csv")
+    for t in times:
+        watts = 50.0 if t < 3.5 else 150.0
+        energy = 50.0 * min(t, 3.5) + 150.0 * max(t - 3.5, 0)
+        ns = T0 + round(t * S)
+        w.write("nvml", [Reading("gpu0", "energy", energy, "J", "gpu"), Reading("gpu0", "power", watts * 2, "W", "gpu"),
+                         Reading("gpu0", "utilisation", 40.0, "%", "gpu")], ns, ns)
+        w.write("ipmi", [Reading("node", "power", watts, "W", "node")], ns, ns)
+    w.close()
+    write_markers(tmp_path / "markers.jsonl", [
+        marker("begin", 0.5), marker("start", 1, phase="idle_baseline", index=None, pid=1),
+        marker("stop", 3, phase="idle_baseline", index=None, pid=1, ok=True),
+        marker("start", 4, phase="work", index=None, pid=2), marker("stop", 9, phase="work", index=None, pid=2),
+        marker("end", 9.5, status=0)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    gpu = frame[frame["sensor"] == "nvml"]
+    assert set(gpu["method"]) == {"counter"}  # the power channel of gpu0 is not added on top
+    assert len(gpu) == 3  # one row per phase: idle_baseline, work, job
+    for sensor in ("nvml", "ipmi"):
+        work = rows(frame, "work", sensor)
+        assert work["energy_j"] == pytest.approx(750.0, rel=1e-6)
+        assert work["baseline_w"] == pytest.approx(50.0)
+        assert work["energy_above_idle_j"] == pytest.approx(750.0 - 50.0 * 5, rel=1e-6)
+        assert rows(frame, "idle_baseline", sensor)["energy_above_idle_j"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_join_killed_job_is_closed_at_the_last_sample(tmp_path):
+    times = np.round(np.arange(0, 20.0001, 0.1), 6)
+    replay(tmp_path / "trace.csv", times)
+    write_markers(tmp_path / "markers.jsonl", [marker("begin", 1.0), marker("start", 2.0, phase="epoch", index=0)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    for name, a in (("job", 1.0), ("epoch", 2.0)):
+        row = rows(frame, name, "counter")
+        assert not row["complete"]
+        assert row["seconds"] == pytest.approx(20.0 - a)
+        assert row["energy_j"] == pytest.approx(exact(a, 20.0), rel=0.005)
+        assert row["t_end_wall_ns"] - row["t_start_wall_ns"] == pytest.approx((20.0 - a) * S, rel=1e-6)
+
+
+def test_join_two_sessions_counters_restart_from_zero(tmp_path):
+    """A preempted attempt and its resumption: the second sidecar's counters start again at zero."""
+    w = TraceWriter(tmp_path / "trace.csv")
+    for t in np.arange(0, 10.01, 0.5):
+        ns = T0 + round(t * S)
+        w.write("rapl", [Reading("package-0", "energy", 10.0 * t, "J", "cpu")], ns, ns)
+    for t in np.arange(20, 30.01, 0.5):
+        ns = T0 + round(t * S)
+        w.write("rapl", [Reading("package-0", "energy", 10.0 * (t - 20), "J", "cpu")], ns, ns)
+    w.close()
+    write_markers(tmp_path / "markers.jsonl", [
+        marker("begin", 1), marker("start", 2, phase="epoch", index=0, pid=1),  # killed at ~10 s
+        marker("begin", 21, sidecar_started_mono_ns=T0 + 19_900_000_000),
+        marker("start", 22, phase="epoch", index=0, pid=2),
+        marker("stop", 28, phase="epoch", index=0, pid=2), marker("end", 29, status=0)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    got = {(r.phase, r.attempt): r for r in frame.itertuples()}
+    assert got["job", 1].seconds == pytest.approx(9.0) and got["job", 1].energy_j == pytest.approx(90.0)
+    assert got["epoch", 1].energy_j == pytest.approx(80.0) and not got["epoch", 1].complete
+    assert got["job", 2].energy_j == pytest.approx(80.0) and got["job", 2].complete
+    assert got["epoch", 2].energy_j == pytest.approx(60.0)
+    assert (frame["energy_j"] >= 0).all()
+
+
+# --- monitor + sidecar, end to end ---------------------------------------------------------------
+
+WORKLOAD = r"""
+import os, signal, sys, time
+from pathlib import Path
+from svbench.energy.markers import phase
+mode, arg = sys.argv[1], sys.argv[2]
+if mode == "term":
+    def on_term(*_):
+        Path(arg).write_text("checkpoint")
+        sys.exit(143)
+    signal.signal(signal.SIGTERM, on_term)
+with phase("load"):
+    time.sleep(0.3)
+with phase("work", 0):
+    if mode == "sigkill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if mode in ("term", "sleep"):
+        time.sleep(30)
+    t = time.monotonic()
+    while time.monotonic() - t < float(os.environ.get("WORK_S", "0.8")):
+        pass
+sys.exit(int(arg) if mode == "exit" else 0)
+"""
+
+PYNVML_WRAPPER = """
+# The fake pynvml with one GPU whose energy counter runs at {watts} W from import time.
+import importlib.util, time
+_spec = importlib.util.spec_from_file_location("_fake_pynvml", {fake!r})
+_fake = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fake)
+globals().update({{k: v for k, v in vars(_fake).items() if not k.startswith("__")}})
+_fake.add_gpu("GPU-aaaaaaaa-1111-2222-3333-444444444444", energy_mj=5_000_000, instant_mw={watts} * 1000)
+_t0 = time.monotonic()
+
+
+def nvmlDeviceGetTotalEnergyConsumption(handle):
+    return _fake.nvmlDeviceGetTotalEnergyConsumption(handle) + int({watts} * 1000 * (time.monotonic() - _t0))
+"""
+
+GPU_W, CPU_W, DRAM_W, NODE_W = 300, 20, 5, 400
+PKG_RANGE_UJ = 60_000_000  # 60 J: the package counter wraps about once every 3 s at 20 W
+
+
+class Node:
+    """Fake sensors for a sidecar process, and the energy config that samples them fast."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tmp = tmp_path
+        self.monkeypatch = monkeypatch
+        self.config: dict = {"nvml": {"interval_s": 0.05}, "rapl": {"interval_s": 0.05},
+                             "ipmi": {"interval_s": 0.1, "timeout_s": 2, "retries": 0},
+                             "estimate": {"interval_s": 0.05}}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        for var in ("SLURM_JOB_ID", "SLURM_RESTART_COUNT", "CUDA_VISIBLE_DEVICES", "FAKE_IPMI_MODE", "WORK_S"):
+            monkeypatch.delenv(var, raising=False)
+        # nothing by default: a real GPU, powercap or BMC of the test machine must not leak in
+        empty = tmp_path / "no-gpu"
+        empty.mkdir()
+        shutil.copy(FAKES / "fake_pynvml" / "pynvml.py", empty / "pynvml.py")  # no GPUS: "no GPU"
+        monkeypatch.setenv("PYTHONPATH", str(empty))
+        monkeypatch.setenv("SVBENCH_POWERCAP_ROOT", str(tmp_path / "no-powercap"))
+        monkeypatch.setenv("SVBENCH_IPMITOOL", str(tmp_path / "no-ipmitool"))
+
+    def with_gpu(self) -> None:
+        folder = self.tmp / "gpu"
+        folder.mkdir()
+        fake = str(FAKES / "fake_pynvml" / "pynvml.py")
+        (folder / "pynvml.py").write_text(PYNVML_WRAPPER.format(fake=fake, watts=GPU_W))
+        self.monkeypatch.setenv("PYTHONPATH", str(folder))
+
+    def with_rapl(self) -> None:
+        """Package (wrapping soon after the start) and DRAM counters advanced by a thread, like the CPU would."""
+        root = self.tmp / "powercap"
+        root.mkdir()
+        tree = PowercapTree(root)
+        tree.add_zone("intel-rapl:0", "package-0", energy_uj=PKG_RANGE_UJ - 1_000_000, max_range_uj=PKG_RANGE_UJ)
+        tree.add_zone("intel-rapl:0:0", "dram", energy_uj=0)
+        self.monkeypatch.setenv("SVBENCH_POWERCAP_ROOT", str(root))
+        t0 = time.monotonic()
+
+        def advance() -> None:
+            while not self._stop.wait(0.01):
+                el = time.monotonic() - t0
+                for zone, start, watts, top in (("intel-rapl:0", PKG_RANGE_UJ - 1_000_000, CPU_W, PKG_RANGE_UJ),
+                                                ("intel-rapl:0:0", 0, DRAM_W, 2**40)):
+                    path = tree.energy_file(zone)
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_text(f"{int(start + watts * 1e6 * el) % top}\n")
+                    os.replace(tmp, path)  # whole numbers only, as the kernel gives them
+
+        self._thread = threading.Thread(target=advance, daemon=True)
+        self._thread.start()
+
+    def with_ipmi(self, fail_after: int | None = None, mode: str = "session") -> None:
+        """The fake ipmitool, or a wrapper that turns it bad (``mode``) after ``fail_after`` calls."""
+        bin_dir = self.tmp / "bin"
+        bin_dir.mkdir()
+        tool = bin_dir / "ipmitool"
+        if fail_after is None:
+            shutil.copy(FAKES / "ipmitool", tool)
+        else:
+            tool.write_text(f"""#!/usr/bin/env bash
+n=$(( $(cat {bin_dir}/count 2>/dev/null || echo 0) + 1 )); echo $n > {bin_dir}/count
+[ $n -gt {fail_after} ] && export FAKE_IPMI_MODE={mode}
+exec {FAKES / "ipmitool"} "$@"
+""")
+        tool.chmod(0o755)
+        self.monkeypatch.setenv("SVBENCH_IPMITOOL", str(tool))
+        self.monkeypatch.setenv("FAKE_IPMI_WATTS", str(NODE_W))
+
+    def all_sensors(self) -> None:
+        self.with_gpu()
+        self.with_rapl()
+        self.with_ipmi()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def monitor(self, out: Path, mode: str = "exit", arg: str = "0", baseline: float = 0.0) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "svbench.cli", "monitor", "--out", str(out), "--config", json.dumps(self.config),
+               "--baseline", str(baseline), "--", sys.executable, "-c", WORKLOAD, mode, arg]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def run(self, out: Path, mode: str = "exit", arg: str = "0", baseline: float = 0.0) -> tuple[int, str]:
+        proc = self.monitor(out, mode, arg, baseline)
+        try:
+            output, _ = proc.communicate(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+            pytest.fail(f"monitor did not finish within {TIMEOUT} s:\n{output}")
+        return proc.returncode, output
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch) -> Iterator[Node]:
+    n = Node(tmp_path, monkeypatch)
+    yield n
+    n.close()
+
+
+def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def started(out: Path, name: str) -> dict | None:
+    for rec in read_markers(out / "markers.jsonl") if (out / "markers.jsonl").exists() else []:
+        if rec.get("event") == "start" and rec.get("phase") == name:
+            return rec
+    return None
+
+
+def kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_all_sensors_end_to_end(node, tmp_path):
+    node.all_sensors()
+    out = tmp_path / "run"
+    status, output = node.run(out, baseline=0.3)
+    assert status == 0, output
+    trace = read_trace(out / "trace.csv")
+    assert {"nvml", "rapl", "ipmi"} <= set(trace["sensor"]) and "estimate" not in set(trace["sensor"])
+    assert "error" not in set(trace["quantity"]), trace[trace["quantity"] == "error"]
+    pkg = trace[(trace["sensor"] == "rapl") & (trace["channel"] == "package-0")]["value"].to_numpy()
+    assert (np.diff(pkg) >= 0).all() and pkg[-1] > 1.0  # unwrapped across max_energy_range_uj
+
+    meta = json.loads((out / "sidecar.json").read_text())
+    assert {s["name"]: s["available"] for s in meta["sensors"]} == {"nvml": True, "rapl": True, "ipmi": True}
+
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    assert {"job", "idle_baseline", "load", "work"} <= set(frame["phase"])
+    job = frame[frame["phase"] == "job"].set_index("component")
+    assert set(job.index) == {"gpu", "cpu", "dram", "node"}
+    assert job.loc["gpu", "method"] == "counter" and job.loc["cpu", "method"] == "counter"
+    assert job.loc["dram", "method"] == "counter" and job.loc["node", "method"] == "trapezoid"
+    assert not job["estimated"].any() and job["complete"].all()
+    assert (job["coverage"] > 0.5).all()  # generous: a loaded CI machine may stall the sampler
+    for component, watts in (("gpu", GPU_W), ("cpu", CPU_W), ("dram", DRAM_W), ("node", NODE_W)):
+        mean_w = job.loc[component, "energy_j"] / job.loc[component, "seconds"]
+        assert mean_w == pytest.approx(watts, rel=0.25), component
+    work = frame[frame["phase"] == "work"]
+    assert (work["energy_j"] > 0).all() and work["complete"].all() and (work["index"] == 0).all()
+    assert frame[frame["phase"] == "work"]["baseline_w"].notna().all()
+
+
+def test_estimate_only_without_sensors_and_node_metadata(node, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    out = tmp_path / "run"
+    status, output = node.run(out, arg="3")
+    assert status == 3, output
+    meta = json.loads((out / "sidecar.json").read_text())
+    sensors = {s["name"]: s for s in meta["sensors"]}
+    for name in ("nvml", "rapl", "ipmi"):
+        assert not sensors[name]["available"] and sensors[name]["reason"]
+    assert "no GPU" in sensors["nvml"]["reason"] and "powercap" in sensors["rapl"]["reason"]
+    assert "not found" in sensors["ipmi"]["reason"]
+    assert sensors["estimate"]["available"]
+    assert meta["node"]["host"] and meta["node"]["cpu_model"] is not None
+    assert meta["node"]["environment"]["SLURM_JOB_ID"] == "4242"
+
+    trace = read_trace(out / "trace.csv")
+    assert set(trace["sensor"]) == {"estimate"} and trace["estimated"].all()
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    assert frame["estimated"].all() and set(frame["component"]) == {"cpu", "dram"}
+    job = frame[(frame["phase"] == "job")]
+    assert not job["complete"].any()  # status 3
+    cpu = job[job["component"] == "cpu"].iloc[0]
+    assert cpu["energy_j"] > 0  # the busy loop burnt CPU time
+
+
+def test_exit_status_of_a_workload_that_kills_itself(node, tmp_path):
+    node.with_rapl()
+    out = tmp_path / "run"
+    status, output = node.run(out, mode="sigkill")
+    assert status == 128 + 9, output
+    records = read_markers(out / "markers.jsonl")
+    assert records[-1]["event"] == "end" and records[-1]["status"] == 137
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    work = frame[frame["phase"] == "work"].iloc[0]
+    assert not work["complete"] and work["energy_j"] >= 0
+    assert frame[frame["phase"] == "load"]["complete"].all()
+
+
+def test_sigterm_is_forwarded_and_its_status_returned(node, tmp_path):
+    node.with_rapl()
+    out = tmp_path / "run"
+    flag = tmp_path / "checkpointed"
+    proc = node.monitor(out, mode="term", arg=str(flag))
+    try:
+        wait_for(lambda: started(out, "work"), "the work phase")
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=TIMEOUT)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, output
+    assert flag.read_text() == "checkpoint"
+    end = read_markers(out / "markers.jsonl")[-1]
+    assert end["event"] == "end" and end["status"] == 143 and end["signals"] == [signal.SIGTERM]
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    assert not frame[frame["phase"] == "work"]["complete"].any()  # left by SystemExit: ok=false
+
+
+def test_sidecar_stops_when_the_monitor_is_killed(node, tmp_path):
+    node.with_rapl()
+    out = tmp_path / "run"
+    proc = node.monitor(out, mode="sleep")
+    workload = None
+    try:
+        workload = wait_for(lambda: started(out, "work"), "the work phase")["pid"]
+        sidecar = json.loads((out / "sidecar.json").read_text())["pid"]
+        proc.kill()
+        proc.wait(timeout=TIMEOUT)
+        wait_for(lambda: gone(sidecar), "the sidecar to stop by itself", timeout=15)
+    finally:
+        proc.kill()
+        if workload:
+            kill_quietly(workload)
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    job = frame[frame["phase"] == "job"].iloc[0]
+    assert not job["complete"] and job["seconds"] > 0
+    assert not frame[frame["phase"] == "work"]["complete"].any()
+
+
+@pytest.mark.parametrize("mode", ["session", "stall"])
+def test_a_sensor_failing_mid_run_becomes_a_gap(node, tmp_path, monkeypatch, mode):
+    node.with_rapl()
+    node.with_ipmi(fail_after=4, mode=mode)  # open() takes one call, then three good readings
+    node.config["ipmi"]["timeout_s"] = 0.3
+    monkeypatch.setenv("WORK_S", "1.5")
+    out = tmp_path / "run"
+    status, output = node.run(out)
+    assert status == 0, output
+    trace = read_trace(out / "trace.csv")
+    ipmi = trace[trace["sensor"] == "ipmi"]
+    assert (ipmi["quantity"] == "power").sum() == 3
+    errors = ipmi[ipmi["quantity"] == "error"]
+    assert len(errors) >= 2 and errors["value"].isna().all()
+    rapl = trace[trace["sensor"] == "rapl"]
+    assert rapl["t_mono_ns"].max() > errors["t_mono_ns"].max() - S  # RAPL went on sampling
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    job = frame[frame["phase"] == "job"]
+    assert job[job["sensor"] == "ipmi"]["coverage"].item() < 0.5
+    assert (job[job["sensor"] == "rapl"]["coverage"] >= 0.5).all()
+
+
+def test_rerun_after_success_sets_the_old_run_aside(node, tmp_path):
+    node.with_rapl()
+    out = tmp_path / "run"
+    assert node.run(out, arg="3")[0] == 3  # a failed attempt ...
+    with open(out / "markers.jsonl", "a") as f:
+        f.write('{"event": "start", "pha')  # ... killed while writing a marker
+    with open(out / "trace.csv", "a") as f:
+        f.write("17000,12")  # ... and a trace row
+    assert node.run(out)[0] == 0  # the retry appends: both attempts count
+    assert not (out / "previous").exists()
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    jobs = frame[(frame["phase"] == "job") & (frame["sensor"] == "rapl") & (frame["channel"] == "package-0")]
+    assert jobs["attempt"].tolist() == [1, 2] and jobs["complete"].tolist() == [False, True]
+    assert (jobs["energy_j"] / jobs["seconds"]).to_numpy() == pytest.approx([CPU_W, CPU_W], rel=0.25)
+    both = (out / "markers.jsonl").read_text()
+
+    assert node.run(out)[0] == 0  # a forced rerun of a finished job: a new measurement
+    previous = out / "previous"
+    assert (previous / "markers.jsonl").read_text() == both
+    assert (previous / "trace.csv").exists() and (previous / "sidecar.json").exists()
+    records = read_markers(out / "markers.jsonl")
+    assert [r["event"] for r in records].count("begin") == 1
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    assert set(frame["attempt"]) == {1}
+    assert read_trace(out / "trace.csv")["t_mono_ns"].min() > records[0]["t_mono_ns"] - 5 * S
