@@ -214,9 +214,9 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
             loader = DataLoader(dataset, batch_sampler=batches[step:], num_workers=recipe.num_workers)
             model.train()
             head.train()
+            lr = recipe.lr_at(epoch, min(step, steps_per_epoch - 1), steps_per_epoch)  # if resumed at epoch end
             with phase("epoch", epoch):
                 t_wait = time.monotonic()
-                t_start = t_wait
                 for x, y in loader:
                     t_got = time.monotonic()
                     running["wait"] += t_got - t_wait
@@ -229,7 +229,7 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()
-                    running["loss"] += float(loss) * len(y)
+                    running["loss"] += float(loss.detach()) * len(y)
                     running["correct"] += int((logits.argmax(1) == y).sum())
                     running["seen"] += len(y)
                     step += 1
@@ -237,10 +237,8 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
                     t_wait = time.monotonic()
                     running["seconds"] += t_wait - t_got
                     if stop.signum is not None or (stop_after_steps is not None and steps_done >= stop_after_steps):
-                        running["seconds"] += 0.0
                         checkpoint()
                         raise Preempted(f"stopped at epoch {epoch} step {step}; checkpoint in {ckpt_path}")
-                running["seconds"] += 0.0
             seconds = running["seconds"] + running["wait"]
             history.append({
                 "epoch": epoch + 1, "loss": running["loss"] / max(running["seen"], 1),
@@ -254,7 +252,6 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
             running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "wait": 0.0}
             checkpoint()
             _write_history(out_dir / "history.csv", history)
-            del t_start
 
     info = summarize(spec) | {"seed": seed, "n_classes": len(speakers), "train_utterances": len(ids),
                               "epochs": recipe.epochs, "samples_per_epoch": steps_per_epoch * recipe.batch_size,

@@ -32,6 +32,12 @@ from svbench.corpus.manifest import Trial, Utterance, write_manifest, write_tria
 
 TEST_SPEAKER_BASE = 10000  # test speakers are id10001…, like VoxCeleb1's id10xxx, so they never clash with training ids
 TIMBRE_BANDS = 5
+NOISE_SLOPE_LO = -4.5
+NOISE_SLOPE_HI = -1.5
+NOISE_BUMPS_DB = 3.0
+HIGH_CUT_LO = 5000.0
+FRIC_GAIN = 0.35
+TILT_LO = -4.0
 TIMBRE_DB = 5.0
 LEVEL = lambda rng: rng.uniform(-32.0, -20.0)
 
@@ -142,7 +148,7 @@ def draw_voice(rng: np.random.Generator) -> Voice:
         vowel_offsets=np.exp(rng.normal(0.0, 0.04, size=(n_vowels, 4))),
         f5=float(4400.0 * scale * np.exp(rng.normal(0.0, 0.05))),
         bw_scale=float(np.exp(rng.normal(0.0, 0.2))),
-        tilt=float(rng.uniform(-7.0, 2.0)),
+        tilt=float(rng.uniform(TILT_LO, 2.0)),
         breath=float(np.exp(rng.uniform(math.log(0.02), math.log(0.4)))),
         jitter=float(rng.uniform(0.003, 0.02)),
         shimmer=float(rng.uniform(0.02, 0.08)),
@@ -184,7 +190,7 @@ def draw_session(rng: np.random.Generator, fs: int) -> Session:
     sos.append(_shelf(float(rng.uniform(150, 500)), float(rng.normal(0, 4)), fs, high=False))
     sos.append(_shelf(float(rng.uniform(2000, 5000)), float(rng.normal(0, 4)), fs, high=True))
     sos.extend(signal.butter(2, float(rng.uniform(50, 200)), "highpass", fs=fs, output="sos"))
-    high_cut = min(float(rng.uniform(3800, 8000)), 0.47 * fs)
+    high_cut = min(float(rng.uniform(HIGH_CUT_LO, 8000)), 0.47 * fs)
     sos.extend(signal.butter(4, high_cut, "lowpass", fs=fs, output="sos"))
 
     # A small room: direct path + exponentially decaying noise tail.
@@ -202,8 +208,8 @@ def draw_session(rng: np.random.Generator, fs: int) -> Session:
 
     # Background noise colour: a random smooth spectral shape.
     freqs = np.linspace(0, fs / 2, 9)
-    slope = rng.uniform(-9.0, 0.0)  # dB per octave: from white to brown-ish noise
-    gains_db = slope * np.log2(np.maximum(freqs, 125.0) / 125.0) + rng.normal(0, 4, size=freqs.size)
+    slope = rng.uniform(NOISE_SLOPE_LO, NOISE_SLOPE_HI)  # dB per octave: pink-ish, like rooms and crowds
+    gains_db = slope * np.log2(np.maximum(freqs, 125.0) / 125.0) + rng.normal(0, NOISE_BUMPS_DB, size=freqs.size)
     noise_ir = signal.firwin2(129, freqs / (fs / 2), 10 ** (gains_db / 20))
 
     hum = (float(rng.choice([50.0, 60.0])), float(rng.uniform(0.2, 1.0))) if rng.random() < 0.25 else None
@@ -393,7 +399,7 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     frication = 1 / (1 + ((freqs[None, :] - fc[:, None]) / (fbw[:, None] / 2)) ** 2)
     av, af, ah = track(plan.av), track(plan.af), track(plan.ah)
     gain_v = (av[:, None] * tract * tilt[None, :]).T
-    gain_n = (ah[:, None] * tract * 0.3 + af[:, None] * frication * 0.7).T
+    gain_n = (ah[:, None] * tract * 0.3 + af[:, None] * frication * FRIC_GAIN).T
     shaped = spec[0] * gain_v + spec[1] * gain_n
     _, speech = signal.istft(shaped, fs=fs, window="hann", nperseg=nperseg, noverlap=nperseg - hop,
                              boundary=True)
