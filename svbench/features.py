@@ -69,6 +69,9 @@ def extract_shard(manifest: Path, out_dir: Path, shard: int = 0, num_shards: int
         log.info("%s already complete: kept", index)
         return index
     utts = shard_utterances(read_manifest(manifest), shard, num_shards)
+    # one thread per shard job: parallelism comes from shards, and torch's intra-op threads make
+    # kaldi.fbank on varying lengths many times slower on small machines
+    torch.set_num_threads(1)
     arrays, rows, offset, audio_s = [], [], 0, 0.0
     t0 = time.monotonic()
     for utt in tqdm(utts, desc=f"fbank {name}", unit="utt", disable=not progress, mininterval=2.0):

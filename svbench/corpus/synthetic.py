@@ -31,15 +31,21 @@ from svbench.corpus.audio import write_wav
 from svbench.corpus.manifest import Trial, Utterance, write_manifest, write_trials
 
 TEST_SPEAKER_BASE = 10000  # test speakers are id10001…, like VoxCeleb1's id10xxx, so they never clash with training ids
-TIMBRE_BANDS = 5
-NOISE_SLOPE_LO = -4.5
-NOISE_SLOPE_HI = -1.5
+# Difficulty. Speaker differences (TIMBRE_*) against session nuisance (the rest), calibrated so that a
+# mean+std log-mel baseline with cosine scoring lands near 30 % EER on cross-session trials.
+TIMBRE_BANDS = 5  # speaker-specific spectral peaks/dips
+TIMBRE_DB = 10.0  # their gain spread (standard deviation, dB)
+EQ_DB = 3.0  # session microphone EQ gain spread (standard deviation, dB)
+STATE = 0.7  # scale of the speaker's day-to-day pitch and tilt changes
+SNR_LO, SNR_HI = 15.0, 30.0  # session background noise, dB
+RT60_HI = 0.45  # longest room reverberation time, s
+DRR_LO = 0.0  # lowest direct-to-reverberant ratio, dB (up to DRR_LO + 15)
+NOISE_SLOPE_LO, NOISE_SLOPE_HI = -4.5, -1.5  # background noise colour, dB/octave
 NOISE_BUMPS_DB = 3.0
-HIGH_CUT_LO = 5000.0
-FRIC_GAIN = 0.35
-TILT_LO = -4.0
-TIMBRE_DB = 5.0
-LEVEL = lambda rng: rng.uniform(-32.0, -20.0)
+HIGH_CUT_LO = 5000.0  # lowest microphone/codec band limit, Hz
+FRIC_GAIN = 0.35  # fricative and burst level relative to voicing
+TILT_LO = -4.0  # steepest extra speaker tilt, dB/octave
+LEVEL_SPREAD = 6.0  # recording level spread around -26 dBFS, dB
 
 # Shared vowel inventory: F1-F4 (Hz) of an adult male voice (Peterson & Barney, F4 approximate).
 VOWELS = np.array(
@@ -135,11 +141,13 @@ def draw_voice(rng: np.random.Generator) -> Voice:
     n_vowels = len(VOWELS)
     # Timbre the formants do not capture (nasal and sinus coupling, piriform fossae, wall losses):
     # a smooth speaker-specific curve of a few peaks and dips, fixed for the speaker.
-    timbre = np.column_stack([
-        np.exp(rng.uniform(math.log(150.0), math.log(6000.0), TIMBRE_BANDS)) * scale,
-        rng.normal(0.0, TIMBRE_DB, TIMBRE_BANDS),
-        rng.uniform(0.3, 0.8, TIMBRE_BANDS),
-    ])
+    timbre = np.column_stack(
+        [
+            np.exp(rng.uniform(math.log(150.0), math.log(6000.0), TIMBRE_BANDS)) * scale,
+            rng.normal(0.0, TIMBRE_DB, TIMBRE_BANDS),
+            rng.uniform(0.3, 0.8, TIMBRE_BANDS),
+        ]
+    )
     return Voice(
         f0=f0,
         f0_range=float(rng.uniform(1.5, 5.0)),
@@ -178,28 +186,41 @@ def _shelf(f0: float, gain_db: float, fs: int, high: bool) -> np.ndarray:
     cw, alpha = math.cos(w0), math.sin(w0) / math.sqrt(2)
     sa = 2 * math.sqrt(a) * alpha
     s = -1 if high else 1  # the high shelf is the low shelf with the sign of cos(w0) flipped
-    b = [a * ((a + 1) - s * (a - 1) * cw + sa), s * 2 * a * ((a - 1) - s * (a + 1) * cw), a * ((a + 1) - s * (a - 1) * cw - sa)]
+    b = [
+        a * ((a + 1) - s * (a - 1) * cw + sa),
+        s * 2 * a * ((a - 1) - s * (a + 1) * cw),
+        a * ((a + 1) - s * (a - 1) * cw - sa),
+    ]
     den = [(a + 1) + s * (a - 1) * cw + sa, -s * 2 * ((a - 1) + s * (a + 1) * cw), (a + 1) + s * (a - 1) * cw - sa]
     return np.array([*(np.array(b) / den[0]), 1.0, den[1] / den[0], den[2] / den[0]])
 
 
 def draw_session(rng: np.random.Generator, fs: int) -> Session:
-    # Microphone / codec: a couple of peaking filters, two shelves, a band limit.
-    sos = [_peaking(float(np.exp(rng.uniform(math.log(200), math.log(5000)))), float(rng.normal(0, 5)),
-                    float(rng.uniform(0.7, 2.5)), fs) for _ in range(2)]
-    sos.append(_shelf(float(rng.uniform(150, 500)), float(rng.normal(0, 4)), fs, high=False))
-    sos.append(_shelf(float(rng.uniform(2000, 5000)), float(rng.normal(0, 4)), fs, high=True))
+    # Microphone / codec: a couple of peaking filters, two shelves, a band limit. Centres stay below
+    # Nyquist at low sample rates (a biquad centred above it is unstable).
+    top = 0.4 * fs
+    sos = [
+        _peaking(
+            min(float(np.exp(rng.uniform(math.log(200), math.log(5000)))), top),
+            float(rng.normal(0, EQ_DB)),
+            float(rng.uniform(0.7, 2.5)),
+            fs,
+        )
+        for _ in range(2)
+    ]
+    sos.append(_shelf(float(rng.uniform(150, 500)), float(rng.normal(0, 0.8 * EQ_DB)), fs, high=False))
+    sos.append(_shelf(min(float(rng.uniform(2000, 5000)), top), float(rng.normal(0, 0.8 * EQ_DB)), fs, high=True))
     sos.extend(signal.butter(2, float(rng.uniform(50, 200)), "highpass", fs=fs, output="sos"))
     high_cut = min(float(rng.uniform(HIGH_CUT_LO, 8000)), 0.47 * fs)
     sos.extend(signal.butter(4, high_cut, "lowpass", fs=fs, output="sos"))
 
     # A small room: direct path + exponentially decaying noise tail.
-    rt60 = float(rng.uniform(0.05, 0.45))
+    rt60 = float(rng.uniform(0.05, RT60_HI))
     n_tail = int(rt60 * fs)
     t = np.arange(n_tail) / fs
     tail = rng.standard_normal(n_tail) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
     tail[: int(0.002 * fs)] = 0.0  # first reflections arrive a couple of ms after the direct sound
-    drr_db = float(rng.uniform(0.0, 15.0))  # direct-to-reverberant ratio
+    drr_db = float(rng.uniform(DRR_LO, DRR_LO + 15.0))  # direct-to-reverberant ratio
     tail *= 10 ** (-drr_db / 20) / math.sqrt(np.sum(tail**2))
     room = tail
     room[0] = 1.0
@@ -214,12 +235,12 @@ def draw_session(rng: np.random.Generator, fs: int) -> Session:
 
     hum = (float(rng.choice([50.0, 60.0])), float(rng.uniform(0.2, 1.0))) if rng.random() < 0.25 else None
     return Session(
-        f0_shift=float(rng.normal(0.0, 1.0)),
-        tilt_shift=float(rng.normal(0.0, 1.5)),
+        f0_shift=float(rng.normal(0.0, STATE * 1.0)),
+        tilt_shift=float(rng.normal(0.0, STATE * 1.5)),
         rate_factor=float(np.exp(rng.normal(0.0, 0.05))),
         channel_ir=channel_ir,
         noise_ir=noise_ir,
-        snr_db=float(rng.uniform(5.0, 30.0)),
+        snr_db=float(rng.uniform(SNR_LO, SNR_HI)),
         hum=hum,
     )
 
@@ -243,8 +264,17 @@ class _Plan:
     def t(self) -> float:
         return self.ends[-1] if self.ends else 0.0
 
-    def add(self, dur: float, av: float = 0.0, af: float = 0.0, ah: float = 0.0, fc: float = 4000.0,
-            fbw: float = 4000.0, formants: np.ndarray | None = None, keys: tuple[float, ...] = (0.5,)) -> None:
+    def add(
+        self,
+        dur: float,
+        av: float = 0.0,
+        af: float = 0.0,
+        ah: float = 0.0,
+        fc: float = 4000.0,
+        fbw: float = 4000.0,
+        formants: np.ndarray | None = None,
+        keys: tuple[float, ...] = (0.5,),
+    ) -> None:
         start = self.t
         self.ends.append(start + dur)
         self.av.append(av)
@@ -343,7 +373,9 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     semitones = np.zeros_like(t_frames)
     for start, end in plan.phrases:  # declination: start a little high, fall through the phrase
         inside = (t_frames >= start) & (t_frames < end)
-        semitones[inside] += rng.uniform(1.0, 2.5) - rng.uniform(2.0, 4.0) * (t_frames[inside] - start) / max(end - start, 1e-3)
+        semitones[inside] += rng.uniform(1.0, 2.5) - rng.uniform(2.0, 4.0) * (t_frames[inside] - start) / max(
+            end - start, 1e-3
+        )
     for centre, width, height in plan.accents:
         semitones += height * np.exp(-0.5 * ((t_frames - centre) / width) ** 2)
     semitones += np.cumsum(rng.normal(0, 0.08, t_frames.size))  # slow wander
@@ -369,8 +401,15 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     pulses = pulses + voice.breath * pulse_rms * rng.standard_normal(n) * (0.3 + flow)
     noise = rng.standard_normal(n) * pulse_rms
 
-    _, _, spec = signal.stft(np.stack([pulses, noise]), fs=fs, window="hann", nperseg=nperseg,
-                             noverlap=nperseg - hop, boundary="zeros", padded=True)
+    _, _, spec = signal.stft(
+        np.stack([pulses, noise]),
+        fs=fs,
+        window="hann",
+        nperseg=nperseg,
+        noverlap=nperseg - hop,
+        boundary="zeros",
+        padded=True,
+    )
     n_frames = spec.shape[2]
     freqs = np.fft.rfftfreq(nperseg, 1 / fs)
     t_frames = np.arange(n_frames) * hop / fs
@@ -401,8 +440,7 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     gain_v = (av[:, None] * tract * tilt[None, :]).T
     gain_n = (ah[:, None] * tract * 0.3 + af[:, None] * frication * FRIC_GAIN).T
     shaped = spec[0] * gain_v + spec[1] * gain_n
-    _, speech = signal.istft(shaped, fs=fs, window="hann", nperseg=nperseg, noverlap=nperseg - hop,
-                             boundary=True)
+    _, speech = signal.istft(shaped, fs=fs, window="hann", nperseg=nperseg, noverlap=nperseg - hop, boundary=True)
     speech = speech[:n]
 
     # Channel: room + microphone in one impulse response, then background noise at the session SNR.
@@ -412,14 +450,15 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     if session.hum is not None:
         mains, level = session.hum
         bg_rms = math.sqrt(float(np.mean(bg**2)))
-        bg = bg + level * bg_rms * sum(np.sin(2 * np.pi * h * mains * t_samples + rng.uniform(0, 2 * np.pi)) / h
-                                       for h in (1, 2, 3))
+        bg = bg + level * bg_rms * sum(
+            np.sin(2 * np.pi * h * mains * t_samples + rng.uniform(0, 2 * np.pi)) / h for h in (1, 2, 3)
+        )
     snr_db = session.snr_db + rng.normal(0.0, 2.0)
     bg *= math.sqrt(speech_power / (float(np.mean(bg**2)) + 1e-12) * 10 ** (-snr_db / 10))
     audio = speech + bg
 
     # Recording level: RMS around -26 dBFS, never clipping.
-    audio *= 10 ** (LEVEL(rng) / 20) / math.sqrt(float(np.mean(audio**2)) + 1e-12)
+    audio *= 10 ** ((-26.0 + LEVEL_SPREAD * (rng.random() - 0.5)) / 20) / math.sqrt(float(np.mean(audio**2)) + 1e-12)
     peak = float(np.max(np.abs(audio)))
     if peak > 0.99:
         audio *= 0.99 / peak
@@ -430,8 +469,9 @@ def _session_id(rng: np.random.Generator) -> str:
     return "".join(rng.choice(_SESSION_ALPHABET, size=11))
 
 
-def _make_trials(utts: list[Utterance], sessions: dict[str, str], n_trials: int,
-                 rng: np.random.Generator) -> list[Trial]:
+def _make_trials(
+    utts: list[Utterance], sessions: dict[str, str], n_trials: int, rng: np.random.Generator
+) -> list[Trial]:
     """Half target, half non-target trials without repeated pairs.
 
     Target pairs come from different sessions of the same speaker where there are enough of them.
@@ -513,7 +553,8 @@ def generate(
         "test": [TEST_SPEAKER_BASE + i + 1 for i in range(n_test_speakers)],
     }
     total = (n_train_speakers + n_test_speakers) * utts_per_speaker
-    bar = tqdm(total=total, unit="utt", desc="synthetic corpus", disable=not progress, file=sys.stderr)
+    # tqdm starts a monitor thread even when disabled, so only make a bar when it is shown.
+    bar = tqdm(total=total, unit="utt", desc="synthetic corpus", file=sys.stderr) if progress else None
     manifests: dict[str, list[Utterance]] = {}
     session_of: dict[str, str] = {}
     for split, numbers in splits.items():
@@ -540,9 +581,11 @@ def generate(
                     write_wav(out_dir / "wav" / utt, audio, sample_rate)
                     utts.append(Utterance(utt, speaker, Path("wav") / utt, audio.size / sample_rate))
                     session_of[utt] = session_id
-                    bar.update(1)
+                    if bar is not None:
+                        bar.update(1)
         manifests[split] = utts
-    bar.close()
+    if bar is not None:
+        bar.close()
 
     trials = _make_trials(manifests["test"], session_of, n_trials, np.random.default_rng([seed, 3]))
     for split, utts in manifests.items():

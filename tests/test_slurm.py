@@ -1,0 +1,92 @@
+"""The tiny study through real `sbatch` on the local test cluster (tests/slurm/start.sh).
+
+Skipped when no cluster answers, unless SVBENCH_REQUIRE_SLURM=1 (CI), where a missing cluster fails.
+Every Snakemake call runs under a timeout so a hung status query fails the test, not CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PROFILE = REPO / "tests/slurm/profile"
+
+
+def _cluster_up() -> bool:
+    if not shutil.which("sinfo"):
+        return False
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return False
+    return out.returncode == 0 and any(s.startswith(("idle", "mix", "alloc")) for s in out.stdout.split())
+
+
+if not _cluster_up():
+    if os.environ.get("SVBENCH_REQUIRE_SLURM") == "1":
+        raise RuntimeError("SVBENCH_REQUIRE_SLURM=1 but no SLURM cluster answers: run tests/slurm/start.sh")
+    pytest.skip("no SLURM cluster (start one with tests/slurm/start.sh)", allow_module_level=True)
+
+pytestmark = pytest.mark.slurm
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args],
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def sacct(since: float, *fields: str) -> list[list[str]]:
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 5))
+    out = subprocess.run(["sacct", "-a", "-X", "-n", "-P", "-S", start, "-o", ",".join(fields)],
+                         capture_output=True, text=True, timeout=30, check=True)
+    return [line.split("|") for line in out.stdout.splitlines() if line]
+
+
+def _metrics(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): json.loads(p.read_text())
+            for p in sorted((root / "results/scores").glob("*/seed*/metrics.json"))}
+
+
+@pytest.fixture(scope="module")
+def local_and_slurm(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, float]:
+    local, cluster = tmp_path_factory.mktemp("local"), tmp_path_factory.mktemp("slurm")
+    for d in (local, cluster):
+        shutil.copy(REPO / "tests/data/tiny.yaml", d / "tiny.yaml")
+    run = snakemake(local, "--configfile", str(local / "tiny.yaml"), "-c2")
+    assert run.returncode == 0, run.stderr[-3000:]
+    started = time.time()
+    run = snakemake(cluster, "--configfile", str(cluster / "tiny.yaml"), "--profile", str(PROFILE))
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    return local, cluster, started
+
+
+def test_tiny_study_through_sbatch_matches_a_local_run(local_and_slurm) -> None:
+    local, cluster, _ = local_and_slurm
+    files = lambda root: sorted(p.relative_to(root).as_posix() for p in (root / "results").rglob("*")  # noqa: E731
+                                if p.is_file() and "logs" not in p.parts)
+    assert files(cluster) == files(local)
+    assert _metrics(cluster) == _metrics(local)  # same seeds, same CPU: identical scores
+
+
+def test_gpu_rules_were_submitted_with_a_gpu(local_and_slurm) -> None:
+    _, cluster, started = local_and_slurm
+    rows = sacct(started, "JobID", "JobName", "Comment", "AllocTRES", "State")
+    # the plugin's comment is rule_<rule>_wildcards_<values>: only this run's tiny architectures
+    train = [r for r in rows if r[2].startswith("rule_train_wildcards_tiny")]
+    score = [r for r in rows if r[2].startswith("rule_score_wildcards_tiny")]
+    assert train and all("gres/gpu=1" in r[3] for r in train), rows
+    assert score and all("gres/gpu" not in r[3] for r in score), rows
+    assert all(r[4] == "COMPLETED" for r in train + score)
+    # each measured job records the SLURM job that ran it
+    meta = json.loads(next((cluster / "results/energy/train").glob("*/seed0/sidecar.json")).read_text())
+    assert meta["node"]["environment"]["SLURM_JOB_ID"]
