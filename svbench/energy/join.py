@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from svbench.energy.markers import Phase, phases, read_markers
+from svbench.energy.slurm import consumed_energy_j
 from svbench.energy.trace import read_trace
 
 GAP_PERIODS = 3.0  # a hole longer than this many median periods counts as "no samples"
@@ -129,10 +130,37 @@ def _with_idle_baseline(frame: pd.DataFrame) -> pd.DataFrame:
 
 def join(trace_path: Path, markers_path: Path, out_path: Path | None = None) -> pd.DataFrame:
     """Read a trace and its markers, join them, and write ``energy.csv`` if ``out_path`` is given."""
-    frame = join_frames(read_trace(trace_path), phases(read_markers(markers_path)))
+    records = read_markers(markers_path)
+    job_phases = phases(records)
+    frame = join_frames(read_trace(trace_path), job_phases)
+    frame = pd.concat([frame, slurm_crosscheck(records, job_phases)], ignore_index=True)
     if out_path is not None:
         out_path = Path(out_path)
         tmp = out_path.with_suffix(out_path.suffix + ".tmp")
         frame.to_csv(tmp, index=False)
         tmp.replace(out_path)
     return frame
+
+
+def slurm_crosscheck(records: list[dict], job_phases: list[Phase]) -> pd.DataFrame:
+    """One row per SLURM attempt with sacct's ConsumedEnergy, component ``slurm_crosscheck``.
+
+    Never added to a total (the summary sums gpu/cpu/dram or node only); empty when the site's
+    accounting has no energy for the job, which is the common case.
+    """
+    jobs = [rec for rec in records if rec.get("event") == "begin"]
+    attempt_phases = [ph for ph in job_phases if ph.name == "job"]
+    rows = []
+    for begin, ph in zip(jobs, attempt_phases, strict=False):
+        job_id = begin.get("slurm_job_id")
+        if not job_id:
+            continue
+        joules = consumed_energy_j(job_id)
+        seconds = ((ph.stop_mono_ns or ph.start_mono_ns) - ph.start_mono_ns) / 1e9
+        rows.append({"phase": "job", "index": pd.NA, "attempt": ph.attempt, "complete": ph.complete,
+                     "t_start_wall_ns": ph.start_wall_ns, "t_end_wall_ns": ph.stop_wall_ns or ph.start_wall_ns,
+                     "seconds": seconds, "sensor": "slurm", "channel": f"sacct:{job_id}",
+                     "component": "slurm_crosscheck", "method": "sacct ConsumedEnergyRaw",
+                     "energy_j": np.nan if joules is None else joules, "coverage": np.nan, "resolved": True,
+                     "estimated": False})
+    return pd.DataFrame(rows, columns=ENERGY_COLUMNS)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from svbench.energy.markers import ENV, read_markers, write_marker
 from svbench.energy.sidecar import READY_FILE
+from svbench.energy.slurm import job_context
 from svbench.energy.trace import drop_torn_tail
 
 log = logging.getLogger("svbench.monitor")
@@ -112,11 +113,13 @@ def run_monitored(out_dir: Path, command: list[str], config: dict | None = None,
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     status = 1
     try:
-        attempt = int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1
+        # a retried or requeued job appends to the same markers: count the attempts already there
+        attempt = 1 + sum(1 for rec in read_markers(markers) if rec.get("event") == "begin")
         # where this attempt's samples begin: phases a killed earlier attempt left open end before it
         started = json.loads((out_dir / READY_FILE).read_text()).get("started_mono_ns")
         write_marker(markers, "begin", command=command, pid=os.getpid(), attempt=attempt,
-                     slurm_job_id=os.environ.get("SLURM_JOB_ID"), sidecar_started_mono_ns=started)
+                     slurm_job_id=os.environ.get("SLURM_JOB_ID"), sidecar_started_mono_ns=started,
+                     job=job_context())
         if baseline_s > 0:
             write_marker(markers, "start", phase="idle_baseline", index=None, pid=os.getpid())
             time.sleep(baseline_s)
