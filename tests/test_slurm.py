@@ -90,3 +90,40 @@ def test_gpu_rules_were_submitted_with_a_gpu(local_and_slurm) -> None:
     # each measured job records the SLURM job that ran it
     meta = json.loads(next((cluster / "results/energy/train").glob("*/seed0/sidecar.json")).read_text())
     assert meta["node"]["environment"]["SLURM_JOB_ID"]
+
+
+def test_preempted_training_resumes_and_keeps_every_attempts_energy(tmp_path: Path) -> None:
+    config = (REPO / "tests/data/tiny.yaml").read_text().replace(
+        "  - {name: tinyB, block: basic, stages: [1, 1, 1, 1], width: 8}\n", "")
+    config += "\ntraining: {epochs: 6, batch_size: 8, crop_frames: 50, samples_per_epoch: 160, warmup_epochs: 0," \
+              " margin_start_epoch: 1, margin_end_epoch: 2, threads: 1}\n"
+    (tmp_path / "preempt.yaml").write_text(config)
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+    run = subprocess.Popen([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                            "--configfile", str(tmp_path / "preempt.yaml"), "--profile", str(PROFILE),
+                            "--retries", "1"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    model_dir = tmp_path / "results/models/tinyA/seed0"
+    try:
+        deadline = time.time() + 400
+        while not (model_dir / "checkpoint.pt").exists():  # the first epoch is done: preempt now
+            assert run.poll() is None and time.time() < deadline, "training never checkpointed"
+            time.sleep(0.5)
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, timeout=30).stdout
+        train_job = next(line.split()[0] for line in jobs.splitlines() if "rule_train_wildcards_tinyA" in line)
+        subprocess.run(["scancel", "--signal=TERM", "--full", train_job], check=True, timeout=30)
+        output, _ = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, output[-5000:]
+    markers = [json.loads(line) for line in (tmp_path / "results/energy/train/tinyA/seed0/markers.jsonl")
+               .read_text().splitlines()]
+    ends = [m["status"] for m in markers if m["event"] == "end"]
+    assert ends == [143, 0], ends  # checkpointed and exited on SIGTERM, then resumed and finished
+    history = (model_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 7  # header + 6 epochs, each once
+    import pandas as pd
+
+    energy = pd.read_csv(tmp_path / "results/energy/train/tinyA/seed0/energy.csv")
+    job = energy[(energy["phase"] == "job") & (energy["component"] == "cpu")]
+    assert sorted(job["attempt"]) == [1, 2] and (job["energy_j"] > 0).all()
