@@ -35,6 +35,29 @@ def cmd_corpus_synth(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_corpus_list(a: argparse.Namespace) -> int:
+    from svbench.corpus.voxceleb import list_vox2
+
+    print(json.dumps(list_vox2(a.root, a.out)))
+    return 0
+
+
+def cmd_corpus_convert(a: argparse.Namespace) -> int:
+    from svbench.corpus.convert import convert_batch
+
+    print(json.dumps(convert_batch(a.list, a.root, a.out, a.batch, a.batch_size, a.report, a.workers, a.ffmpeg)))
+    return 0
+
+
+def cmd_corpus_voxceleb(a: argparse.Namespace) -> int:
+    from svbench.corpus.voxceleb import build_voxceleb
+
+    summary = build_voxceleb(a.vox2_list, a.vox2_root, a.converted_root, a.vox1_root, dict(a.trials), a.out,
+                             a.on_bad_audio, a.convert_reports, a.workers)
+    print(json.dumps(summary))
+    return 0
+
+
 def cmd_features_extract(a: argparse.Namespace) -> int:
     from svbench.features import FbankConfig, extract_shard
 
@@ -125,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command_name", required=True)
 
-    corpus = sub.add_parser("corpus", help="corpora: the built-in synthetic speakers").add_subparsers(
+    corpus = sub.add_parser("corpus", help="corpora: synthetic speakers, VoxCeleb trees").add_subparsers(
         dest="corpus_cmd", required=True)
     s = corpus.add_parser("synth", help="generate the synthetic corpus (wav, manifests, trial list)")
     s.add_argument("--out", type=Path, required=True)
@@ -139,6 +162,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_corpus_synth)
+    s = corpus.add_parser("list", help="sorted listing of a VoxCeleb2-dev tree (its m4a files, else its wav files)")
+    s.add_argument("--root", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_corpus_list)
+    s = corpus.add_parser("convert", help="convert one batch of a listing from m4a to 16 kHz mono wav (ffmpeg)")
+    s.add_argument("--list", type=Path, required=True)
+    s.add_argument("--root", type=Path, required=True, help="the tree the listing is relative to")
+    s.add_argument("--out", type=Path, required=True, help="where the wav tree goes")
+    s.add_argument("--batch", type=int, required=True)
+    s.add_argument("--batch-size", type=int, required=True)
+    s.add_argument("--report", type=Path, required=True)
+    s.add_argument("--workers", type=int, default=4)
+    s.add_argument("--ffmpeg", default="ffmpeg")
+    s.set_defaults(func=cmd_corpus_convert)
+    s = corpus.add_parser("voxceleb", help="manifests, trial lists and bad-audio list from VoxCeleb trees")
+    s.add_argument("--vox2-list", type=Path, required=True)
+    s.add_argument("--vox2-root", type=Path, required=True)
+    s.add_argument("--converted-root", type=Path, required=True)
+    s.add_argument("--vox1-root", type=Path, required=True)
+    s.add_argument("--trials", type=_named_path, nargs="+", required=True, metavar="NAME=PATH")
+    s.add_argument("--on-bad-audio", choices=["stop", "skip"], default="stop")
+    s.add_argument("--convert-reports", type=Path, nargs="*", default=[])
+    s.add_argument("--workers", type=int, default=8)
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_corpus_voxceleb)
 
     feats = sub.add_parser("features", help="log-mel filterbank feature store").add_subparsers(
         dest="features_cmd", required=True)

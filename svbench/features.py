@@ -24,6 +24,7 @@ from svbench.corpus.audio import read_wav
 from svbench.corpus.manifest import Utterance, read_manifest
 
 log = logging.getLogger("svbench.features")
+PROGRESS_EVERY_S = 30.0  # how often a long shard logs its progress
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,18 @@ def extract_shard(manifest: Path, out_dir: Path, shard: int = 0, num_shards: int
     # kaldi.fbank on varying lengths many times slower on small machines
     torch.set_num_threads(1)
     arrays, rows, offset, audio_s = [], [], 0, 0.0
-    t0 = time.monotonic()
-    for utt in tqdm(utts, desc=f"fbank {name}", unit="utt", disable=not progress, mininterval=2.0):
+    t0 = last = time.monotonic()
+    for n, utt in enumerate(tqdm(utts, desc=f"fbank {name}", unit="utt", disable=not progress, mininterval=2.0), 1):
         samples, sr = read_wav(utt.path)
         feats = fbank(samples, sr, cfg).astype(np.float16)
         arrays.append(feats)
         rows.append(f"{utt.utt}\t{shard}\t{offset}\t{len(feats)}\n")
         offset += len(feats)
         audio_s += len(samples) / sr
+        if time.monotonic() - last >= PROGRESS_EVERY_S:  # a plain log line: tqdm bars are unreadable in SLURM logs
+            last = time.monotonic()
+            log.info("%s: %d/%d utterances, %.1f s of audio (%.0f x real time)", name, n, len(utts), audio_s,
+                     audio_s / (last - t0))
     data = np.concatenate(arrays) if arrays else np.zeros((0, cfg.n_mels), np.float16)
     # write data first, index last: the index is what says "this shard is complete"
     with open(npy.with_suffix(".npy.tmp"), "wb") as f:

@@ -99,3 +99,41 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 1
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _data_offset(path: Path) -> int:
+    """Byte offset of the `data` chunk's samples, found by walking the RIFF chunks (header reads only)."""
+    with open(path, "rb") as f:
+        f.seek(12)  # "RIFF" size "WAVE": `wave` has already checked them
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                raise AudioError(f"{path}: no data chunk")
+            size = int.from_bytes(head[4:], "little")
+            if head[:4] == b"data":
+                return f.tell()
+            f.seek(size + (size & 1), os.SEEK_CUR)  # chunks are padded to even sizes
+
+
+def check_wav(path: str | os.PathLike, sample_rate: int = 16000) -> float:
+    """Seconds of audio in a wav that `read_wav` will read in full, from its header and size only.
+
+    Raises AudioError naming the file for anything that is not a complete, non-empty, mono,
+    `sample_rate` PCM wav: unreadable, empty, truncated (header frame count beyond the file's end),
+    another sample rate or several channels. This is what makes sure nothing bad is read as silence.
+    """
+    path = Path(path)
+    with _open(path) as w:
+        rate, channels, width, n_frames = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+    if width not in _FULL_SCALE:
+        raise AudioError(f"{path}: unsupported sample width of {width} bytes")
+    if rate != sample_rate:
+        raise AudioError(f"{path}: sample rate {rate} Hz, expected {sample_rate} Hz")
+    if channels != 1:
+        raise AudioError(f"{path}: {channels} channels, expected mono")
+    if n_frames == 0:
+        raise AudioError(f"{path}: no audio frames")
+    held = (path.stat().st_size - _data_offset(path)) // (channels * width)
+    if held < n_frames:
+        raise AudioError(f"{path}: truncated: header says {n_frames} frames, file holds {held}")
+    return n_frames / rate

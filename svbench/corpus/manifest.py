@@ -109,12 +109,13 @@ def write_trials(path: str | os.PathLike, trials: Iterable[Trial]) -> None:
     _write_text_atomic(path, "".join(lines))
 
 
-def read_trials(path: str | os.PathLike, known_utts: set[str] | None = None) -> list[Trial]:
+def read_trials(path: str | os.PathLike, known_utts: set[str] | None = None,
+                why_unknown: dict[str, str] | None = None) -> list[Trial]:
     """Read a VoxCeleb-format trial list.
 
     Raises ValueError naming the file, the 1-based line number and the bad item: a label other
     than 0/1, a line without exactly three fields, or (when `known_utts` is given) an utterance
-    that is not in it. Blank lines are skipped.
+    that is not in it, with the reason from `why_unknown` when it has one. Blank lines are skipped.
     """
     path = Path(path)
     trials: list[Trial] = []
@@ -133,6 +134,7 @@ def read_trials(path: str | os.PathLike, known_utts: set[str] | None = None) -> 
             if known_utts is not None:
                 for utt in (enroll, test):
                     if utt not in known_utts:
-                        raise ValueError(f"{path}:{lineno}: unknown utterance {utt!r}")
+                        why = f" ({why_unknown[utt]})" if why_unknown and utt in why_unknown else ""
+                        raise ValueError(f"{path}:{lineno}: unknown utterance {utt!r}{why}")
             trials.append(Trial(int(label), enroll, test))
     return trials

@@ -1,12 +1,15 @@
 # Shared by every rule: the grid, seeds, trial lists and the JSON handed to svbench commands.
 import json
+import math
 
 from svbench.study.grid import specs_from_grid
 
 SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}
 ARCHS = list(SPECS)
 SEEDS = [int(s) for s in config["seeds"]]
-TRIAL_LISTS = ["synthetic"]
+CORPUS = config["corpus"]
+# trial lists scored for every model: the synthetic list, or the configured VoxCeleb lists (vox1_o, vox1_e, ...)
+TRIAL_LISTS = ["synthetic"] if CORPUS["kind"] == "synthetic" else list(CORPUS["voxceleb"]["trials"])
 ENV = "../../environment.yml"  # used with --use-conda; svbench installs itself with pip -e
 
 
@@ -32,3 +35,11 @@ def monitor(step):
         f"svbench monitor --out results/energy/{step}/{{wildcards.arch}}/seed{{wildcards.seed}} "
         f"--baseline {config['energy']['baseline_s']} --config {{params.energy:q}} --"
     )
+
+
+def vox2_convert_reports(wildcards):
+    """One conversion report per batch of m4a files in the VoxCeleb2 listing (a checkpoint); none when it is wav."""
+    with open(checkpoints.corpus_list_vox2.get().output[0]) as f:
+        n = sum(1 for line in f if line.rstrip().endswith(".m4a"))
+    batches = math.ceil(n / CORPUS["voxceleb"]["convert"]["batch_size"])
+    return [f"results/corpus/convert/batch{k:05d}.tsv" for k in range(batches)]

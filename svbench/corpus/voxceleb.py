@@ -1,0 +1,180 @@
+"""VoxCeleb from disk: VoxCeleb2-dev for training, VoxCeleb1 for the O/E/H trial lists.
+
+Trees are `ROOT/idXXXXX/<video>/NNNNN.{wav,m4a}`; an utterance id is the path below the root with a
+`.wav` suffix (`id10270/x6uYqmx31kE/00001.wav`), the speaker its first part. VoxCeleb2-dev may be m4a
+(converted by `svbench.corpus.convert` into `converted_root`) or already wav.
+
+`build_voxceleb` writes `train.tsv` (all of VoxCeleb2-dev), `test.tsv` (the VoxCeleb1 utterances of
+the trial lists, or all of VoxCeleb1 when a Vox1-E/H list is configured), `trials/{name}.txt` and
+`bad_audio.tsv`. Every file's header and size are checked first; nothing is written unless all
+checks pass, and each file is written atomically, so a failed run leaves no manifest behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from svbench.corpus.audio import AudioError, check_wav
+from svbench.corpus.convert import read_failures, read_list, wav_path_for
+from svbench.corpus.manifest import Utterance, _write_text_atomic, read_trials, write_manifest, write_trials
+
+log = logging.getLogger("svbench.voxceleb")
+
+WHOLE_VOX1_LISTS = ("vox1_e", "vox1_h")  # trial lists over all of VoxCeleb1: no Vox1 speaker may be trained on
+BAD_AUDIO_HEADER = "split\tutt\tpath\treason\n"
+
+
+@dataclass(frozen=True)
+class BadAudio:
+    split: str
+    utt: str
+    path: Path
+    reason: str
+
+
+def list_audio(root: str | os.PathLike, suffixes: tuple[str, ...] = (".wav", ".m4a")) -> list[str]:
+    """Sorted `speaker/video/file` paths below `root` whose name ends in one of `suffixes`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: corpus folder not found")
+    found = []
+    for speaker in os.scandir(root):
+        if not speaker.is_dir() or speaker.name.startswith("."):
+            continue
+        for video in os.scandir(speaker.path):
+            if not video.is_dir() or video.name.startswith("."):
+                continue
+            found += [f"{speaker.name}/{video.name}/{f.name}" for f in os.scandir(video.path)
+                      if f.name.endswith(suffixes) and not f.name.startswith(".")]
+    return sorted(found)
+
+
+def list_vox2(root: str | os.PathLike, out: str | os.PathLike) -> dict[str, int | str]:
+    """Write the sorted listing of a VoxCeleb2-dev tree: its m4a files if it has any, else its wav files."""
+    files = list_audio(root)
+    m4a = [f for f in files if f.endswith(".m4a")]
+    chosen = m4a or files
+    if not chosen:
+        raise ValueError(f"{root}: no .m4a or .wav files in the expected layout idXXXXX/<video>/NNNNN.ext")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_text_atomic(out, "".join(f"{f}\n" for f in chosen))
+    return {"files": len(chosen), "format": "m4a" if m4a else "wav"}
+
+
+def _check_all(entries: list[tuple[str, str, Path]], workers: int) -> tuple[dict[str, list[Utterance]], list[BadAudio]]:
+    """Header and size checks of (split, utt, path) entries, in parallel (network file systems are slow)."""
+    def one(entry: tuple[str, str, Path]) -> float | str:
+        try:
+            return check_wav(entry[2])
+        except AudioError as exc:
+            return str(exc)
+
+    good: dict[str, list[Utterance]] = {"train": [], "test": []}
+    bad: list[BadAudio] = []
+    t0 = last = time.monotonic()
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for n, ((split, utt, path), result) in enumerate(zip(entries, pool.map(one, entries, chunksize=256),
+                                                             strict=True), start=1):
+            if isinstance(result, str):
+                bad.append(BadAudio(split, utt, path, result))
+            else:
+                good[split].append(Utterance(utt, utt.split("/")[0], path, result))
+            if time.monotonic() - last >= 30.0:
+                last = time.monotonic()
+                log.info("checked %d/%d files (%.0f files/s)", n, len(entries), n / (last - t0))
+    return good, bad
+
+
+def build_voxceleb(vox2_list: Path, vox2_root: Path, converted_root: Path, vox1_root: Path,
+                   trials: dict[str, Path], out_dir: Path, on_bad_audio: str = "stop",
+                   convert_reports: list[Path] = (), workers: int = 8) -> dict:
+    """Manifests, trial lists and the bad-audio list of a VoxCeleb study (see the module docstring).
+
+    Raises ValueError naming the file, line or speaker: bad audio when `on_bad_audio` is "stop"
+    (every bad file listed), a trial list with a bad label or an utterance not in the evaluation set,
+    or a trial-list speaker that is also a training speaker.
+    """
+    if on_bad_audio not in ("stop", "skip"):
+        raise ValueError(f"on_bad_audio must be 'stop' or 'skip', got {on_bad_audio!r}")
+    if not trials:
+        raise ValueError("no trial lists configured (corpus.voxceleb.trials)")
+    out_dir = Path(out_dir)
+    failed = read_failures(list(convert_reports))
+
+    # training: every listed VoxCeleb2-dev file, through its converted wav when the tree is m4a
+    entries: list[tuple[str, str, Path]] = []
+    bad: list[BadAudio] = []
+    for rel in read_list(vox2_list):
+        utt = str(Path(rel).with_suffix(".wav"))
+        if rel.endswith(".m4a"):
+            path = Path(os.path.abspath(wav_path_for(rel, converted_root)))
+            if rel in failed:
+                bad.append(BadAudio("train", utt, Path(os.path.abspath(Path(vox2_root) / rel)), failed[rel]))
+                continue
+        else:
+            path = Path(os.path.abspath(Path(vox2_root) / rel))
+        entries.append(("train", utt, path))
+
+    # evaluation: the VoxCeleb1 utterances the lists use (all of them for E/H); labels and ids checked here
+    vox1 = list_audio(vox1_root, (".wav",))
+    vox1_set = set(vox1)
+    lists = {name: read_trials(path, vox1_set) for name, path in trials.items()}
+    whole = sorted(name for name in lists if name in WHOLE_VOX1_LISTS)
+    wanted = vox1_set if whole else {u for ts in lists.values() for t in ts for u in (t.enroll, t.test)}
+    entries += [("test", utt, Path(os.path.abspath(Path(vox1_root) / utt))) for utt in vox1 if utt in wanted]
+
+    log.info("checking %d files", len(entries))
+    good, bad_checked = _check_all(entries, workers)
+    bad += bad_checked
+    if bad and on_bad_audio == "stop":
+        listing = "\n".join(f"  {b.reason}" for b in bad)
+        raise ValueError(f"{len(bad)} bad audio file(s) (set corpus.on_bad_audio: skip to leave them out):\n"
+                         f"{listing}")
+    train, test = good["train"], good["test"]
+    if not train:
+        raise ValueError(f"{vox2_root}: no usable training audio")
+
+    # speakers: trial speakers must be unseen; E/H lists use all of VoxCeleb1, so no Vox1 speaker may train
+    train_speakers = {u.speaker for u in train}
+    for name, ts in lists.items():
+        leaked = sorted({u.split("/")[0] for t in ts for u in (t.enroll, t.test)} & train_speakers)
+        if leaked:
+            raise ValueError(f"{trials[name]}: trial speaker(s) {', '.join(leaked[:10])} also in the training "
+                             f"set ({vox2_root}): the scores would not measure unseen speakers")
+    if whole:
+        leaked = sorted({u.split("/")[0] for u in vox1} & train_speakers)
+        if leaked:
+            raise ValueError(f"{', '.join(whole)} use all of VoxCeleb1, but VoxCeleb1 speaker(s) "
+                             f"{', '.join(leaked[:10])} are in the training set ({vox2_root})")
+
+    # every trial utterance must have survived the audio checks; say why when it did not
+    test_utts = {u.utt for u in test}
+    why = {b.utt: f"left out as bad audio: {b.reason}" for b in bad if b.split == "test"}
+    lists = {name: read_trials(trials[name], test_utts, why) for name in lists}
+
+    # write: bad-audio list and trial lists first, manifests last (each atomic)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "trials").mkdir(exist_ok=True)
+    _write_text_atomic(out_dir / "bad_audio.tsv", BAD_AUDIO_HEADER + "".join(
+        f"{b.split}\t{b.utt}\t{b.path}\t{b.reason.replace(chr(9), ' ')}\n" for b in bad))
+    for name, ts in lists.items():
+        write_trials(out_dir / "trials" / f"{name}.txt", ts)
+    write_manifest(out_dir / "test.tsv", test)
+    write_manifest(out_dir / "train.tsv", train)
+    summary = {
+        "speakers": {"train": len(train_speakers), "test": len({u.speaker for u in test})},
+        "utterances": {"train": len(train), "test": len(test)},
+        "hours": {"train": round(sum(u.seconds for u in train) / 3600, 4),
+                  "test": round(sum(u.seconds for u in test) / 3600, 4)},
+        "trials": {name: len(ts) for name, ts in lists.items()},
+        "bad_audio": len(bad),
+    }
+    if bad:
+        log.warning("%d bad audio file(s) left out, listed in %s", len(bad), out_dir / "bad_audio.tsv")
+    return summary
