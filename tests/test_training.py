@@ -1,11 +1,32 @@
+import dataclasses
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
+from svbench.augment import Augmenter
+from svbench.corpus.audio import write_wav
+from svbench.corpus.manifest import read_manifest
+from svbench.features import FeatureStore
 from svbench.models import ArchSpec
-from svbench.training import Preempted, Recipe, epoch_order, load_model, train
+from svbench.training import (
+    CropDataset,
+    Preempted,
+    Recipe,
+    amp_mode,
+    dist_env,
+    epoch_order,
+    load_model,
+    rank_batches,
+    train,
+)
 
 SPEC = ArchSpec(name="tiny", block="basic", stages=(1, 1, 1, 1), width=4, embedding=32)
 RECIPE = Recipe(epochs=3, batch_size=4, crop_frames=40, lr=0.1, final_lr=0.01, warmup_epochs=1,
@@ -77,3 +98,157 @@ def test_kill_at_the_last_step_of_an_epoch_resumes(tiny_corpus: Path, tmp_path: 
         train(*args, tmp_path, stop_after_steps=6)  # 24 utterances / batch 4: the epoch's last step
     train(*args, tmp_path)
     assert len(pd.read_csv(tmp_path / "history.csv")) == 3
+
+
+# --- recipe options, augmentation, averaging, AMP, process layout (issue 3) ---
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_schema_training_keys_are_recipe_fields_with_the_same_defaults() -> None:
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    keys = schema["properties"]["training"]["properties"]
+    defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}
+    for key, entry in keys.items():
+        assert key in defaults, key
+        if key != "threads":  # the workflow's default thread count is 2; a library call leaves torch's
+            assert entry.get("default") == defaults[key], key
+    for key in ("speed_perturb", "musan", "rir", "aug_prob", "average_last", "amp", "channels_last",
+                "cudnn_benchmark", "processes"):
+        assert key in keys, key
+    voxceleb = yaml.safe_load((REPO / "config/voxceleb.yaml").read_text())["training"]
+    Recipe.from_dict(voxceleb)  # every key of the study config is a recipe option
+
+
+def test_recipe_rejects_bad_amp_and_average() -> None:
+    with pytest.raises(ValueError, match="training.amp"):
+        Recipe.from_dict({"amp": "fp8"})
+    with pytest.raises(ValueError, match="training.average_last"):
+        Recipe.from_dict({"average_last": 0})
+
+
+def test_amp_on_cpu_is_off() -> None:
+    for mode in ("auto", "bf16", "fp16", "off"):
+        assert amp_mode(mode, torch.device("cpu")) is None
+
+
+def test_lr_scales_with_the_global_batch() -> None:
+    r = Recipe(batch_size=128, lr=0.1)
+    assert r.peak_lr(world_size=4) == pytest.approx(0.8)
+
+
+def test_rank_batches_cut_each_global_batch() -> None:
+    order = list(range(20))
+    both = rank_batches(order, 2, 0, 2), rank_batches(order, 2, 1, 2)
+    assert both[0] == [[0, 1], [4, 5], [8, 9], [12, 13], [16, 17]]
+    assert [a + b for a, b in zip(*both, strict=True)] == rank_batches(order, 4, 0, 1)
+
+
+def test_dist_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_STEP_ID", "SLURM_PROCID", "SLURM_NTASKS",
+                "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID"):
+        monkeypatch.delenv(var, raising=False)
+    assert dist_env() == (0, 1, 0)
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    assert dist_env() == (0, 1, 0)  # a batch script with 4 tasks but no srun step is one process
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    assert dist_env() == (3, 4, 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert dist_env() == (1, 2, 1)  # torchrun's variables win
+
+
+@pytest.fixture(scope="module")
+def noise_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny MUSAN-like folder (noise, speech, music) and a folder of two room impulse responses."""
+    root = tmp_path_factory.mktemp("aug")
+    rng = np.random.default_rng(0)
+    for kind, seconds in (("noise", 0.5), ("speech", 3.0), ("music", 1.0)):
+        (root / "musan" / kind / "sub").mkdir(parents=True)
+        write_wav(root / "musan" / kind / "sub" / f"{kind}1.wav", 0.1 * rng.standard_normal(int(16000 * seconds)))
+    (root / "rir").mkdir()
+    for k in range(2):
+        t = np.arange(4000) / 16000
+        rir = rng.standard_normal(4000) * np.exp(-t / 0.05) * 0.5
+        rir[0] = 1.0
+        write_wav(root / "rir" / f"rir{k}.wav", rir / np.abs(rir).max())
+    return root / "musan", root / "rir"
+
+
+def test_missing_augmentation_path_names_the_key(tiny_corpus: Path, tmp_path: Path) -> None:
+    args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC)
+    for key in ("musan", "rir"):
+        recipe = dataclasses.replace(RECIPE, **{key: str(tmp_path / "nowhere")})
+        with pytest.raises(FileNotFoundError, match=f"training.{key}: .*nowhere"):
+            train(*args, recipe, tmp_path / key)
+
+
+class _NoEffect(Augmenter):
+    def apply(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return x
+
+
+def test_augmented_crops_differ_from_clean_and_are_finite(tiny_corpus: Path, noise_dirs: tuple[Path, Path]) -> None:
+    store = FeatureStore(tiny_corpus / "features" / "train")
+    utts = read_manifest(tiny_corpus / "corpus" / "train.tsv")
+    ids, wavs = [u.utt for u in utts], [u.path for u in utts]
+    for musan, rir in ((noise_dirs[0], None), (None, noise_dirs[1]), noise_dirs):
+        real = CropDataset(store, ids, [0] * len(ids), 40, 0, wavs=wavs, augmenter=Augmenter(musan, rir, 1.0))
+        clean = CropDataset(store, ids, [0] * len(ids), 40, 0, wavs=wavs, augmenter=_NoEffect(musan, rir, 1.0))
+        for i in range(4):
+            (a, _), (c, _) = real[(0, i)], clean[(0, i)]  # same segment; only the augmentation differs
+            assert a.shape == c.shape == (40, 80)
+            assert torch.isfinite(a).all() and torch.isfinite(c).all()
+            assert not torch.allclose(a, c, atol=1e-3)
+    # speed perturbation: three classes per speaker, and the 1.0 speed still comes from the store
+    sp = CropDataset(store, ids, [1] * len(ids), 40, 0, wavs=wavs, speed_perturb=True, n_speakers=6)
+    labels = {sp[(0, i)][1] for i in range(len(ids))}
+    assert labels == {1, 7, 13}
+    assert all(torch.isfinite(sp[(0, i)][0]).all() for i in range(len(ids)))
+
+
+def test_training_with_speed_perturbation_and_augmentation(tiny_corpus: Path, noise_dirs: tuple[Path, Path],
+                                                           tmp_path: Path) -> None:
+    recipe = dataclasses.replace(RECIPE, epochs=1, speed_perturb=True, musan=str(noise_dirs[0]),
+                                 rir=str(noise_dirs[1]), num_workers=2)
+    train(tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC, recipe, tmp_path)
+    info = json.loads((tmp_path / "spec.json").read_text())
+    assert info["n_classes"] == 3 * info["speakers"] == 18
+    assert np.isfinite(pd.read_csv(tmp_path / "history.csv")["loss"]).all()
+
+
+def test_average_last_checkpoints_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
+    args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC,
+            dataclasses.replace(RECIPE, average_last=2))
+    train(*args, tmp_path / "straight")
+    kept = sorted(p.name for p in (tmp_path / "straight" / "epochs").iterdir())
+    assert kept == ["epoch0002.pt", "epoch0003.pt"]  # only what the average needs
+    e2, e3 = (torch.load(tmp_path / "straight" / "epochs" / k) for k in kept)
+    model = torch.load(tmp_path / "straight" / "model.pt")["model"]
+    final = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    for key, value in model.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, (e2[key] + e3[key]) / 2, atol=1e-6), key
+    assert any(not torch.equal(model[k], final[k]) for k in model)  # averaged, not the last weights
+    assert json.loads((tmp_path / "straight" / "spec.json").read_text())["averaged_epochs"] == [2, 3]
+    with pytest.raises(Preempted):  # killed in epoch 2: the kept epoch files survive the restart
+        train(*args, tmp_path / "resumed", stop_after_steps=8)
+    train(*args, tmp_path / "resumed")
+    resumed = torch.load(tmp_path / "resumed" / "model.pt")["model"]
+    assert all(torch.equal(model[k], resumed[k]) for k in model)
+
+
+def test_voxceleb_config_plans_one_training_job_per_architecture_and_seed(tmp_path: Path) -> None:
+    config = yaml.safe_load((REPO / "config/voxceleb.yaml").read_text())
+    expected = len(config["grid"]) * len(config["seeds"])
+    bin_dir = Path(sys.executable).parent
+    run = subprocess.run([str(bin_dir / "snakemake"), "-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                          "--configfile", str(REPO / "config/voxceleb.yaml")], capture_output=True, text=True,
+                         timeout=300, env=os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    counts = dict(line.split()[:2] for line in run.stdout.splitlines() if line.startswith("train "))
+    assert int(counts["train"]) == expected == 17

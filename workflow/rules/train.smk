@@ -1,3 +1,9 @@
+# More than one process per job (training.processes, one per GPU): torchrun starts them on the node
+# and svbench trains with DistributedDataParallel; only rank 0 writes.
+NPROC = config["training"]["processes"]
+LAUNCH = f"torchrun --standalone --nproc-per-node {NPROC} --no-python " if NPROC > 1 else ""
+
+
 # Training is measured: `svbench monitor` runs the sidecar beside it. checkpoint.pt and the energy
 # trace are deliberately not declared outputs: Snakemake deletes the outputs of a failed job, and a
 # preempted job must keep both its checkpoint and the energy its attempt already spent.
@@ -20,6 +26,8 @@ rule train:
         ENV
     shell:
         monitor("train")
-        + " svbench train --features results/features/train --manifest {input.manifest}"
+        + " "
+        + LAUNCH
+        + "svbench train --features results/features/train --manifest {input.manifest}"
         " --arch {params.arch:q} --recipe {params.recipe:q} --seed {wildcards.seed}"
         " --out results/models/{wildcards.arch}/seed{wildcards.seed} > {log} 2>&1"
