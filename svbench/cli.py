@@ -131,7 +131,47 @@ def cmd_study_summary(a: argparse.Namespace) -> int:
 def cmd_study_figures(a: argparse.Namespace) -> int:
     from svbench.study.figures import make_figures
 
-    make_figures(a.summary, a.out)
+    make_figures(a.summary, a.out, phases=a.phases, results=a.results)
+    return 0
+
+
+def cmd_study_report(a: argparse.Namespace) -> int:
+    from svbench.study.report import write_study_report
+
+    write_study_report(a.summary, a.out, model_json=a.model_json, model_table=a.model_csv)
+    return 0
+
+
+def cmd_energy_emissions(a: argparse.Namespace) -> int:
+    from svbench.energy.emissions import write_emissions
+
+    write_emissions(a.energy, a.sidecar, a.carbon, a.project, a.out)
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from svbench.models import ArchSpec, preset
+    from svbench.study.analysis import predict_training_energy
+
+    text = a.arch.strip()
+    if text.startswith("{"):
+        try:
+            spec = ArchSpec.from_dict(json.loads(text), where="--arch")
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--arch: not valid JSON ({exc})") from None
+    else:
+        spec = preset(text, a.width)
+    p = predict_training_energy(spec, pd.read_csv(a.summary), a.epochs, a.samples)
+    err = (f"held-out error of the model: mean {p['mean_abs_error']:.0%}, max {p['max_abs_error']:.0%} over "
+           f"{p['fitted_archs']} architectures left out one at a time" if p["mean_abs_error"] == p["mean_abs_error"]
+           else "held-out error: not testable (the fit needs at least 3 architectures)")
+    label = " (estimated energy)" if "estimated" in p["basis"] else ""
+    print(f"{p['arch']}: {p['params_m']:.3f} M params, {p['macs_g']:.3f} GMACs per {p['macs_frames']}-frame input; "
+          f"{p['epochs']} epochs x {p['samples_per_epoch']} samples")
+    print(f"predicted training energy: {p['predicted_kwh']:.4g} kWh{label}; {err}"
+          + ("" if not p["in_fit"] else " (this architecture is in the fit)"))
     return 0
 
 
@@ -244,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--markers", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_energy_join)
+    s = energy.add_parser("emissions", help="a CodeCarbon-compatible emissions.csv from a job's energy.csv")
+    s.add_argument("--energy", type=Path, required=True)
+    s.add_argument("--sidecar", type=Path, help="the job's sidecar.json (node, GPUs)")
+    s.add_argument("--carbon", type=_json, required=True, help="the carbon config (pue, intensity) as JSON")
+    s.add_argument("--project", default="svbench", help="CodeCarbon's project_name")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_energy_emissions)
 
     study = sub.add_parser("study", help="summary tables and figures").add_subparsers(dest="study_cmd", required=True)
     s = study.add_parser("summary", help="one row per architecture and seed (CSV, HTML, LaTeX)")
@@ -253,8 +300,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_study_summary)
     s = study.add_parser("figures", help="trade-off figures from the summary")
     s.add_argument("--summary", type=Path, required=True)
+    s.add_argument("--phases", type=Path, help="phases.csv of the summary (energy by phase and component)")
+    s.add_argument("--results", type=Path, default=Path("results"), help="results folder (traces for timelines)")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_study_figures)
+    s = study.add_parser("report", help="the findings (Pareto front, knee, energy model) as HTML")
+    s.add_argument("--summary", type=Path, required=True)
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--model-json", type=Path)
+    s.add_argument("--model-csv", type=Path)
+    s.set_defaults(func=cmd_study_report)
+
+    s = sub.add_parser("predict", help="predicted training energy of an architecture, with the model's error")
+    s.add_argument("--arch", required=True, help="a preset name (ResNet34) or a spec as JSON")
+    s.add_argument("--width", type=int, default=32, help="base width of a preset")
+    s.add_argument("--summary", type=Path, default=Path("results/study/summary.csv"))
+    s.add_argument("--epochs", type=int, required=True)
+    s.add_argument("--samples", type=int, required=True, help="training samples per epoch")
+    s.set_defaults(func=cmd_predict)
 
     arch = sub.add_parser("arch", help="architectures").add_subparsers(dest="arch_cmd", required=True)
     s = arch.add_parser("list", help="the grid of a config with params and MACs")

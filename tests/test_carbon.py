@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from test_study import T0 as STUDY_T0  # the fake study's jobs start at this wall-clock time
+from test_study import fake_study
 
 from svbench.energy.carbon import Factor, Intensity, operational_g, read_intensity_series
+from svbench.study.summary import summary_rows
 
 HOUR_NS = 3600 * 10**9
 T0 = pd.Timestamp("2024-03-01T00:00:00Z").value  # ns since the epoch
@@ -101,3 +104,60 @@ def test_operational_g_arithmetic(hourly):
     assert operational_g(0.0, T0, T0 + HOUR_NS, pue, Intensity(value=100.0, source="s")) == 0.0
     # a series: 1 kWh spent from 00:30 to 01:30 at a mean of 150 g/kWh, PUE 1.5
     assert operational_g(kwh, T0 + HOUR_NS // 2, T0 + 3 * HOUR_NS // 2, pue, hourly) == pytest.approx(225.0)
+
+
+def _study(tmp_path, intensity):
+    config = fake_study(tmp_path, seeds=(0, 1))
+    config["carbon"]["intensity"] = intensity
+    return pd.DataFrame(summary_rows(tmp_path / "results", config))
+
+
+def test_intensity_series_changes_carbon_per_span(tmp_path):
+    constant = _study(tmp_path, {"value": 100.0, "source": "s"})
+    # 100 g/kWh until seed 1's training starts (T0 + 1000 s), 400 from then on
+    series = tmp_path / "grid.csv"
+    start = pd.Timestamp(STUDY_T0, unit="ns", tz="UTC")
+    series.write_text("timestamp,gco2e_per_kwh\n"
+                      f"{start.isoformat()},100\n{(start + pd.Timedelta(seconds=1000)).isoformat()},400\n")
+    hourly = _study(tmp_path, {"series": str(series), "source": "grid operator export"})
+    seed0, seed1 = (hourly["seed"] == 0), (hourly["seed"] == 1)
+    assert hourly.loc[seed0, "train_co2e_g"].to_numpy() == pytest.approx(constant.loc[seed0, "train_co2e_g"])
+    assert hourly.loc[seed1, "train_co2e_g"].to_numpy() == pytest.approx(4 * constant.loc[seed1, "train_co2e_g"])
+    assert (hourly.loc[seed1, "intensity_g_per_kwh"] == 400).all()
+    # energy and embodied carbon do not depend on the grid
+    assert hourly["train_energy_kwh"].to_numpy() == pytest.approx(constant["train_energy_kwh"])
+    assert hourly["embodied_co2e_g"].to_numpy() == pytest.approx(constant["embodied_co2e_g"])
+
+
+def test_emissions_csv_is_codecarbon_shaped(tmp_path):
+    from svbench.energy.emissions import COLUMNS, write_emissions
+
+    energy = pd.DataFrame({
+        "phase": "job", "attempt": [1, 1, 1, 2, 2], "t_start_wall_ns": [T0] * 3 + [T0 + HOUR_NS] * 2,
+        "t_end_wall_ns": [T0 + HOUR_NS // 2] * 3 + [T0 + 3 * HOUR_NS // 2] * 2, "seconds": [1800.0] * 5,
+        "sensor": ["nvml", "nvml", "rapl", "nvml", "rapl"], "channel": ["gpu0", "gpu1", "pkg", "gpu0", "pkg"],
+        "component": ["gpu", "gpu", "cpu", "gpu", "cpu"], "energy_j": [3.6e5, 3.6e5, 1.8e5, 7.2e5, 3.6e5],
+        "estimated": False})
+    energy.to_csv(tmp_path / "energy.csv", index=False)
+    sidecar = tmp_path / "sidecar.json"
+    sidecar.write_text('{"node": {"cpu_model": "Xeon", "logical_cpus": 32, "memory_bytes": 68719476736}, '
+                       '"sensors": [{"name": "nvml", "available": true, "metadata": {"devices": '
+                       '{"gpu0": {"name": "A100"}, "gpu1": {"name": "A100"}}}}]}')
+    carbon = {"pue": {"value": 1.5, "source": "site"}, "intensity": {"value": 100, "source": "grid"}}
+    write_emissions(tmp_path / "energy.csv", sidecar, carbon, "svbench train x seed0", tmp_path / "emissions.csv")
+    out = pd.read_csv(tmp_path / "emissions.csv")
+    assert list(out.columns) == COLUMNS and COLUMNS[:13] == [
+        "timestamp", "project_name", "run_id", "duration", "emissions", "emissions_rate", "cpu_power", "gpu_power",
+        "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed"]
+    assert len(out) == 2  # one run per attempt
+    first = out.iloc[0]
+    # 0.25 kWh of GPU + 0.05 kWh of CPU, x PUE 1.5 (CodeCarbon applies PUE to energy); kg at 100 g/kWh
+    assert first["gpu_energy"] == pytest.approx(0.2 * 1.5) and first["cpu_energy"] == pytest.approx(0.05 * 1.5)
+    assert first["energy_consumed"] == pytest.approx(0.25 * 1.5)
+    assert first["emissions"] == pytest.approx(0.25 * 1.5 * 100 / 1e3)
+    assert first["emissions_rate"] == pytest.approx(first["emissions"] / 1800)
+    assert first["gpu_power"] == pytest.approx(400.0) and first["duration"] == 1800
+    assert first["gpu_count"] == 2 and first["gpu_model"] == "2 x A100" and first["ram_total_size"] == 64
+    assert out.iloc[1]["gpu_count"] == 1
+    assert pd.isna(first["ram_energy"]) and pd.isna(first["country_name"])  # no sensor, no guess: empty
+    assert first["energy_basis"] == "measured" and first["pue"] == 1.5

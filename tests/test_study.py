@@ -1,3 +1,4 @@
+import json
 import math
 from pathlib import Path
 
@@ -5,9 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from svbench.study.figures import pareto_front
+from svbench.study.analysis import (
+    by_arch,
+    fit_energy_model,
+    knee,
+    mean_sd_text,
+    pareto_front,
+    predict_training_energy,
+)
+from svbench.study.figures import FIGURES, make_figures, power_series, stage_families
 from svbench.study.grid import arch_table, specs_from_grid
-from svbench.study.summary import energy_of
+from svbench.study.report import write_study_report
+from svbench.study.summary import build_summary, energy_of
 from svbench.study.tables import write_table
 
 
@@ -66,3 +76,210 @@ def test_tables_show_missing_as_a_dash(tmp_path: Path) -> None:
     assert "—" in html and "cap" in html and ">0<" not in html
     assert (tmp_path / "t.tex").read_text().startswith("\\begin{table}")
     assert pd.read_csv(tmp_path / "t.csv")["gpu_kwh"].isna().all()
+
+
+# --- a synthetic study: a results tree as the workflow leaves it -------------------------------------------------
+
+T0 = 1_700_000_000 * 10**9  # wall-clock ns
+GRID = [{"name": "a", "block": "basic", "stages": [1, 1, 1, 1], "width": 4},
+        {"name": "b", "block": "basic", "stages": [2, 2, 2, 2], "width": 4},
+        {"name": "b_back", "block": "basic", "stages": [1, 1, 2, 4], "width": 4},
+        {"name": "c", "block": "basic", "stages": [1, 1, 1, 1], "width": 8}]
+EER = {"a": 0.12, "b": 0.10, "b_back": 0.105, "c": 0.095}
+MACS = {"a": 1e8, "b": 2e8, "b_back": 2e8, "c": 4e8}
+
+
+def write_job(folder: Path, watts: float, seconds: float, start_ns: int, phases: list[str]) -> None:
+    """trace.csv (a CPU energy counter and DRAM power every 0.5 s), markers.jsonl and energy.csv of one job."""
+    from svbench.energy.join import join
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["t_wall_ns,t_mono_ns,sensor,channel,quantity,value,unit,component,estimated"]
+    for k in range(int(seconds / 0.5) + 1):
+        t = k * 0.5
+        wall, mono = start_ns + int(t * 1e9), int(1e12 + t * 1e9)
+        lines.append(f"{wall},{mono},rapl,package-0,energy,{watts * t},J,cpu,0")
+        lines.append(f"{wall},{mono},rapl,dram-0,power,{watts / 10},W,dram,0")
+    (folder / "trace.csv").write_text("\n".join(lines) + "\n")
+    marks = [{"event": "begin", "t_wall_ns": start_ns, "t_mono_ns": int(1e12)}]
+    span = seconds / (len(phases) + 1)
+    for i, name in enumerate(phases):
+        a, b = (i + 0.5) * span, (i + 1.5) * span
+        marks.append({"event": "start", "phase": name, "index": i, "pid": 1, "t_wall_ns": start_ns + int(a * 1e9),
+                      "t_mono_ns": int(1e12 + a * 1e9)})
+        marks.append({"event": "stop", "phase": name, "index": i, "pid": 1, "ok": True,
+                      "t_wall_ns": start_ns + int(b * 1e9), "t_mono_ns": int(1e12 + b * 1e9)})
+    marks.append({"event": "end", "status": 0, "t_wall_ns": start_ns + int(seconds * 1e9),
+                  "t_mono_ns": int(1e12 + seconds * 1e9)})
+    (folder / "markers.jsonl").write_text("".join(json.dumps(m) + "\n" for m in marks))
+    (folder / "sidecar.json").write_text(json.dumps({"node": {"host": "h", "cpu_model": "cpu", "logical_cpus": 4,
+                                                              "memory_bytes": 2**34, "environment": {}},
+                                                     "sensors": [{"name": "rapl", "available": True, "reason": ""}]}))
+    join(folder / "trace.csv", folder / "markers.jsonl", folder / "energy.csv")
+
+
+def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0, 1), energy: bool = True) -> dict:
+    """A results tree with training energy proportional to MACs (plus a constant), 20 trials per job."""
+    results = root / "results"
+    (results / "corpus").mkdir(parents=True, exist_ok=True)
+    (results / "corpus" / "test.tsv").write_text("utt\tspeaker\tpath\tseconds\nu1\ts1\tu1.wav\t3.0\n")
+    for spec in grid:
+        name = spec["name"]
+        for seed in seeds:
+            where = f"{name}/seed{seed}"
+            (results / "models" / where).mkdir(parents=True, exist_ok=True)
+            (results / "models" / where / "spec.json").write_text(json.dumps(
+                {"params": MACS[name] / 100, "macs": MACS[name], "macs_frames": 200, "epochs": 2,
+                 "samples_per_epoch": 100}))
+            (results / "scores" / where).mkdir(parents=True, exist_ok=True)
+            eer = EER[name] + 0.002 * seed
+            (results / "scores" / where / "metrics.json").write_text(json.dumps(
+                {"syn": {"trials": 20, "cosine": {"eer": eer, "min_dcf_0.01": 5 * eer, "min_dcf_0.05": 3 * eer}}}))
+            if not energy:
+                continue
+            # 2 epochs x 100 samples x MACs at 5e-9 J per MAC-sample, plus 100 J: seconds at 100 W
+            joules = 5e-9 * MACS[name] * 200 + 100 + 5 * seed
+            write_job(results / "energy" / "train" / where, 100.0, joules / 100 / 1.1, T0 + seed * 10**12,
+                      ["epoch", "epoch"])
+            write_job(results / "energy" / "embed" / where, 50.0, 2.0, T0 + 10**11, ["embed_test", "embed_train"])
+            write_job(results / "energy" / "score" / where, 50.0, 1.0, T0 + 2 * 10**11, ["score"])
+    return {"grid": grid, "seeds": list(seeds), "energy": {},
+            "carbon": {"pue": {"value": 1.2, "source": "site"}, "intensity": {"value": 100.0, "source": "grid"},
+                       "embodied": {"gpu_kg_per_hour": {"value": 0.0034, "source": "BLOOM"},
+                                    "server_kg_per_hour": {"value": 0.056, "source": "BLOOM"}}}}
+
+
+def test_knee_is_the_point_farthest_above_the_chord() -> None:
+    # energy 1, 10, 100, 1000: the error falls fast, then barely: the knee is at 10
+    cost = np.array([1.0, 10.0, 100.0, 1000.0, 50.0])
+    err = np.array([20.0, 10.0, 9.0, 8.5, 15.0])
+    assert pareto_front(cost, err).tolist() == [0, 1, 2, 3]
+    assert knee(cost, err) == 1
+    assert knee(cost[:2], err[:2]) is None  # two Pareto points: no knee
+    assert knee(np.array([1.0, 10, 100]), np.array([10.0, 9.5, 1])) is None  # bends the other way
+    assert pareto_front(np.array([1.0, np.nan, 2]), np.array([5.0, 1, 4])).tolist() == [0, 2]  # NaN left out
+
+
+def test_mean_sd_over_seeds() -> None:
+    frame = pd.DataFrame({"arch": ["a", "a", "b"], "seed": [0, 1, 0], "block": "basic", "eer": [10.0, 12.0, 9.0],
+                          "kwh": [1.0, float("nan"), float("nan")]})
+    m = by_arch(frame).set_index("arch")
+    assert m.loc["a", "eer_mean"] == 11.0 and m.loc["a", "eer_sd"] == pytest.approx(math.sqrt(2))
+    assert math.isnan(m.loc["b", "eer_sd"]) and m.loc["a", "seeds"] == 2
+    assert m.loc["a", "kwh_mean"] == 1.0 and math.isnan(m.loc["b", "kwh_mean"])
+    assert mean_sd_text(11.0, math.sqrt(2)) == "11 ± 1.4"
+    assert mean_sd_text(9.0, float("nan")) == "9" and mean_sd_text(float("nan"), 1.0) == "—"
+
+
+def test_energy_model_recovers_a_linear_cost_and_predicts_held_out() -> None:
+    rows = [{"arch": f"x{i}", "macs_g": m, "samples_per_epoch": 1000, "epochs": 10,
+             "train_energy_kwh": (2e-9 * m * 1e9 * 1e4 + 500) / 3.6e6, "train_energy_basis": "measured"}
+            for i, m in enumerate([0.5, 1.0, 2.0, 4.0])]
+    model = fit_energy_model(pd.DataFrame(rows))
+    assert model.j_per_mac == pytest.approx(2e-9) and model.j_per_job == pytest.approx(500)
+    assert model.mean_abs_error == pytest.approx(0, abs=1e-9) and len(model.held_out) == 4
+    two = fit_energy_model(pd.DataFrame(rows[:2]))
+    assert math.isnan(two.mean_abs_error)  # held out of a 2-architecture fit: not testable
+    with pytest.raises(ValueError, match="at least 2"):
+        fit_energy_model(pd.DataFrame(rows[:1]))
+    from svbench.models import preset
+    p = predict_training_energy(preset("ResNet18", 8), pd.DataFrame(rows), epochs=10, samples=1000)
+    assert p["predicted_kwh"] == pytest.approx((2e-9 * p["macs_g"] * 1e9 * 1e4 + 500) / 3.6e6)
+    assert p["mean_abs_error"] == pytest.approx(0, abs=1e-9) and not p["in_fit"]
+
+
+def test_predict_command_prints_estimate_and_held_out_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from svbench.cli import main
+
+    config = fake_study(tmp_path)
+    build_summary(tmp_path / "results", config, tmp_path / "study")
+    with pytest.raises(SystemExit) as done:
+        main(["predict", "--arch", "ResNet34", "--width", "4", "--summary", str(tmp_path / "study/summary.csv"),
+              "--epochs", "3", "--samples", "50"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "ResNet34_w4" in out and "predicted training energy" in out and "held-out error" in out and "%" in out
+    with pytest.raises(SystemExit) as done:
+        main(["predict", "--arch", '{"name": "x", "block": "basic", "stages": [1, 2]}', "--summary",
+              str(tmp_path / "study/summary.csv"), "--epochs", "3", "--samples", "50"])
+    assert done.value.code == 2
+
+
+def test_summary_tables_carbon_and_gpu_count(tmp_path: Path) -> None:
+    config = fake_study(tmp_path)
+    frame = build_summary(tmp_path / "results", config, tmp_path / "study")
+    assert list(frame["arch"]) == ["a", "a", "b", "b", "b_back", "b_back", "c", "c"]
+    row = frame.iloc[0]
+    assert row["train_energy_basis"] == "measured"
+    # operational: energy x PUE x intensity
+    assert row["train_co2e_g"] == pytest.approx(row["train_energy_kwh"] * 1.2 * 100.0)
+    # no NVML channel and no CUDA_VISIBLE_DEVICES: 0 GPUs, embodied is the server's share only
+    assert row["train_gpus"] == 0 and row["embodied_gpu_co2e_g"] == 0
+    hours = (frame.iloc[0]["train_hours"] + 3.0 / 3600)
+    assert row["embodied_server_co2e_g"] == pytest.approx(1e3 * hours * 0.056, rel=1e-3)
+    by = pd.read_csv(tmp_path / "study/summary_by_arch.csv")
+    assert len(by) == 4 and {"eer_cosine_syn_mean", "eer_cosine_syn_sd"} <= set(by.columns)
+    html = (tmp_path / "study/summary_by_arch.html").read_text()
+    assert "±" in html and (tmp_path / "study/summary_by_arch.tex").read_text().count("±") >= 4
+    phases = pd.read_csv(tmp_path / "study/phases.csv")
+    train_a = phases[(phases["arch"] == "a") & (phases["seed"] == 0) & (phases["step"] == "train")]
+    assert list(train_a["phase"]) == ["epoch", "rest of job", "job"]
+    parts = train_a.set_index("phase")["energy_j"]
+    assert parts["epoch"] + parts["rest of job"] == pytest.approx(parts["job"])
+    prov = (tmp_path / "study/provenance.html").read_text()
+    for text in ("PUE", "site", "embodied per GPU-hour", "BLOOM", "rapl/package-0", "counter", "How every job"):
+        assert text in prov
+    jobs = pd.read_csv(tmp_path / "study/provenance_jobs.csv")
+    assert len(jobs) == 4 * 2 * 3 and (jobs["basis"] == "measured").all()
+
+
+def test_gpu_count_comes_from_nvml_channels() -> None:
+    from svbench.energy.carbon import Factor, embodied_g, gpu_count
+
+    rows = pd.DataFrame({"phase": "job", "sensor": ["nvml", "nvml", "rapl"], "channel": ["gpu0", "gpu1", "pkg"],
+                         "component": ["gpu", "gpu", "cpu"]})
+    assert gpu_count(rows) == 2
+    assert gpu_count(rows.iloc[2:]) == 0
+    given_gpus = {"node": {"environment": {"CUDA_VISIBLE_DEVICES": "0,1"}}}
+    assert gpu_count(rows.iloc[2:], given_gpus) is None  # GPUs given but not read: unknown, not assumed
+    gpu_g, server_g = embodied_g(2.0, None, Factor(0.0034, "kg/h", "s"), Factor(0.056, "kg/h", "s"))
+    assert math.isnan(gpu_g) and server_g == pytest.approx(112.0)
+    assert embodied_g(2.0, 4, Factor(0.0034, "kg/h", "s"), None)[0] == pytest.approx(27.2)
+
+
+def test_study_report_names_pareto_and_knee(tmp_path: Path) -> None:
+    config = fake_study(tmp_path)
+    build_summary(tmp_path / "results", config, tmp_path / "study")
+    findings = write_study_report(tmp_path / "study/summary.csv", tmp_path / "study.html", tmp_path / "model.json",
+                                  tmp_path / "model.csv")
+    assert [p["arch"] for p in findings["pareto"]] == ["a", "b", "c"]  # b_back: as costly as b, less accurate
+    html = (tmp_path / "study.html").read_text()
+    assert "Pareto-optimal" in html and "knee" in html.lower() and "Held-out error" in html
+    model = json.loads((tmp_path / "model.json").read_text())
+    assert model["mean_abs_error"] < 0.05  # energy was made linear in MACs x samples
+
+
+@pytest.mark.parametrize("archs, energy", [(4, True), (1, True), (2, False)])
+def test_figures_from_a_synthetic_study(tmp_path: Path, archs: int, energy: bool) -> None:
+    config = fake_study(tmp_path, grid=GRID[:archs], seeds=(0,), energy=energy)
+    build_summary(tmp_path / "results", config, tmp_path / "study")
+    made = make_figures(tmp_path / "study/summary.csv", tmp_path / "fig", tmp_path / "study/phases.csv",
+                        tmp_path / "results")
+    assert sorted(p.name for p in made) == sorted(FIGURES)
+    for p in made:
+        assert p.stat().st_size > 5_000, p
+
+
+def test_stage_families_and_power_series() -> None:
+    frame = pd.DataFrame({"arch": ["a", "b", "b_back", "c"], "seed": 0, "block": "basic",
+                          "stages": ["1-1-1-1", "2-2-2-2", "1-1-2-4", "1-1-1-1"],
+                          "widths": ["4-8-16-32"] * 3 + ["8-16-32-64"], "eer": [1.0, 2, 3, 4]})
+    families = stage_families(frame)
+    assert len(families) == 1 and list(families[0]["arch"]) == ["b", "b_back"]
+    trace = pd.DataFrame({"t_wall_ns": [0, 10**9, 2 * 10**9, 0, 10**9], "sensor": ["rapl"] * 3 + ["ipmi"] * 2,
+                          "channel": ["pkg"] * 3 + ["node"] * 2, "quantity": ["energy"] * 3 + ["power"] * 2,
+                          "value": [0.0, 50.0, 150.0, 300.0, 310.0], "component": ["cpu"] * 3 + ["node"] * 2,
+                          "estimated": False})
+    s = power_series(trace)
+    assert s[s["component"] == "cpu"]["watts"].tolist() == [50.0, 100.0]
+    assert s[s["component"] == "node"]["watts"].tolist() == [300.0, 310.0]

@@ -92,3 +92,43 @@ def read_intensity_series(path: Path) -> pd.Series:
 def operational_g(energy_j: float, start_ns: int, end_ns: int, pue: Factor, intensity: Intensity) -> float:
     """gCO2e of ``energy_j`` of IT energy spent between two wall-clock times."""
     return energy_j / 3.6e6 * pue.value * intensity.mean_over(start_ns, end_ns)
+
+
+def gpu_count(energy: pd.DataFrame, sidecar: dict | None = None) -> int | None:
+    """GPUs a job really used: its NVML channels in ``energy.csv`` (never assumed from a config).
+
+    No NVML channel on a job that saw no GPU (no ``CUDA_VISIBLE_DEVICES``) is 0 GPUs; on a job that was
+    given GPUs but could not read them it is unknown (None), and its embodied GPU carbon stays empty.
+    """
+    if len(energy) and "component" in energy:
+        gpu = energy[(energy["component"] == "gpu") & (energy["sensor"] == "nvml")]
+        if len(gpu):
+            return int(gpu["channel"].nunique())
+    visible = ((sidecar or {}).get("node", {}).get("environment", {}) or {}).get("CUDA_VISIBLE_DEVICES")
+    return None if visible not in (None, "", "-1", "NoDevFiles") else 0
+
+
+def embodied_g(hours: float, gpus: int | None, gpu_kg_per_hour: Factor | None,
+               server_kg_per_hour: Factor | None) -> tuple[float, float]:
+    """Embodied gCO2e (GPU share, server share) of ``hours`` of a job on ``gpus`` GPUs and one server.
+
+    Kept apart from operational carbon (REFERENCE §8); an unknown GPU count or factor gives NaN.
+    """
+    nan = float("nan")
+    gpu_g = nan if gpus is None or gpu_kg_per_hour is None else 1e3 * hours * gpus * gpu_kg_per_hour.value
+    server_g = nan if server_kg_per_hour is None else 1e3 * hours * server_kg_per_hour.value
+    return gpu_g, server_g
+
+
+def factors_from_config(carbon: dict) -> dict[str, Factor | Intensity | None]:
+    """PUE, intensity and the two embodied factors of a ``carbon`` config section, each with its source."""
+    embodied = carbon.get("embodied", {}) or {}
+    return {
+        "pue": Factor.from_config(carbon["pue"], "carbon.pue", "ratio"),
+        "intensity": Intensity.from_config(carbon["intensity"]),
+        "gpu_kg_per_hour": Factor.from_config(embodied["gpu_kg_per_hour"], "carbon.embodied.gpu_kg_per_hour",
+                                              "kgCO2e/h") if embodied.get("gpu_kg_per_hour") else None,
+        "server_kg_per_hour": Factor.from_config(embodied["server_kg_per_hour"],
+                                                 "carbon.embodied.server_kg_per_hour", "kgCO2e/h")
+        if embodied.get("server_kg_per_hour") else None,
+    }

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from svbench.corpus.manifest import read_manifest
-from svbench.energy.carbon import Factor, Intensity, operational_g
+from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, operational_g
+from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
 from svbench.study.tables import write_table
 
@@ -53,7 +54,8 @@ def energy_of(frame: pd.DataFrame, phase: str) -> dict:
 
 
 def _carbon_g(frame: pd.DataFrame, phase: str, pue: Factor, intensity: Intensity) -> float:
-    """Operational gCO2e, each span weighted by the intensity of its own time."""
+    """Operational gCO2e of every span named ``phase``, each at the mean intensity of its own time span
+    (a job resumed after preemption: each attempt at the grid intensity of its own hours)."""
     e = energy_of(frame, phase)
     if math.isnan(e["energy_j"]):
         return math.nan
@@ -72,14 +74,16 @@ def _read_energy(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def summary_rows(results: Path, config: dict) -> list[dict]:
     """One dict per (architecture, seed) of the config's grid."""
     results = Path(results)
     specs = specs_from_grid(config["grid"])
-    carbon = config["carbon"]
-    pue = Factor.from_config(carbon["pue"], "carbon.pue", "")
-    intensity = Intensity.from_config(carbon["intensity"])
-    embodied = carbon.get("embodied", {})
+    f = factors_from_config(config["carbon"])
+    pue, intensity = f["pue"], f["intensity"]
     test_utts = read_manifest(results / "corpus" / "test.tsv")
     audio_hours = sum(u.seconds for u in test_utts) / 3600
     rows = []
@@ -91,6 +95,7 @@ def summary_rows(results: Path, config: dict) -> list[dict]:
             row: dict = {"arch": spec.name, "seed": seed, "block": spec.block,
                          "stages": "-".join(map(str, spec.stages)), "widths": "-".join(map(str, spec.stage_widths)),
                          "params_m": info["params"] / 1e6, "macs_g": info["macs"] / 1e9,
+                         "macs_frames": info.get("macs_frames", 200),
                          "epochs": info.get("epochs"), "samples_per_epoch": info.get("samples_per_epoch")}
             n_trials = 0
             for name, m in metrics.items():
@@ -118,29 +123,86 @@ def summary_rows(results: Path, config: dict) -> list[dict]:
                     "inference_energy_basis": embed_test["basis"]}
             train_g = _carbon_g(energy["train"], "job", pue, intensity)
             infer_g = sum(_carbon_g(energy[s], "job", pue, intensity) for s in ("embed", "score"))
-            hours = sum(energy_of(energy[s], "job")["seconds"] for s in STEPS) / 3600
-            gpus = int(info.get("gpus", 0) or 0)
+            # embodied: each step's hours on its own real GPU count (NVML channels), plus the server
+            gpu_g = server_g = 0.0
+            gpus_seen = []
+            for step in STEPS:
+                hours = energy_of(energy[step], "job")["seconds"] / 3600
+                sidecar = _read_json(results / "energy" / step / where / "sidecar.json")
+                gpus = gpu_count(energy[step], sidecar)
+                gpus_seen.append(gpus)
+                g_gpu, g_server = embodied_g(0.0 if math.isnan(hours) else hours, gpus, f["gpu_kg_per_hour"],
+                                             f["server_kg_per_hour"])
+                gpu_g, server_g = gpu_g + g_gpu, server_g + g_server
             row |= {"train_co2e_g": train_g, "inference_co2e_g": infer_g,
-                    "embodied_co2e_g": 1e3 * hours * (gpus * float(embodied.get("gpu_kg_per_hour", {}).get("value", 0))
-                                                      + float(embodied.get("server_kg_per_hour", {}).get("value", 0))),
+                    "train_gpus": gpus_seen[0] if gpus_seen[0] is not None else math.nan,
+                    "embodied_gpu_co2e_g": gpu_g, "embodied_server_co2e_g": server_g,
+                    "embodied_co2e_g": gpu_g + server_g,
                     "pue": pue.value, "intensity_g_per_kwh": intensity.mean_over(train["start_ns"] or 0,
                                                                                  train["end_ns"] or 0)}
             rows.append(row)
     return rows
 
 
+def phase_rows(results: Path, config: dict) -> list[dict]:
+    """Energy per phase of every job: one row per (arch, seed, step, phase name), all spans summed.
+
+    ``rest of job`` is what the job spent outside its marked phases (start-up, loading, writing);
+    ``job`` is the whole job. Components are kept; ``rest_of_node_j`` is the node meter minus the
+    measured components when the node has a meter.
+    """
+    results = Path(results)
+    f = factors_from_config(config["carbon"])
+    rows = []
+    for spec in specs_from_grid(config["grid"]):
+        for seed in config.get("seeds", [0]):
+            for step in STEPS:
+                frame = _read_energy(results / "energy" / step / spec.name / f"seed{seed}" / "energy.csv")
+                names = [p for p in dict.fromkeys(frame["phase"]) if p not in ("job", "idle_baseline")]
+                job = _phase_row(frame, "job", f)
+                parts = [_phase_row(frame, name, f) for name in names]
+                rest = {"phase": "rest of job"} | {
+                    k: job[k] - sum(p[k] for p in parts) for k in ("seconds", "energy_j", "co2e_g")
+                    + tuple(f"{c}_j" for c in COMPONENTS)} | {"basis": job["basis"], "coverage": job["coverage"],
+                                                              "spans": math.nan}
+                if parts and not math.isnan(rest["energy_j"]) and rest["energy_j"] < 0:
+                    log.warning("%s/%s seed%s: marked phases overlap (they add up to more than the job)",
+                                step, spec.name, seed)
+                    rest["energy_j"] = math.nan
+                for r in [*parts, rest, job] if parts else [job]:
+                    rows.append({"arch": spec.name, "seed": seed, "step": step} | r)
+    return rows
+
+
+def _phase_row(frame: pd.DataFrame, name: str, f: dict) -> dict:
+    e = energy_of(frame, name)
+    comps = [e[f"{c}_j"] for c in ("gpu", "cpu", "dram")]
+    known = [c for c in comps if not math.isnan(c)]
+    rest_node = e["node_j"] - sum(known) if known and not math.isnan(e["node_j"]) else math.nan
+    spans = frame[frame["phase"] == name].drop_duplicates(["attempt", "index", "t_start_wall_ns"]) if len(frame) \
+        else frame
+    return {"phase": name, "spans": len(spans), "seconds": e["seconds"], "energy_j": e["energy_j"],
+            **{f"{c}_j": e[f"{c}_j"] for c in COMPONENTS}, "rest_of_node_j": rest_node,
+            "basis": e["basis"], "coverage": e["coverage"],
+            "co2e_g": _carbon_g(frame, name, f["pue"], f["intensity"])}
+
+
+def _factor_row(item: str, d: dict | None, unit: str) -> dict | None:
+    if not d:
+        return None
+    value = d.get("value", f"series {d.get('series')}" if d.get("series") else None)
+    return {"item": item, "value": value, "unit": unit, "source": d.get("source", "")}
+
+
 def provenance(config: dict, results: Path) -> pd.DataFrame:
     """Every factor and every sensor behind the numbers, with its source."""
     carbon = config["carbon"]
-    rows = [{"item": "PUE", "value": carbon["pue"]["value"], "unit": "", "source": carbon["pue"]["source"]}]
-    inten = carbon["intensity"]
-    rows.append({"item": "grid intensity", "value": inten.get("value", f"series {inten.get('series')}"),
-                 "unit": "gCO2e/kWh", "source": inten["source"]})
-    embodied = (("gpu_kg_per_hour", "embodied per GPU-hour"), ("server_kg_per_hour", "embodied per server-hour"))
-    for key, label in embodied:
-        f = carbon.get("embodied", {}).get(key)
-        if f:
-            rows.append({"item": label, "value": f["value"], "unit": "kgCO2e/h", "source": f["source"]})
+    embodied = carbon.get("embodied", {}) or {}
+    rows = [_factor_row("PUE", carbon["pue"], "ratio"),
+            _factor_row("grid intensity", carbon["intensity"], "gCO2e/kWh"),
+            _factor_row("embodied per GPU-hour", embodied.get("gpu_kg_per_hour"), "kgCO2e/h"),
+            _factor_row("embodied per server-hour", embodied.get("server_kg_per_hour"), "kgCO2e/h")]
+    rows = [r for r in rows if r]
     est = config.get("energy", {}).get("estimate", {})
     if est:
         rows.append({"item": "estimate: W per busy core", "value": est.get("watts_per_core"), "unit": "W",
@@ -158,14 +220,83 @@ def provenance(config: dict, results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def job_provenance(results: Path, config: dict) -> pd.DataFrame:
+    """One row per measured job: its sensors and channels, methods, coverage, basis, GPUs, node sharing."""
+    results = Path(results)
+    rows = []
+    for spec in specs_from_grid(config["grid"]):
+        for seed in config.get("seeds", [0]):
+            for step in STEPS:
+                folder = results / "energy" / step / spec.name / f"seed{seed}"
+                frame = _read_energy(folder / "energy.csv")
+                sidecar = _read_json(folder / "sidecar.json")
+                job = frame[frame["phase"] == "job"] if len(frame) else frame
+                env = sidecar.get("node", {}).get("environment", {}) or {}
+                gpus = gpu_count(frame, sidecar)
+                e = energy_of(frame, "job")
+                short = frame[(frame["phase"] != "job") & ~frame["resolved"].astype(bool)] \
+                    if len(frame) and "resolved" in frame else frame.iloc[0:0]
+                rows.append({
+                    "step": step, "arch": spec.name, "seed": seed,
+                    "host": sidecar.get("node", {}).get("host", ""),
+                    "slurm_job": env.get("SLURM_JOB_ID", ""),
+                    "attempts": int(job["attempt"].nunique()) if len(job) else 0,
+                    "sensors": " ".join(sorted({f"{r.sensor}/{r.channel}" for r in job.itertuples()})) or "none",
+                    "methods": " ".join(sorted(set(job["method"]))) if len(job) else "",
+                    "basis": e["basis"], "coverage": e["coverage"],
+                    "unresolved_phases": len(short), "gpus": "unknown" if gpus is None else gpus,
+                    # node-level sensors describe one job only on a node of its own (REFERENCE §7)
+                    "node": "SLURM job: node figures assume --exclusive" if env.get("SLURM_JOB_ID")
+                    else "not under SLURM: other processes may share the node",
+                })
+    return pd.DataFrame(rows)
+
+
+NUMERIC_IN_BY_ARCH = ["params_m", "macs_g", "eer_cosine_*", "min_dcf_0.01_cosine_*", "eer_asnorm_*",
+                      "train_energy_kwh", "train_hours", "inference_j_per_trial", "train_co2e_g",
+                      "inference_co2e_g", "embodied_co2e_g"]
+
+
+def by_arch_tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-architecture table: numbers (CSV: ``*_mean``, ``*_sd``) and text (``mean ± sd``)."""
+    numbers = by_arch(frame)
+    cols = [c for c in frame.columns
+            if any(c == p or (p.endswith("*") and c.startswith(p[:-1])) for p in NUMERIC_IN_BY_ARCH)]
+    shown = numbers[["arch", "seeds", "block", "stages", "widths"]].copy()
+    for c in cols:
+        shown[c] = [mean_sd_text(m, s) for m, s in zip(numbers[f"{c}_mean"], numbers[f"{c}_sd"], strict=True)]
+    for c in ("train_energy_basis", "inference_energy_basis"):
+        if c in numbers:
+            shown[c] = numbers[c]
+    return numbers, shown
+
+
 def build_summary(results: Path, config: dict, out_dir: Path) -> pd.DataFrame:
-    """Write ``summary.csv/.html/.tex`` and ``provenance.csv/.html`` to ``out_dir``."""
+    """Write the study's tables to ``out_dir`` (each as CSV, HTML and LaTeX):
+
+    ``summary`` (per seed), ``summary_by_arch`` (mean ± sd), ``phases`` (energy per phase), ``carbon``,
+    ``provenance`` (factors and sensors, with the per-job ``provenance_jobs``).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(summary_rows(results, config))
     write_table(frame, out_dir / "summary", caption="svbench study summary: one row per architecture and seed")
-    write_table(provenance(config, results), out_dir / "provenance",
-                caption="Where every number comes from: sensors and carbon factors with their sources")
+    numbers, shown = by_arch_tables(frame)
+    write_table(numbers, out_dir / "summary_by_arch", shown=shown,
+                caption="svbench study summary: one row per architecture, mean ± sd over seeds")
+    write_table(pd.DataFrame(phase_rows(results, config)), out_dir / "phases",
+                caption="Energy (J) and operational CO2e (g) per phase of every job, all spans and attempts summed")
+    carbon_cols = ["arch", "seed", "train_energy_kwh", "train_energy_basis", "pue", "intensity_g_per_kwh",
+                   "train_co2e_g", "inference_co2e_g", "train_gpus", "embodied_gpu_co2e_g", "embodied_server_co2e_g",
+                   "embodied_co2e_g"]
+    write_table(frame[carbon_cols], out_dir / "carbon",
+                caption="CO2e (g) per architecture and seed: operational (energy × PUE × grid intensity of each "
+                        "job's own hours) and embodied (GPU-hours × real GPU count, server-hours), kept apart")
+    jobs = job_provenance(results, config)
+    write_table(jobs, out_dir / "provenance_jobs",
+                caption="How every job was measured: sensors/channels, method, coverage, basis, GPUs, node")
+    write_table(provenance(config, results), out_dir / "provenance", extra=[(jobs, "How every job was measured")],
+                caption="Where every number comes from: carbon factors and sensors with their sources")
     if np.isnan(frame["train_energy_kwh"].to_numpy(dtype=float)).all():
         log.warning("no energy was measured or estimated for any training job")
     return frame

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from html import escape
 from pathlib import Path
 
 import pandas as pd
 
 STYLE = """<style>
-table.svbench {border-collapse: collapse; font: 13px/1.4 system-ui, sans-serif}
+table.svbench {border-collapse: collapse; font: 13px/1.4 system-ui, sans-serif; margin-bottom: 1.5em}
 table.svbench th, table.svbench td {border: 1px solid #ccc; padding: 3px 8px; text-align: right}
 table.svbench th {background: #f3f3f3} table.svbench caption {font-weight: bold; padding: 6px}
 </style>"""
 
 
 def _fmt(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
         return "—"  # empty on purpose: not measured, never a zero
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -29,15 +31,24 @@ def _atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_table(frame: pd.DataFrame, stem: Path, caption: str) -> None:
-    """``stem.csv``, ``stem.html`` and ``stem.tex`` of one table."""
-    stem = Path(stem)
-    _atomic(stem.with_suffix(".csv"), frame.to_csv(index=False))
+def html_table(frame: pd.DataFrame, caption: str) -> str:
+    """One ``<table class="svbench">`` with its caption; missing values shown as a dash."""
     shown = frame.map(_fmt) if len(frame) else frame
     html = shown.to_html(index=False, classes="svbench", border=0, escape=True)
-    html = html.replace('<table border="0" class="dataframe svbench">',
-                        f'<table class="svbench"><caption>{caption}</caption>')
+    # pandas writes the border attribute or not depending on its version: match the tag, not its spelling
+    return re.sub(r"<table[^>]*>", f'<table class="svbench"><caption>{escape(caption)}</caption>', html, count=1)
+
+
+def write_table(frame: pd.DataFrame, stem: Path, caption: str, shown: pd.DataFrame | None = None,
+                extra: list[tuple[pd.DataFrame, str]] = ()) -> None:
+    """``stem.csv`` (the numbers of ``frame``), ``stem.html`` and ``stem.tex`` (``shown`` when given:
+    the same rows as text, e.g. ``mean ± sd``). ``extra`` tables follow in the HTML and LaTeX only."""
+    stem = Path(stem)
+    _atomic(stem.with_suffix(".csv"), frame.to_csv(index=False))
+    shown = frame if shown is None else shown
+    tables = [(shown, caption), *extra]
+    html = "\n".join(html_table(t, c) for t, c in tables)
     _atomic(stem.with_suffix(".html"), f"<!doctype html><meta charset='utf-8'>{STYLE}\n{html}\n"
             "<p>— : not measured (no sensor), never shown as zero.</p>\n")
-    latex = shown.to_latex(index=False, caption=caption, escape=True) if len(frame) else ""
+    latex = "\n".join(t.map(_fmt).to_latex(index=False, caption=c, escape=True) for t, c in tables if len(t))
     _atomic(stem.with_suffix(".tex"), latex)

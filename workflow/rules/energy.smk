@@ -20,3 +20,20 @@ rule energy_join:
     shell:
         "svbench energy join --trace {params.folder}/trace.csv --markers {params.folder}/markers.jsonl"
         " --out {output} > {log} 2>&1"
+
+
+rule energy_emissions:
+    input:
+        "results/energy/{step}/{arch}/seed{seed}/energy.csv",
+    output:
+        "results/energy/{step}/{arch}/seed{seed}/emissions.csv",
+    params:
+        sidecar=lambda w, input: input[0].replace("energy.csv", "sidecar.json"),
+        carbon=json.dumps(config["carbon"]),
+    log:
+        "results/logs/energy/{step}/{arch}/seed{seed}.emissions.log",
+    conda:
+        ENV
+    shell:
+        "svbench energy emissions --energy {input} --sidecar {params.sidecar} --carbon {params.carbon:q}"
+        " --project 'svbench {wildcards.step} {wildcards.arch} seed{wildcards.seed}' --out {output} > {log} 2>&1"

@@ -1,13 +1,35 @@
+# The study: tables, figures and the findings, each marked for `snakemake --report` with a caption
+# (workflow/report/*.rst) that says how it was measured and what to beware of.
+FIGURES = {
+    "eer_vs_training_energy": "Accuracy",
+    "inference_energy_vs_eer": "Accuracy",
+    "stage_distribution": "Accuracy",
+    "energy_by_component": "Energy",
+    "energy_by_phase": "Energy",
+    "energy_vs_size": "Energy",
+    "power_timeline_train": "Energy",
+    "power_timeline_embed": "Energy",
+    "power_timeline_score": "Energy",
+}
+STUDY_ENERGY = expand(
+    "results/energy/{step}/{arch}/seed{seed}/energy.csv", step=["train", "embed", "score"], arch=ARCHS, seed=SEEDS
+)
+
+
 rule study_summary:
     input:
-        energy=expand("results/energy/{step}/{arch}/seed{seed}/energy.csv", step=["train", "embed", "score"],
-                      arch=ARCHS, seed=SEEDS),
+        energy=STUDY_ENERGY,
         metrics=expand("results/scores/{arch}/seed{seed}/metrics.json", arch=ARCHS, seed=SEEDS),
         specs=expand("results/models/{arch}/seed{seed}/spec.json", arch=ARCHS, seed=SEEDS),
     output:
         csv="results/study/summary.csv",
         html=report("results/study/summary.html", category="Study", caption="../report/summary.rst"),
         tex="results/study/summary.tex",
+        by_arch=report("results/study/summary_by_arch.html", category="Study", caption="../report/summary_by_arch.rst"),
+        by_arch_csv="results/study/summary_by_arch.csv",
+        phases=report("results/study/phases.html", category="Energy", caption="../report/phases.rst"),
+        phases_csv="results/study/phases.csv",
+        carbon=report("results/study/carbon.html", category="Carbon", caption="../report/carbon.rst"),
         provenance=report("results/study/provenance.html", category="Carbon", caption="../report/provenance.rst"),
     params:
         config=json.dumps({k: config[k] for k in ("grid", "seeds", "carbon", "energy")}),
@@ -21,13 +43,38 @@ rule study_summary:
 
 rule study_figures:
     input:
-        "results/study/summary.csv",
+        summary="results/study/summary.csv",
+        phases="results/study/phases.csv",
+        energy=STUDY_ENERGY,  # the traces behind the timelines are final once their energy is joined
     output:
-        report("results/study/figures/eer_vs_training_energy.png", category="Accuracy",
-               caption="../report/eer_vs_training_energy.rst"),
+        [
+            report(
+                f"results/study/figures/{name}.png",
+                category=category,
+                caption="../report/power_timeline.rst" if name.startswith("power_timeline") else f"../report/{name}.rst",
+            )
+            for name, category in FIGURES.items()
+        ],
     log:
         "results/logs/study/figures.log",
     conda:
         ENV
     shell:
-        "svbench study figures --summary {input} --out results/study/figures > {log} 2>&1"
+        "svbench study figures --summary {input.summary} --phases {input.phases} --results results"
+        " --out results/study/figures > {log} 2>&1"
+
+
+rule study_report:
+    input:
+        "results/study/summary.csv",
+    output:
+        html=report("results/study/study.html", category="Study", caption="../report/study.rst"),
+        model="results/study/energy_model.json",
+        table="results/study/energy_model.csv",
+    log:
+        "results/logs/study/report.log",
+    conda:
+        ENV
+    shell:
+        "svbench study report --summary {input} --out {output.html} --model-json {output.model}"
+        " --model-csv {output.table} > {log} 2>&1"

@@ -1,0 +1,101 @@
+"""A CodeCarbon-compatible ``emissions.csv`` for one measured job, from its ``energy.csv``.
+
+For people who already collect CodeCarbon files. The columns are CodeCarbon 2.x's, in its order and
+units: durations in s, energies in kWh (PUE applied, as CodeCarbon does), emissions in kg CO2e, powers
+in W (mean over the run). One row per attempt of the job (a preempted job resumed is a new run).
+Columns svbench cannot fill honestly (location, cloud, software versions of the job's machine) are
+left empty, never guessed. One column is added at the end, ``energy_basis``: measured or estimated.
+
+``energy_consumed`` is svbench's job energy: the node meter when there is one (it then exceeds
+``cpu + gpu + ram``, the rest of the node), else the sum of the components.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from svbench.energy.carbon import Factor, Intensity, factors_from_config, gpu_count, operational_g
+
+COLUMNS = [
+    "timestamp", "project_name", "run_id", "duration", "emissions", "emissions_rate", "cpu_power", "gpu_power",
+    "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed", "country_name", "country_iso_code",
+    "region", "cloud_provider", "cloud_region", "os", "python_version", "codecarbon_version", "cpu_count",
+    "cpu_model", "gpu_count", "gpu_model", "longitude", "latitude", "ram_total_size", "tracking_mode", "on_cloud",
+    "pue", "energy_basis",
+]
+COMPONENT_COLUMN = {"cpu": "cpu", "gpu": "gpu", "dram": "ram"}
+
+
+def _gpu_model(sidecar: dict) -> str:
+    for s in sidecar.get("sensors", []):
+        if s.get("name") == "nvml" and s.get("available"):
+            names = [d.get("name", "") for d in s.get("metadata", {}).get("devices", {}).values()]
+            if names:
+                return " + ".join(f"{names.count(n)} x {n}" for n in dict.fromkeys(names))
+    return ""
+
+
+def emissions_frame(energy: pd.DataFrame, sidecar: dict, pue: Factor, intensity: Intensity,
+                    project_name: str) -> pd.DataFrame:
+    """One CodeCarbon row per attempt of the job (its ``job`` phase rows in ``energy.csv``)."""
+    job = energy[energy["phase"] == "job"] if len(energy) else energy
+    node = sidecar.get("node", {})
+    rows = []
+    for attempt, g in job.groupby("attempt", sort=True):
+        used = g[g["component"] == "node"]
+        if not len(used):
+            used = g[g["component"].isin(list(COMPONENT_COLUMN))]
+        start, end = int(g["t_start_wall_ns"].min()), int(g["t_end_wall_ns"].max())
+        seconds = float(g["seconds"].max())
+        row: dict = {c: "" for c in COLUMNS}
+        row |= {
+            "timestamp": datetime.fromtimestamp(end / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+            "project_name": project_name,
+            # a stable id per job and attempt: rerunning the conversion gives the same file
+            "run_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"svbench:{project_name}:{attempt}:{start}")),
+            "duration": seconds, "pue": pue.value, "tracking_mode": "machine",
+            "cpu_count": node.get("logical_cpus", ""), "cpu_model": node.get("cpu_model", ""),
+            "ram_total_size": node["memory_bytes"] / 2**30 if node.get("memory_bytes") else "",
+            "gpu_model": _gpu_model(sidecar),
+        }
+        gpus = gpu_count(g, sidecar)
+        row["gpu_count"] = "" if gpus is None else gpus
+        for component, col in COMPONENT_COLUMN.items():
+            part = g[g["component"] == component]
+            if len(part):  # a component without a sensor stays empty, never 0
+                kwh = float(part["energy_j"].sum()) / 3.6e6
+                row[f"{col}_energy"] = kwh * pue.value
+                row[f"{col}_power"] = kwh * 3.6e6 / seconds if seconds > 0 else ""
+        if len(used):
+            joules = float(used["energy_j"].sum())
+            kg = sum(operational_g(r.energy_j, int(r.t_start_wall_ns), int(r.t_end_wall_ns), pue, intensity)
+                     for r in used.itertuples()) / 1e3
+            row |= {"energy_consumed": joules / 3.6e6 * pue.value, "emissions": kg,
+                    "emissions_rate": kg / seconds if seconds > 0 else "",
+                    "energy_basis": "estimated" if used["estimated"].astype(bool).all()
+                    else ("measured" if not used["estimated"].astype(bool).any() else "measured+estimated")}
+        else:
+            row["energy_basis"] = "not measured"
+        if len(used) and used["estimated"].astype(bool).any():
+            row["tracking_mode"] = "process"  # the estimate follows the job's process tree, not the machine
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_emissions(energy_csv: Path, sidecar_json: Path | None, carbon: dict, project_name: str,
+                    out: Path) -> pd.DataFrame:
+    """Read a job's ``energy.csv`` (and ``sidecar.json`` when present) and write its ``emissions.csv``."""
+    factors = factors_from_config(carbon)
+    energy = pd.read_csv(energy_csv)
+    sidecar = json.loads(Path(sidecar_json).read_text()) if sidecar_json and Path(sidecar_json).exists() else {}
+    frame = emissions_frame(energy, sidecar, factors["pue"], factors["intensity"], project_name)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(out)
+    return frame

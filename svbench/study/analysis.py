@@ -1,0 +1,166 @@
+"""What the study concludes: Pareto front, knee, per-architecture means, and the training-energy model.
+
+Knee: on the Pareto front of (training energy, error), energy taken on a log scale, both axes scaled
+to [0, 1] between the cheapest and the most accurate Pareto point; the knee is the Pareto point
+farthest above the chord joining those two ends (the maximum of Kneedle's difference curve,
+Satopää et al. 2011). Beyond it, each decade of energy buys less accuracy than the chord's average.
+
+Energy model: training energy E (J) ≈ a · (MACs per sample × samples per epoch × epochs) + b, with
+a, b ≥ 0 (non-negative least squares); b is the per-job constant (start-up, data loading, I/O).
+Its error is measured leave-one-architecture-out: every seed of one architecture is left out of
+the fit and predicted by the others.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+
+def pareto_front(cost: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Indices of the points no other point beats on both cost and error, by increasing cost."""
+    cost, error = np.asarray(cost, dtype=float), np.asarray(error, dtype=float)
+    ok = np.flatnonzero(np.isfinite(cost) & np.isfinite(error))
+    order = ok[np.lexsort((error[ok], cost[ok]))]
+    front, best = [], np.inf
+    for i in order:
+        if error[i] < best:
+            front.append(i)
+            best = error[i]
+    return np.array(front, dtype=int)
+
+
+def knee(cost: np.ndarray, error: np.ndarray) -> int | None:
+    """Index of the knee of the Pareto front (see the module doc), or None with fewer than 3 Pareto
+    points or a front that bends the other way (no point lies above the chord)."""
+    cost, error = np.asarray(cost, dtype=float), np.asarray(error, dtype=float)
+    front = pareto_front(cost, error)
+    if len(front) < 3 or (cost[front] <= 0).any():
+        return None
+    x = np.log10(cost[front])
+    y = error[front]
+    xn = (x - x[0]) / (x[-1] - x[0])
+    gain = (y[0] - y) / (y[0] - y[-1])  # accuracy bought, 0 at the cheapest, 1 at the most accurate
+    diff = gain - xn
+    k = int(np.argmax(diff))
+    return int(front[k]) if diff[k] > 1e-12 else None
+
+
+def by_arch(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd over seeds of every numeric column, one row per architecture (grid order).
+
+    Columns ``<col>_mean`` and ``<col>_sd`` (sd empty with one seed), plus ``seeds`` and the first
+    value of every text column (block, stages, bases of the energy figures).
+    """
+    rows = []
+    numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and c not in ("seed",)]
+    text = [c for c in frame.columns if c not in numeric and c not in ("arch", "seed")]
+    for arch, g in frame.groupby("arch", sort=False):
+        row: dict = {"arch": arch, "seeds": len(g)}
+        row |= {c: g[c].iloc[0] for c in text}
+        for c in numeric:
+            values = g[c].astype(float)
+            row[f"{c}_mean"] = values.mean() if values.notna().any() else math.nan
+            row[f"{c}_sd"] = values.std(ddof=1) if values.notna().sum() > 1 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def mean_sd_text(mean: float, sd: float, digits: int = 3) -> str:
+    """``mean ± sd`` for a table cell (sd left out with one seed, a dash when nothing was measured)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "—"
+    if sd is None or (isinstance(sd, float) and math.isnan(sd)):
+        return f"{mean:.{digits}g}"
+    return f"{mean:.{digits}g} ± {sd:.2g}"
+
+
+def training_work(frame: pd.DataFrame) -> np.ndarray:
+    """MACs per sample × samples per epoch × epochs, for each row of a summary."""
+    return (frame["macs_g"].astype(float) * 1e9 * frame["samples_per_epoch"].astype(float)
+            * frame["epochs"].astype(float)).to_numpy()
+
+
+@dataclass
+class EnergyModel:
+    """E_train (J) = j_per_mac · work + j_per_job, with its leave-one-architecture-out error."""
+
+    j_per_mac: float
+    j_per_job: float
+    archs: int
+    held_out: pd.DataFrame  # arch, work, measured_kwh, predicted_kwh, error (relative)
+    basis: str
+
+    @property
+    def mean_abs_error(self) -> float:
+        """Mean |predicted − measured| / measured over held-out architectures (NaN when not testable)."""
+        err = self.held_out["error"].abs() if len(self.held_out) else pd.Series(dtype=float)
+        return float(err.mean()) if err.notna().any() else math.nan
+
+    @property
+    def max_abs_error(self) -> float:
+        err = self.held_out["error"].abs() if len(self.held_out) else pd.Series(dtype=float)
+        return float(err.max()) if err.notna().any() else math.nan
+
+    def predict_j(self, work: float) -> float:
+        return self.j_per_mac * work + self.j_per_job
+
+    def to_dict(self) -> dict:
+        return {"j_per_mac": self.j_per_mac, "j_per_job": self.j_per_job, "archs": self.archs,
+                "mean_abs_error": self.mean_abs_error, "max_abs_error": self.max_abs_error, "basis": self.basis,
+                "model": "E_train[J] = j_per_mac * MACs/sample * samples/epoch * epochs + j_per_job "
+                         "(non-negative least squares)"}
+
+
+def _fit(work: np.ndarray, joules: np.ndarray) -> tuple[float, float]:
+    scale = float(np.max(work)) or 1.0  # conditioning: work is ~1e12..1e20, the constant ~1
+    a, b = nnls(np.column_stack([work / scale, np.ones_like(work)]), joules)[0]
+    return float(a / scale), float(b)
+
+
+def fit_energy_model(frame: pd.DataFrame) -> EnergyModel:
+    """Fit on every (arch, seed) row with a training energy; held-out error needs ≥ 3 architectures."""
+    need = ["macs_g", "samples_per_epoch", "epochs", "train_energy_kwh"]
+    missing = [c for c in need if c not in frame]
+    if missing:
+        raise ValueError(f"summary: missing column(s) {missing} for the energy model")
+    data = frame.assign(work=training_work(frame)).dropna(subset=["work", "train_energy_kwh"])
+    if data["arch"].nunique() < 2:
+        raise ValueError("the energy model needs the training energy of at least 2 architectures")
+    a, b = _fit(data["work"].to_numpy(), data["train_energy_kwh"].to_numpy() * 3.6e6)
+    rows = []
+    for arch, g in data.groupby("arch", sort=False):
+        rest = data[data["arch"] != arch]
+        measured = float(g["train_energy_kwh"].mean())
+        work = float(g["work"].mean())
+        if rest["arch"].nunique() >= 2:  # two parameters need two other architectures
+            ra, rb = _fit(rest["work"].to_numpy(), rest["train_energy_kwh"].to_numpy() * 3.6e6)
+            predicted = (ra * work + rb) / 3.6e6
+        else:
+            predicted = math.nan
+        rows.append({"arch": arch, "work_mac_samples": work, "measured_kwh": measured, "predicted_kwh": predicted,
+                     "error": (predicted - measured) / measured if measured > 0 else math.nan})
+    bases = set(data.get("train_energy_basis", pd.Series(["measured"])).astype(str))
+    return EnergyModel(a, b, int(data["arch"].nunique()), pd.DataFrame(rows), "/".join(sorted(bases)))
+
+
+def predict_training_energy(spec: object, summary: pd.DataFrame, epochs: int, samples: int) -> dict:
+    """Predicted training energy of ``spec`` (an ``ArchSpec``) for ``epochs`` × ``samples`` per epoch,
+    from the model fitted on ``summary``, with that model's held-out error."""
+    from svbench.models import summarize  # torch: only when predicting
+
+    if epochs <= 0 or samples <= 0:
+        raise ValueError("--epochs and --samples must be positive")
+    frames = int(summary["macs_frames"].iloc[0]) if "macs_frames" in summary else 200
+    size = summarize(spec, frames=frames)
+    model = fit_energy_model(summary)
+    work = size["macs"] * samples * epochs
+    joules = model.predict_j(work)
+    return {"arch": size["name"], "params_m": size["params"] / 1e6, "macs_g": size["macs"] / 1e9,
+            "macs_frames": frames, "epochs": epochs, "samples_per_epoch": samples, "predicted_kwh": joules / 3.6e6,
+            "mean_abs_error": model.mean_abs_error, "max_abs_error": model.max_abs_error,
+            "fitted_archs": model.archs, "in_fit": size["name"] in set(summary["arch"]), "basis": model.basis}

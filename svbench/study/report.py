@@ -1,0 +1,102 @@
+"""The study in a few lines for the report: Pareto-optimal architectures, the knee, the energy model."""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from svbench.study.analysis import by_arch, fit_energy_model, knee, pareto_front
+from svbench.study.figures import energy_unit, primary_eer_column
+from svbench.study.tables import STYLE, html_table
+
+
+def _num(v: float, digits: int = 3) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
+
+
+def study_findings(frame: pd.DataFrame) -> dict:
+    """Pareto front and knee of EER against training energy (per-architecture means), and the energy model."""
+    eer_col = primary_eer_column(frame)
+    m = by_arch(frame)
+    kwh, eer = m["train_energy_kwh_mean"].to_numpy(float), m[f"{eer_col}_mean"].to_numpy(float)
+    front = pareto_front(kwh, eer)
+    k = knee(kwh, eer)
+    out: dict = {"eer_column": eer_col, "archs": len(m), "seeds": int(m["seeds"].max()) if len(m) else 0,
+                 "pareto": [{"arch": m["arch"].iloc[i], "train_energy_kwh": kwh[i], "eer": eer[i]} for i in front],
+                 "knee": None if k is None else {"arch": m["arch"].iloc[k], "train_energy_kwh": kwh[k],
+                                                  "eer": eer[k]},
+                 "unmeasured": [a for a, e in zip(m["arch"], kwh, strict=True) if not np.isfinite(e)],
+                 "basis": sorted(set(frame["train_energy_basis"].astype(str)))}
+    try:
+        out["energy_model"] = fit_energy_model(frame)
+    except ValueError as exc:
+        out["energy_model"] = str(exc)
+    return out
+
+
+def write_study_report(summary: Path, out_html: Path, model_json: Path | None = None,
+                       model_table: Path | None = None) -> dict:
+    """``study.html`` (the findings, for the report); the energy model as JSON and as a held-out table."""
+    frame = pd.read_csv(summary)
+    f = study_findings(frame)
+    scale, unit = energy_unit(frame["train_energy_kwh"].to_numpy(float))
+    estimated = any("estimated" in b for b in f["basis"])
+    est = " (estimated)" if estimated else ""
+    parts = [f"<h2>What the study shows</h2><p>{f['archs']} architectures, {f['seeds']} seed(s) each; accuracy is "
+             f"the cosine EER on <i>{html.escape(f['eer_column'].removeprefix('eer_cosine_'))}</i>; training energy "
+             f"is the whole training job{est}.</p>"]
+    if f["pareto"]:
+        items = "".join(f"<li><b>{html.escape(p['arch'])}</b>: EER {_num(p['eer'])} %, training "
+                        f"{_num(p['train_energy_kwh'] * scale)} {unit}</li>" for p in f["pareto"])
+        parts.append(f"<h3>Pareto-optimal architectures</h3><p>No other architecture is both cheaper to train and "
+                     f"more accurate (by increasing energy):</p><ul>{items}</ul>")
+    else:
+        parts.append("<p>No training energy was measured: no Pareto front.</p>")
+    if f["knee"]:
+        k = f["knee"]
+        parts.append(f"<h3>The knee</h3><p><b>{html.escape(k['arch'])}</b> (EER {_num(k['eer'])} %, "
+                     f"{_num(k['train_energy_kwh'] * scale)} {unit}): the Pareto point farthest above the chord from "
+                     "the cheapest to the most accurate Pareto architecture, energy on a log scale and both axes "
+                     "scaled to [0, 1] (Kneedle's difference curve). Past it, each extra decade of energy buys less "
+                     "accuracy than on average along the front.</p>")
+    else:
+        parts.append("<h3>The knee</h3><p>Not defined here: it needs at least 3 Pareto-optimal architectures on a "
+                     "front that bends (some point above the chord).</p>")
+    model = f["energy_model"]
+    table = pd.DataFrame()
+    if isinstance(model, str):
+        parts.append(f"<h3>Energy model</h3><p>Not fitted: {html.escape(model)}.</p>")
+    else:
+        held = model.held_out
+        table = held.assign(measured=held["measured_kwh"] * scale, predicted=held["predicted_kwh"] * scale,
+                            error_pct=100 * held["error"])[["arch", "work_mac_samples", "measured", "predicted",
+                                                            "error_pct"]]
+        table.columns = ["arch", "MACs × samples", f"measured ({unit})", f"predicted, held out ({unit})",
+                         "error (%)"]
+        err = ("mean |error| " + _num(100 * model.mean_abs_error, 2) + " %, max " + _num(100 * model.max_abs_error, 2)
+               + " %" if math.isfinite(model.mean_abs_error) else "not testable (needs ≥ 3 architectures)")
+        parts.append(f"<h3>Energy model</h3><p>E<sub>train</sub> = {model.j_per_mac:.3g} J per MAC·sample × "
+                     f"MACs per sample × samples per epoch × epochs + {model.j_per_job:.3g} J per job "
+                     f"(non-negative least squares over {model.archs} architectures). Held-out error, each "
+                     f"architecture predicted by a fit without it: {err}. "
+                     "<code>svbench predict</code> uses it for architectures not trained yet.</p>")
+        parts.append(html_table(table, "Leave-one-architecture-out predictions of training energy"))
+        if model_json:
+            Path(model_json).write_text(json.dumps(model.to_dict() | {"macs_frames": int(frame["macs_frames"].iloc[0])
+                                                                      if "macs_frames" in frame else 200}, indent=2))
+    if f["unmeasured"]:
+        parts.append("<p>No training energy for: " + html.escape(", ".join(f["unmeasured"])) + ".</p>")
+    if estimated:
+        parts.append("<p><b>Caveat:</b> energy here is <i>estimated</i> from CPU time × watts per core and resident "
+                     "memory × watts per GiB (no RAPL/NVML/IPMI sensor was readable); it ranks architectures but "
+                     "is not a measurement.</p>")
+    if model_table is not None:
+        table.to_csv(model_table, index=False)
+    Path(out_html).write_text(f"<!doctype html><meta charset='utf-8'>{STYLE}\n<div style='font: 14px/1.5 "
+                              f"system-ui, sans-serif; max-width: 60em'>{''.join(parts)}</div>\n")
+    return f
