@@ -78,16 +78,20 @@ def _check_all(entries: list[tuple[str, str, Path]], workers: int) -> tuple[dict
     good: dict[str, list[Utterance]] = {"train": [], "test": []}
     bad: list[BadAudio] = []
     t0 = last = time.monotonic()
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for n, ((split, utt, path), result) in enumerate(zip(entries, pool.map(one, entries, chunksize=256),
-                                                             strict=True), start=1):
-            if isinstance(result, str):
-                bad.append(BadAudio(split, utt, path, result))
-            else:
-                good[split].append(Utterance(utt, utt.split("/")[0], path, result))
-            if time.monotonic() - last >= 30.0:
-                last = time.monotonic()
-                log.info("checked %d/%d files (%.0f files/s)", n, len(entries), n / (last - t0))
+
+    def results():  # in blocks: one future per file for a million files at once would hold too much memory
+        with ThreadPoolExecutor(max(1, workers)) as pool:
+            for start in range(0, len(entries), 10_000):
+                yield from pool.map(one, entries[start: start + 10_000])
+
+    for n, ((split, utt, path), result) in enumerate(zip(entries, results(), strict=True), start=1):
+        if isinstance(result, str):
+            bad.append(BadAudio(split, utt, path, result))
+        else:
+            good[split].append(Utterance(utt, utt.split("/")[0], path, result))
+        if time.monotonic() - last >= 30.0:
+            last = time.monotonic()
+            log.info("checked %d/%d files (%.0f files/s)", n, len(entries), n / (last - t0))
     return good, bad
 
 
