@@ -283,3 +283,21 @@ def test_stage_families_and_power_series() -> None:
     s = power_series(trace)
     assert s[s["component"] == "cpu"]["watts"].tolist() == [50.0, 100.0]
     assert s[s["component"] == "node"]["watts"].tolist() == [300.0, 310.0]
+
+
+def test_node_sharing_comes_from_the_recorded_job_context(tmp_path: Path) -> None:
+    import json
+
+    from svbench.study.summary import node_sharing
+
+    def markers(*contexts: dict) -> Path:
+        path = tmp_path / "markers.jsonl"
+        path.write_text("".join(json.dumps({"event": "begin", "job": c}) + "\n" for c in contexts))
+        return path
+
+    assert node_sharing(tmp_path / "missing.jsonl") == "unknown"
+    assert node_sharing(markers({"host": "laptop"})).startswith("shared node")
+    assert node_sharing(markers({"slurm_job_id": "1", "exclusive": True})) == "exclusive node"
+    assert node_sharing(markers({"slurm_job_id": "1", "exclusive": True},
+                                {"slurm_job_id": "2", "exclusive": False})).startswith("shared node")
+    assert "unknown" in node_sharing(markers({"slurm_job_id": "1", "exclusive": None}))

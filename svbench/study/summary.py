@@ -17,6 +17,7 @@ import pandas as pd
 
 from svbench.corpus.manifest import read_manifest
 from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, operational_g
+from svbench.energy.markers import read_markers
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
 from svbench.study.tables import write_table
@@ -220,6 +221,20 @@ def provenance(config: dict, results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def node_sharing(markers: Path) -> str:
+    """Whether every attempt of a job had its node alone, from the job context in its begin markers."""
+    contexts = [rec.get("job") or {} for rec in read_markers(markers) if rec.get("event") == "begin"]
+    if not contexts:
+        return "unknown"
+    if not all(c.get("slurm_job_id") for c in contexts):
+        return "shared node: not under SLURM, other processes may share it"
+    if all(c.get("exclusive") is True for c in contexts):
+        return "exclusive node"
+    if any(c.get("exclusive") is False for c in contexts):
+        return "shared node: node-level figures include other jobs"
+    return "SLURM job, exclusivity unknown"
+
+
 def job_provenance(results: Path, config: dict) -> pd.DataFrame:
     """One row per measured job: its sensors and channels, methods, coverage, basis, GPUs, node sharing."""
     results = Path(results)
@@ -246,8 +261,7 @@ def job_provenance(results: Path, config: dict) -> pd.DataFrame:
                     "basis": e["basis"], "coverage": e["coverage"],
                     "unresolved_phases": len(short), "gpus": "unknown" if gpus is None else gpus,
                     # node-level sensors describe one job only on a node of its own (REFERENCE §7)
-                    "node": "SLURM job: node figures assume --exclusive" if env.get("SLURM_JOB_ID")
-                    else "not under SLURM: other processes may share the node",
+                    "node": node_sharing(folder / "markers.jsonl"),
                 })
     return pd.DataFrame(rows)
 
