@@ -398,14 +398,19 @@ class Node:
         t0 = time.monotonic()
 
         def advance() -> None:
-            while not self._stop.wait(0.01):
-                el = time.monotonic() - t0
-                for zone, start, watts, top in (("intel-rapl:0", PKG_RANGE_UJ - 1_000_000, CPU_W, PKG_RANGE_UJ),
-                                                ("intel-rapl:0:0", 0, DRAM_W, 2**40)):
-                    path = tree.energy_file(zone)
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_text(f"{int(start + watts * 1e6 * el) % top}\n")
-                    os.replace(tmp, path)  # whole numbers only, as the kernel gives them
+            # Rewritten in place, as sysfs does (same inode: the sensor keeps energy_uj open and preads it),
+            # with one fixed-width pwrite so that a concurrent read never sees a half-written number.
+            files = [(os.open(tree.energy_file("intel-rapl:0"), os.O_WRONLY), PKG_RANGE_UJ - 1_000_000, CPU_W,
+                      PKG_RANGE_UJ),
+                     (os.open(tree.energy_file("intel-rapl:0:0"), os.O_WRONLY), 0, DRAM_W, 2**40)]
+            try:
+                while not self._stop.wait(0.01):
+                    el = time.monotonic() - t0
+                    for fd, start, watts, top in files:
+                        os.pwrite(fd, f"{int(start + watts * 1e6 * el) % top:015d}\n".encode(), 0)
+            finally:
+                for fd, *_ in files:
+                    os.close(fd)
 
         self._thread = threading.Thread(target=advance, daemon=True)
         self._thread.start()

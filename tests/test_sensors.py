@@ -469,6 +469,36 @@ def test_ipmi_stall_is_cut_by_timeout(fake_ipmi, monkeypatch):
     assert time.monotonic() - start < 0.5 * 2 + 3
 
 
+@pytest.mark.parametrize("spawn", [True, False], ids=["posix_spawn", "subprocess"])
+def test_ipmi_both_ways_of_running_the_tool(fake_ipmi, monkeypatch, spawn):
+    sensor = ipmi.IpmiSensor(timeout_s=0.5, retries=0)
+    sensor._spawn = spawn
+    sensor.open()
+    assert sensor.read() == [Reading("node", "power", 251.0, "W", "node")]
+    monkeypatch.setenv("FAKE_IPMI_MODE", "session")
+    with pytest.raises(ipmi.IpmiError, match="exit status 1: Error: Unable to establish IPMI v2") as info:
+        sensor.read()
+    assert info.value.kind == "exit"
+    monkeypatch.setenv("FAKE_IPMI_MODE", "stall")  # a grandchild holds the pipes: the group must be killed
+    start = time.monotonic()
+    with pytest.raises(ipmi.IpmiError, match="no answer within 0.5 s") as info:
+        sensor.read()
+    assert info.value.kind == "timeout" and time.monotonic() - start < 3
+    monkeypatch.setenv("FAKE_IPMI_MODE", "ok")
+    assert sensor.read()[0].value == 251.0
+    assert sensor._spawn is spawn
+
+
+def test_ipmi_falls_back_to_subprocess_without_posix_spawn_setsid(fake_ipmi, monkeypatch):
+    def no_setsid(*args, **kwargs):
+        raise NotImplementedError("setsid")  # what CPython raises where libc has no POSIX_SPAWN_SETSID
+
+    monkeypatch.setattr(ipmi.os, "posix_spawn", no_setsid)
+    sensor = ipmi.IpmiSensor(retries=0)
+    sensor.open()
+    assert sensor.read()[0].value == 251.0 and sensor._spawn is False
+
+
 def test_ipmi_read_errors_after_open(fake_ipmi, monkeypatch):
     sensor = ipmi.IpmiSensor(retries=0)
     sensor.open()

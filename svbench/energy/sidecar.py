@@ -1,13 +1,19 @@
 """The sidecar: a separate process that samples every available sensor beside the job.
 
-Each sensor runs in its own thread at its own interval, so a slow BMC never delays NVML. Readings go
-to ``trace.csv`` (see :mod:`svbench.energy.trace`); what was found, and why anything was not, goes to
-``sidecar.json``. It stops on SIGTERM/SIGINT, or by itself when the process it watches is gone.
+Every sensor is read at its own interval. The fast in-process sensors (NVML, RAPL, the estimate)
+share one scheduler thread that sleeps until the next reading of any of them is due, reads every
+sensor then due, and writes their rows with one flush: the cost of the sidecar is per wake-up, so
+sensors with commensurate intervals share their wake-ups. A sensor that calls out to another
+process (IPMI: a subprocess that may stall for seconds) has a thread of its own, so a slow BMC never
+delays NVML or RAPL. Readings go to ``trace.csv`` (see :mod:`svbench.energy.trace`); what was
+found, and why anything was not, goes to ``sidecar.json``. It stops on SIGTERM/SIGINT, or by itself
+when the process it watches is gone.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import math
@@ -30,6 +36,10 @@ log = logging.getLogger("svbench.sidecar")
 
 READY_FILE = "sidecar.json"
 FIRST_READING_WAIT_S = 30.0  # the monitor gives up on the sidecar after 60 s
+OWN_THREAD = frozenset({"ipmi"})  # sensors whose read blocks on another process: never share a thread
+SHARE_S = 0.005  # readings due within this of each other are taken in the same wake-up
+WATCH_S = 1.0  # how often the main thread checks that the watched process is still there
+FLUSH_S = 0.5  # the trace reaches the OS at least this often: what a SIGKILL may lose
 
 
 def open_sensors(config: dict, track_pid: int) -> tuple[list[Sensor], list[SensorStatus]]:
@@ -80,32 +90,85 @@ def node_metadata() -> dict:
             "memory_bytes": psutil.virtual_memory().total, "environment": env}
 
 
-def _sample_loop(sensor: Sensor, writer: TraceWriter, stop: threading.Event,
-                 first: threading.Event | None = None) -> None:
-    next_t = time.monotonic()
-    errors = 0
-    while True:
-        final = stop.is_set()  # one last reading after the stop, so the trace covers the end marker
+class _Latch:
+    """A stop flag that sampling threads sleep on: ``wait(t)`` is one timed lock acquire (what
+    ``time.sleep`` costs), not the several Python calls of ``threading.Event.wait``; every wake-up counts
+    in the sidecar's overhead. The lock is held until ``set()`` releases it for good."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self._set = False
+
+    def set(self) -> None:
+        if not self._set:
+            self._set = True
+            self._lock.release()
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()  # let the other sleepers through too
+            return True
+        return self._set
+
+
+class _Slot:
+    """One sensor in a sampling thread: when it is due next, its errors, whether it has been read."""
+
+    __slots__ = ("sensor", "interval_s", "due", "errors", "first")
+
+    def __init__(self, sensor: Sensor, due: float, first: threading.Event) -> None:
+        self.sensor = sensor
+        self.interval_s = float(sensor.interval_s)
+        self.due = due
+        self.errors = 0
+        self.first: threading.Event | None = first
+
+    def read(self) -> tuple[str, list[Reading], int, int]:
         t0_wall, t0_mono = time.time_ns(), time.monotonic_ns()
         try:
-            readings = sensor.read()
+            readings = self.sensor.read()
         except Exception as exc:  # a failing sensor becomes a recorded gap; the others go on
-            errors += 1
-            if errors <= 3 or errors % 100 == 0:
-                log.warning("sensor %s failed (%d times): %s", sensor.name, errors, exc)
+            self.errors += 1
+            if self.errors <= 3 or self.errors % 100 == 0:
+                log.warning("sensor %s failed (%d times): %s", self.sensor.name, self.errors, exc)
             readings = [Reading("*", "error", math.nan, "", "other")]
         # stamp the midpoint: honest for instant reads and for a slow BMC call alike
         t1_wall, t1_mono = time.time_ns(), time.monotonic_ns()
-        writer.write(sensor.name, readings, (t0_wall + t1_wall) // 2, (t0_mono + t1_mono) // 2)
-        if first is not None:
-            first.set()
+        return self.sensor.name, readings, (t0_wall + t1_wall) // 2, (t0_mono + t1_mono) // 2
+
+
+def _sample_loop(slots: list[_Slot], writer: TraceWriter, stop: _Latch) -> None:
+    """Read each sensor of ``slots`` at its own interval, in this one thread, until ``stop``.
+
+    One wake-up reads every sensor due within ``SHARE_S`` and writes all their rows at once. After the
+    stop, every sensor is read one last time, so the trace covers the end marker.
+    """
+    while True:
+        final = stop.is_set()
+        now = time.monotonic()
+        batch = []
+        read: list[_Slot] = []
+        for slot in slots:
+            if final or slot.due <= now + SHARE_S:
+                batch.append(slot.read())
+                read.append(slot)
+                slot.due += slot.interval_s
+                after = time.monotonic()
+                if slot.due < after:
+                    slot.due = after  # fell behind (slow read): do not burst to catch up
+        firsts = [slot for slot in read if slot.first is not None]
+        # a sensor's first rows, and the last ones, reach the file at once: the ready file must follow them
+        writer.write_batch(batch, flush=final or bool(firsts))
+        for slot in firsts:
+            slot.first.set()
+            slot.first = None
         if final:
             return
-        next_t += sensor.interval_s
-        now = time.monotonic()
-        if next_t < now:
-            next_t = now  # fell behind (slow read): do not burst to catch up
-        stop.wait(next_t - now)
+        stop.wait(max(min(slot.due for slot in slots) - time.monotonic(), 0.0))
 
 
 def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Event | None = None) -> None:
@@ -114,11 +177,19 @@ def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Eve
     out_dir.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
     sensors, statuses = open_sensors(config, track_pid)
-    writer = TraceWriter(out_dir / "trace.csv")
+    writer = TraceWriter(out_dir / "trace.csv", flush_s=FLUSH_S)
     started_wall_ns, started_mono_ns = time.time_ns(), time.monotonic_ns()
     firsts = [threading.Event() for _ in sensors]
-    threads = [threading.Thread(target=_sample_loop, args=(s, writer, stop, ev), name=f"sensor-{s.name}",
-                                daemon=True) for s, ev in zip(sensors, firsts, strict=True)]
+    start = time.monotonic()
+    slots = [_Slot(s, start, ev) for s, ev in zip(sensors, firsts, strict=True)]
+    groups = [[slot] for slot in slots if slot.sensor.name in OWN_THREAD]
+    shared = [slot for slot in slots if slot.sensor.name not in OWN_THREAD]
+    if shared:
+        groups.insert(0, shared)
+    latch = _Latch()
+    threads = [threading.Thread(target=_sample_loop, args=(group, writer, latch),
+                                name="sensors-" + "+".join(slot.sensor.name for slot in group), daemon=True)
+               for group in groups]
     for t in threads:
         t.start()
     # every sensor's first reading comes before the ready file, hence before the job's begin marker:
@@ -132,12 +203,14 @@ def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Eve
     tmp = out_dir / (READY_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str))
     os.replace(tmp, out_dir / READY_FILE)  # its appearance tells the monitor we are sampling
+    gc.freeze()  # what start-up built lives on untouched: keep the garbage collector from walking it again
     parent = os.getppid()
-    while not stop.wait(0.25):
+    while not stop.wait(WATCH_S):
         if not psutil.pid_exists(track_pid) or os.getppid() != parent:
             log.warning("monitored process %d is gone: stopping", track_pid)
             break
     stop.set()
+    latch.set()
     for t in threads:
         t.join(timeout=2.0)  # a hung sensor call is abandoned (daemon thread), not waited for
     for s in sensors:

@@ -16,6 +16,10 @@ Nesting: psys ⊇ package ⊇ core/uncore. DRAM is not part of the package figur
 per socket may be summed; core/uncore are skipped (listed in metadata) and psys is kept as a
 separate channel with component ``other``.
 
+Each ``energy_uj`` is opened once, in ``open()``, and re-read with ``pread`` at offset 0: a sysfs
+attribute is produced afresh by the kernel on every read from offset 0, so the descriptor kept open
+gives the current counter without an open/close per reading (the sidecar reads it ten times a second).
+
 pyRAPL is not used: it hard-codes ``/sys/class/powercap/intel-rapl``, cannot be pointed at a test
 tree, has no psys and no wrap handling across a long run, and only offers begin/end measurements.
 """
@@ -40,6 +44,7 @@ class _Channel:
     component: str
     zone: Path
     max_range_uj: int
+    fd: int = -1  # energy_uj, kept open
     first_raw: int = 0
     last_raw: int = 0
     wraps: int = 0
@@ -52,6 +57,11 @@ def _read_text(path: Path) -> str:
 
 def _read_int(path: Path) -> int:
     return int(_read_text(path))
+
+
+def _pread_int(fd: int) -> int:
+    """The counter behind a kept-open sysfs descriptor (int() takes the bytes, newline and all)."""
+    return int(os.pread(fd, 32, 0))
 
 
 class RaplSensor:
@@ -78,17 +88,22 @@ class RaplSensor:
             raise SensorUnavailable(f"cannot list {self.root}: {exc}") from exc
         if not zones:
             raise SensorUnavailable(f"no intel-rapl zones under {self.root}")
-        channels = []
+        channels: list[_Channel] = []
         for channel, component, zone in zones:
             energy = zone / "energy_uj"
+            fd = -1
             try:
-                raw = _read_int(energy)
+                fd = os.open(energy, os.O_RDONLY | os.O_CLOEXEC)
+                raw = _pread_int(fd)
                 max_range = _read_int(zone / "max_energy_range_uj")
-            except PermissionError as exc:
-                raise SensorUnavailable(f"permission: {energy} {_PERMISSION_HINT}") from exc
             except (OSError, ValueError) as exc:
+                if fd >= 0:
+                    os.close(fd)
+                _close_all(channels)
+                if isinstance(exc, PermissionError):
+                    raise SensorUnavailable(f"permission: {energy} {_PERMISSION_HINT}") from exc
                 raise SensorUnavailable(f"unreadable {energy}: {exc}") from exc
-            channels.append(_Channel(channel, component, zone, max_range, first_raw=raw, last_raw=raw))
+            channels.append(_Channel(channel, component, zone, max_range, fd=fd, first_raw=raw, last_raw=raw))
         self._channels = channels
 
     def _discover(self) -> list[tuple[str, str, Path]]:
@@ -145,7 +160,7 @@ class RaplSensor:
     def read(self) -> list[Reading]:
         readings = []
         for ch in self._channels:
-            raw = _read_int(ch.zone / "energy_uj")
+            raw = int(os.pread(ch.fd, 32, 0))
             if raw < ch.last_raw:
                 ch.wraps += 1  # one wrap per drop: the sidecar polls far faster than the wrap period
             ch.last_raw = raw
@@ -169,7 +184,18 @@ class RaplSensor:
         }
 
     def close(self) -> None:
-        self._channels = []
+        channels, self._channels = self._channels, []
+        _close_all(channels)
+
+
+def _close_all(channels: list[_Channel]) -> None:
+    for ch in channels:
+        if ch.fd >= 0:
+            try:
+                os.close(ch.fd)
+            except OSError:
+                pass
+            ch.fd = -1
 
 
 def make(config: dict) -> RaplSensor:
