@@ -301,3 +301,17 @@ def test_node_sharing_comes_from_the_recorded_job_context(tmp_path: Path) -> Non
     assert node_sharing(markers({"slurm_job_id": "1", "exclusive": True},
                                 {"slurm_job_id": "2", "exclusive": False})).startswith("shared node")
     assert "unknown" in node_sharing(markers({"slurm_job_id": "1", "exclusive": None}))
+
+
+def test_study_report_with_one_architecture_still_writes_every_output(tmp_path: Path) -> None:
+    import json
+
+    from svbench.study.report import write_study_report
+
+    pd.DataFrame([{"arch": "a", "seed": 0, "eer_cosine_x": 10.0, "train_energy_kwh": 1e-4, "macs_g": 0.1,
+                   "samples_per_epoch": 100, "epochs": 2, "train_energy_basis": "estimated"}]).to_csv(
+        tmp_path / "summary.csv", index=False)
+    write_study_report(tmp_path / "summary.csv", tmp_path / "study.html", tmp_path / "model.json",
+                       tmp_path / "model.csv")
+    assert json.loads((tmp_path / "model.json").read_text())["fitted"] is False
+    assert (tmp_path / "model.csv").exists() and "Not fitted" in (tmp_path / "study.html").read_text()

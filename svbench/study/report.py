@@ -71,6 +71,8 @@ def write_study_report(summary: Path, out_html: Path, model_json: Path | None = 
     table = pd.DataFrame()
     if isinstance(model, str):
         parts.append(f"<h3>Energy model</h3><p>Not fitted: {html.escape(model)}.</p>")
+        if model_json:  # the workflow expects the file: say why there is no model rather than omit it
+            Path(model_json).write_text(json.dumps({"fitted": False, "reason": model}, indent=2))
     else:
         held = model.held_out
         table = held.assign(measured=held["measured_kwh"] * scale, predicted=held["predicted_kwh"] * scale,
