@@ -61,6 +61,44 @@ def test_rapl_two_sockets_package_and_dram_not_core(tmp_path):
     sensor.close()
 
 
+def test_sysfs_attribute_is_fresh_on_every_pread_at_offset_zero():
+    # RaplSensor keeps energy_uj open and preads it. This checks that kernel promise on a real sysfs
+    # counter of this machine (RAPL itself is seldom readable in CI): loopback packets sent between
+    # two preads of one kept-open descriptor must show up in the second.
+    import socket
+
+    path = "/sys/class/net/lo/statistics/tx_packets"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        pytest.skip(f"no {path}: {exc}")
+    try:
+        before = int(os.pread(fd, 32, 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for _ in range(3):
+                sock.sendto(b"x", ("127.0.0.1", 9))
+        after = int(os.pread(fd, 32, 0))
+    finally:
+        os.close(fd)
+    assert after >= before + 3
+
+
+def test_rapl_rereads_kept_open_counter_and_closes_it(tmp_path):
+    tree = PowercapTree(tmp_path)
+    tree.add_zone("intel-rapl:0", "package-0", energy_uj=1_000_000)
+    sensor = rapl.RaplSensor(root=str(tmp_path))
+    sensor.open()
+    fds = [ch.fd for ch in sensor._channels]
+    assert all(fd >= 0 for fd in fds)
+    tree.set_energy("intel-rapl:0", 3_500_000)  # rewritten in place, as the kernel does
+    assert sensor.read()[0].value == pytest.approx(2.5)
+    sensor.close()
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    sensor.close()  # twice is fine
+
+
 def test_rapl_unwraps_counter_past_max_energy_range(tmp_path):
     tree = PowercapTree(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=9_000_000, max_range_uj=10_000_000)
