@@ -90,6 +90,10 @@ def test_gpu_rules_were_submitted_with_a_gpu(local_and_slurm) -> None:
     # each measured job records the SLURM job that ran it
     meta = json.loads(next((cluster / "results/energy/train").glob("*/seed0/sidecar.json")).read_text())
     assert meta["node"]["environment"]["SLURM_JOB_ID"]
+    # training asked for --exclusive: its recorded job context says the node was its own
+    begin = json.loads(next((cluster / "results/energy/train").glob("*/seed0/markers.jsonl")).read_text()
+                       .splitlines()[0])
+    assert begin["job"]["slurm_job_id"] and begin["job"]["exclusive"] is True, begin["job"]
 
 
 def test_preempted_training_resumes_and_keeps_every_attempts_energy(tmp_path: Path) -> None:
