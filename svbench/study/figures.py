@@ -219,18 +219,22 @@ def energy_by_component(phases: pd.DataFrame, out: Path) -> Path:
         cols = {"gpu": "gpu_j", "cpu": "cpu_j", "dram": "dram_j", "rest of node": "rest_of_node_j"}
         table = job.groupby("arch", sort=False)[list(cols.values())].mean()
         table.columns = list(cols)
-        total_kwh = table.sum(axis=1).to_numpy() / 3.6e6
-        scale, unit = energy_unit(total_kwh)
-        if unit == "Wh" and np.nanmax(total_kwh) * 1e3 < 0.05:
-            unit = "J"  # tiny jobs (the demo's scoring): joules read better than 0.0001 Wh
-        else:
-            table = table / 3.6e6 * scale
+        table, unit = _in_readable_unit(table)
         _stacked_bars(ax, table, COMPONENT_COLOURS, unit, _estimated(job["basis"]), STEP_TITLES[step],
                       hatch="//" if _estimated(job["basis"]) else "")
     fig.suptitle("Energy by component" + (" (hatched: estimated)" if _estimated(phases.get("basis", pd.Series(
         dtype=str))) else ""), fontsize=11)
     fig.tight_layout()
     return _save(fig, out)
+
+
+def _in_readable_unit(table: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A table of joules in the unit its totals read best in (J for tiny jobs such as the demo's scoring)."""
+    total_kwh = table.sum(axis=1).to_numpy() / 3.6e6
+    scale, unit = energy_unit(total_kwh)
+    if unit == "Wh" and np.nanmax(total_kwh) * 1e3 < 0.05:
+        return table, "J"
+    return table / 3.6e6 * scale, unit
 
 
 def energy_by_phase(phases: pd.DataFrame, out: Path) -> Path:
@@ -249,12 +253,7 @@ def energy_by_phase(phases: pd.DataFrame, out: Path) -> Path:
         order = [p for p in dict.fromkeys(rows["phase"]) if p != "rest of job"] + ["rest of job"]
         table = table[[p for p in order if p in table.columns]]
         colours = {p: palette(i) for i, p in enumerate(table.columns)} | {"rest of job": "#bbbbbb"}
-        total_kwh = table.sum(axis=1).to_numpy() / 3.6e6
-        scale, unit = energy_unit(total_kwh)
-        if unit == "Wh" and np.nanmax(total_kwh) * 1e3 < 0.05:
-            unit = "J"  # tiny jobs (the demo's scoring): joules read better than 0.0001 Wh
-        else:
-            table = table / 3.6e6 * scale
+        table, unit = _in_readable_unit(table)
         _stacked_bars(ax, table, colours, unit, _estimated(rows["basis"]), STEP_TITLES[step])
     fig.suptitle("Energy by phase (all spans and attempts summed; mean over seeds)", fontsize=11)
     fig.tight_layout()

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import os
 import re
-import selectors
 import shutil
 import signal
 import subprocess
-import time
 
 from svbench.energy.sensors.base import Reading, SensorUnavailable
 
@@ -107,7 +105,6 @@ class IpmiSensor:
         self.tool = "freeipmi" if os.path.basename(self.binary) == "ipmi-dcmi" else "ipmitool"
         self._secrets = secret_values(self.extra_args, self.tool)
         self._path: str | None = None
-        self._spawn = hasattr(os, "posix_spawn")
 
     def _argv(self) -> list[str]:
         command = ["--get-system-power-statistics"] if self.tool == "freeipmi" else ["dcmi", "power", "reading"]
@@ -134,71 +131,6 @@ class IpmiSensor:
             raise SensorUnavailable(f"{reason}: {exc}") from exc
 
     def _run_once(self) -> str:
-        if self._spawn:
-            try:
-                return self._spawn_once()
-            except NotImplementedError:  # no POSIX_SPAWN_SETSID in this libc: subprocess does it
-                self._spawn = False
-        return self._popen_once()
-
-    def _spawn_once(self) -> str:
-        """One call through ``os.posix_spawn``: a third of the parent's CPU time of ``subprocess.Popen``
-        (the sidecar makes this call every few seconds, beside the job it measures). Same contract:
-        own session, stdin from /dev/null, killed with its group on timeout."""
-        out_r, out_w = os.pipe()  # non-inheritable: only the dup2'ed copies reach the tool
-        err_r, err_w = os.pipe()
-        try:
-            argv = self._argv()
-            pid = os.posix_spawn(argv[0], argv, os.environ, setsid=True, file_actions=[
-                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)])
-        except OSError as exc:  # not executable, removed since open(), ...
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
-            raise IpmiError("run", f"cannot run {os.path.basename(self.binary)}: {exc.strerror}") from None
-        except BaseException:
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
-            raise
-        os.close(out_w)
-        os.close(err_w)
-        chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-        deadline = time.monotonic() + self.timeout_s
-        timed_out = False
-        with selectors.DefaultSelector() as sel:
-            for fd in chunks:
-                sel.register(fd, selectors.EVENT_READ)
-            while sel.get_map():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    timed_out = True
-                    break
-                for key, _ in sel.select(left):
-                    data = os.read(key.fd, 65536)
-                    if data:
-                        chunks[key.fd].append(data)
-                    else:
-                        sel.unregister(key.fd)
-        os.close(out_r)
-        os.close(err_r)
-        if timed_out:
-            # the whole group: a grandchild holding the pipes would otherwise outlive the tool
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _, status = os.waitpid(pid, 0)  # the tool itself is dead or has closed its output: this is short
-        if timed_out:
-            raise IpmiError("timeout", f"no answer within {self.timeout_s:g} s")
-        out = b"".join(chunks[out_r]).decode(errors="replace")
-        err = b"".join(chunks[err_r]).decode(errors="replace")
-        returncode = os.waitstatus_to_exitcode(status)
-        if returncode != 0:
-            detail = next((line.strip() for line in (err + "\n" + out).splitlines() if line.strip()), "")
-            raise IpmiError("exit", f"exit status {returncode}: {redact(detail, self._secrets)[:200]}")
-        return out
-
-    def _popen_once(self) -> str:
         # Own session, so a timeout can kill the tool and anything it started: a grandchild holding
         # the pipes open would otherwise keep communicate() waiting after the tool itself is dead.
         try:
