@@ -4,7 +4,10 @@ Run by hand: ``.venv/bin/python bench/sidecar.py [--seconds 20]``. The sidecar s
 (a powercap tree, the fake pynvml, the fake ipmitool) at NVML 0.1 s, RAPL 0.1 s, IPMI 0.5 s beside an
 idle workload (``sleep``). The baseline, measured in the same run, is the sidecar with no sensor at
 all: the cost of the process itself (the interpreter, watching its parent). Steady-state figures
-leave out the first two seconds (interpreter start and imports).
+leave out the first two seconds (interpreter start and imports). NVML's context figures (power_avg,
+utilisation, memory) are read at the sensor's default ``context_interval_s`` (1 s) unless
+``--nvml-context-s`` says otherwise (0.1: every read, as before that option existed).
+The machine is shared: run it a few times and report the spread.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def jitter(trace_path: Path, intervals: dict[str, float]) -> dict[str, dict]:
     out = {}
     for sensor, g in trace.groupby("sensor"):
         t = np.unique(g["t_mono_ns"].to_numpy()) / 1e9
-        d = np.diff(t)
+        d = np.diff(t)[:-1]  # the last reading is the one taken at the stop, off the schedule by design
         out[sensor] = {"n": len(t), "interval_s": intervals.get(sensor, float("nan")), "mean_ms": 1e3 * d.mean(),
                        "std_ms": 1e3 * d.std(), "p99_ms": 1e3 * np.percentile(d, 99), "max_ms": 1e3 * d.max(),
                        "errors": int((g["quantity"] == "error").sum())}
@@ -104,6 +107,8 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--nvml-context-s", type=float, default=None,
+                        help="NVML context_interval_s (default: the sensor's own, 1 s)")
     args = parser.parse_args()
     intervals = {"nvml": 0.1, "rapl": 0.1, "ipmi": 0.5}
     with tempfile.TemporaryDirectory(prefix="svbench-bench-") as tmp_name:
@@ -116,6 +121,8 @@ def main() -> None:
         env = os.environ | {"PYTHONPATH": str(tmp / "nvml"), "SVBENCH_POWERCAP_ROOT": str(tmp / "powercap"),
                             "SVBENCH_IPMITOOL": str(tmp / "ipmitool")}
         config = {name: {"interval_s": s} for name, s in intervals.items()} | {"estimate": {"enabled": False}}
+        if args.nvml_context_s is not None:
+            config["nvml"]["context_interval_s"] = args.nvml_context_s
         empty = {"sensors": [], "estimate": {"enabled": False}}
 
         print(f"machine: {machine()}")
@@ -124,7 +131,8 @@ def main() -> None:
         full = run_sidecar(tmp / "full", config, args.seconds, env)
         meta = json.loads((tmp / "full" / "sidecar.json").read_text())
         used = [s["name"] for s in meta["sensors"] if s["available"]]
-        print(f"sensors sampled: {', '.join(used)} (fakes); intervals {intervals}")
+        context = config["nvml"].get("context_interval_s", "default 1")
+        print(f"sensors sampled: {', '.join(used)} (fakes); intervals {intervals}; NVML context every {context} s")
         print(f"baseline (sidecar, no sensor): {base['steady_pct']:.3f} % of one core")
         print(f"sidecar, all sensors:          {full['steady_pct']:.3f} % of one core "
               f"({full['steady_all_pct']:.3f} % with its ipmitool children); "

@@ -411,6 +411,29 @@ def test_nvml_field_value_follows_value_type(fake_nvml):
 def test_nvml_make():
     assert nvml.make({"interval_s": 0.05}).interval_s == 0.05
     assert nvml.make({}).interval_s == 0.1
+    assert nvml.make({}).context_interval_s == 1.0
+    assert nvml.make({"context_interval_s": 0.1}).context_interval_s == 0.1
+
+
+def test_nvml_context_figures_at_their_own_slower_rate(fake_nvml, monkeypatch):
+    fake_nvml.add_gpu(UUID_A)  # instant power: power_avg is context
+    fake_nvml.add_gpu(UUID_B, instant_mw=None)  # no instant power: power_avg is THE power, read every time
+    clock = [100.0]
+    monkeypatch.setattr(nvml.time, "monotonic", lambda: clock[0])
+    sensor = nvml.NvmlSensor(interval_s=0.1, context_interval_s=1.0)
+    sensor.open()
+    seen = []
+    for _ in range(21):  # 0.0 ... 2.0 s, every 0.1 s
+        seen.append({(r.channel, r.quantity) for r in sensor.read()})
+        clock[0] += 0.1
+    every = {("gpu0", "energy"), ("gpu0", "power"), ("gpu1", "energy"), ("gpu1", "power")}
+    context = {("gpu0", "power_avg"), ("gpu0", "utilisation"), ("gpu0", "memory"), ("gpu1", "utilisation"),
+               ("gpu1", "memory")}
+    assert all(every <= keys for keys in seen)
+    with_context = [i for i, keys in enumerate(seen) if context <= keys]
+    assert with_context == [0, 10, 20]  # the first read, then once a second
+    assert all(keys == every for i, keys in enumerate(seen) if i not in with_context)
+    sensor.close()
 
 
 # --- IPMI --------------------------------------------------------------------------------------
@@ -505,36 +528,6 @@ def test_ipmi_stall_is_cut_by_timeout(fake_ipmi, monkeypatch):
     with pytest.raises(SensorUnavailable, match="BMC not answering: no answer within 0.5 s"):
         sensor.open()
     assert time.monotonic() - start < 0.5 * 2 + 3
-
-
-@pytest.mark.parametrize("spawn", [True, False], ids=["posix_spawn", "subprocess"])
-def test_ipmi_both_ways_of_running_the_tool(fake_ipmi, monkeypatch, spawn):
-    sensor = ipmi.IpmiSensor(timeout_s=0.5, retries=0)
-    sensor._spawn = spawn
-    sensor.open()
-    assert sensor.read() == [Reading("node", "power", 251.0, "W", "node")]
-    monkeypatch.setenv("FAKE_IPMI_MODE", "session")
-    with pytest.raises(ipmi.IpmiError, match="exit status 1: Error: Unable to establish IPMI v2") as info:
-        sensor.read()
-    assert info.value.kind == "exit"
-    monkeypatch.setenv("FAKE_IPMI_MODE", "stall")  # a grandchild holds the pipes: the group must be killed
-    start = time.monotonic()
-    with pytest.raises(ipmi.IpmiError, match="no answer within 0.5 s") as info:
-        sensor.read()
-    assert info.value.kind == "timeout" and time.monotonic() - start < 3
-    monkeypatch.setenv("FAKE_IPMI_MODE", "ok")
-    assert sensor.read()[0].value == 251.0
-    assert sensor._spawn is spawn
-
-
-def test_ipmi_falls_back_to_subprocess_without_posix_spawn_setsid(fake_ipmi, monkeypatch):
-    def no_setsid(*args, **kwargs):
-        raise NotImplementedError("setsid")  # what CPython raises where libc has no POSIX_SPAWN_SETSID
-
-    monkeypatch.setattr(ipmi.os, "posix_spawn", no_setsid)
-    sensor = ipmi.IpmiSensor(retries=0)
-    sensor.open()
-    assert sensor.read()[0].value == 251.0 and sensor._spawn is False
 
 
 def test_ipmi_read_errors_after_open(fake_ipmi, monkeypatch):

@@ -133,6 +133,9 @@ class IpmiSensor:
     def _run_once(self) -> str:
         # Own session, so a timeout can kill the tool and anything it started: a grandchild holding
         # the pipes open would otherwise keep communicate() waiting after the tool itself is dead.
+        # subprocess, not os.posix_spawn (which costs the parent less CPU): CPython drops the GIL around
+        # subprocess's vfork (gh-104372) but holds it through posix_spawn until the child has exec'ed,
+        # so a slow exec (ipmitool on a busy or network filesystem) would stall the NVML/RAPL thread.
         try:
             proc = subprocess.Popen(
                 self._argv(),

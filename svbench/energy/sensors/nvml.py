@@ -11,6 +11,11 @@ view) gives:
   (except A100) it is a 1-s average, so it is kept for context and never integrated.
 - ``utilisation`` (%) and ``memory`` (bytes used), for context.
 
+Energy and the integrated power are read every ``interval_s``; the context figures (``power_avg``,
+``utilisation``, ``memory``) only every ``context_interval_s`` (default 1 s, and always on the first
+read): NVML computes utilisation over its own 1/6-1 s window and the average power over 1 s, so
+reading them ten times a second adds sidecar work, not information.
+
 ``pynvml`` is imported inside ``open()`` so that tests can put a fake module first on ``sys.path``.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +90,10 @@ class NvmlSensor:
 
     name = "nvml"
 
-    def __init__(self, interval_s: float = 0.1) -> None:
+    def __init__(self, interval_s: float = 0.1, context_interval_s: float = 1.0) -> None:
         self.interval_s = interval_s
+        self.context_interval_s = context_interval_s
+        self._context_due = -float("inf")
         self._nvml: Any = None
         self._gpus: list[_Gpu] = []
         self._meta: dict = {}
@@ -179,6 +187,11 @@ class NvmlSensor:
     def read(self) -> list[Reading]:
         nv = self._nvml
         out: list[Reading] = []
+        now = time.monotonic()
+        context = now + 0.5 * self.interval_s >= self._context_due  # half a period early rather than late
+        if context:  # on a grid of context_interval_s, restarted from now after the first read or a stall
+            due = self._context_due + self.context_interval_s
+            self._context_due = due if due > now else now + self.context_interval_s
         for g in self._gpus:
             h, ch = g.handle, g.channel
             if g.energy_base_mj is not None:
@@ -190,12 +203,12 @@ class NvmlSensor:
                 # to drop this read's energy counters too.
                 if fv.nvmlReturn == nv.NVML_SUCCESS:
                     out.append(Reading(ch, "power", field_value(fv) / 1000.0, "W", "gpu"))
-            if g.average:
+            if g.average and (context or not g.instant):  # without instant power it is the power integrated
                 quantity = "power_avg" if g.instant else "power"
                 out.append(Reading(ch, quantity, nv.nvmlDeviceGetPowerUsage(h) / 1000.0, "W", "gpu"))
-            if g.utilisation:
+            if context and g.utilisation:
                 out.append(Reading(ch, "utilisation", float(nv.nvmlDeviceGetUtilizationRates(h).gpu), "%", "gpu"))
-            if g.memory:
+            if context and g.memory:
                 out.append(Reading(ch, "memory", float(nv.nvmlDeviceGetMemoryInfo(h).used), "B", "gpu"))
         return out
 
@@ -214,6 +227,9 @@ class NvmlSensor:
 def make(config: dict) -> NvmlSensor:
     """Build an NvmlSensor from its config section.
 
-    Keys: ``interval_s`` (default 0.1; NVML power updates every ~20-100 ms). Other keys are ignored.
+    Keys: ``interval_s`` (default 0.1; NVML power updates every ~20-100 ms), ``context_interval_s``
+    (default 1.0: power_avg, utilisation and memory; set it to ``interval_s`` to read them every time).
+    Other keys are ignored.
     """
-    return NvmlSensor(interval_s=float(config.get("interval_s", 0.1)))
+    return NvmlSensor(interval_s=float(config.get("interval_s", 0.1)),
+                      context_interval_s=float(config.get("context_interval_s", 1.0)))
