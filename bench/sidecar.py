@@ -107,10 +107,17 @@ def machine() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--interval", action="append", default=[], metavar="SENSOR=S",
+                        help="change one sensor's interval (default nvml=0.1 rapl=0.1 ipmi=0.5)")
     parser.add_argument("--nvml-context-s", type=float, default=None,
                         help="NVML context_interval_s (default: the sensor's own, 1 s)")
     args = parser.parse_args()
     intervals = {"nvml": 0.1, "rapl": 0.1, "ipmi": 0.5}
+    for item in args.interval:
+        name, _, seconds = item.partition("=")
+        if name not in intervals:
+            parser.error(f"--interval {item}: sensor is one of {', '.join(intervals)}")
+        intervals[name] = float(seconds)
     with tempfile.TemporaryDirectory(prefix="svbench-bench-") as tmp_name:
         tmp = Path(tmp_name)
         two_socket_server(tmp / "powercap")
