@@ -25,17 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from svbench.corpus.manifest import Utterance, write_manifest  # noqa: E402
 from svbench.corpus.voxceleb import build_voxceleb, list_vox2  # noqa: E402
+from svbench.energy.sidecar import cpu_model  # noqa: E402
 from svbench.features import extract_shard  # noqa: E402
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def wav_bytes(samples: np.ndarray) -> bytes:

@@ -8,12 +8,12 @@ which svbench turns off on CPU because it compiles kernels for every new input l
 from __future__ import annotations
 
 import os
-import platform
 import time
 
 import numpy as np
 import torch
 
+from svbench.energy.sidecar import cpu_model
 from svbench.models import ArchSpec, preset
 
 ARCHS = [
@@ -46,8 +46,7 @@ def throughput(spec: ArchSpec, utts: list[torch.Tensor], onednn: bool) -> tuple[
 
 
 def main() -> None:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
+    cpu = cpu_model()
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{cpu}, {os.cpu_count()} CPUs"
     print(f"device: {device}; torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'architecture':<14} {'utt/s':>8} {'x real time':>12} {'oneDNN on utt/s':>16} {'ratio':>7}")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from svbench.energy.sidecar import cpu_model  # noqa: E402
 from svbench.metrics import compute_all, eer, min_dcf  # noqa: E402
 
 
@@ -33,16 +34,6 @@ def baseline(scores: np.ndarray, labels: np.ndarray, p: float = 0.01) -> tuple[f
     e = fnr[x1] + a * (fnr[x2] - fnr[x1])
     dcf = np.min(fnr * p + fpr * (1 - p)) / min(p, 1 - p)
     return float(e), float(dcf)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def median_time(fn, repeats: int) -> float:

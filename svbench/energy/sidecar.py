@@ -74,19 +74,22 @@ def open_sensors(config: dict, track_pid: int) -> tuple[list[Sensor], list[Senso
     return opened, statuses
 
 
-def node_metadata() -> dict:
-    """Facts about the node worth keeping with the trace."""
-    cpu_model = platform.processor()
+def cpu_model() -> str:
+    """The CPU's model name, from /proc/cpuinfo where there is one."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def node_metadata() -> dict:
+    """Facts about the node worth keeping with the trace."""
     env = {k: os.environ[k] for k in ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT",
                                       "SLURM_JOB_PARTITION", "CUDA_VISIBLE_DEVICES") if k in os.environ}
-    return {"host": socket.gethostname(), "cpu_model": cpu_model, "logical_cpus": os.cpu_count(),
+    return {"host": socket.gethostname(), "cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
             "memory_bytes": psutil.virtual_memory().total, "environment": env}
 
 
