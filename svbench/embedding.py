@@ -75,9 +75,6 @@ def embed(model_path: Path, test_features: Path, test_manifest: Path, train_feat
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model, _ = load_model(model_path, dev)
-    if dev.type == "cpu":
-        # oneDNN builds new conv kernels for every input length: ~15x slower on whole utterances
-        torch.backends.mkldnn.enabled = False
     with phase("embed_test"):
         store = FeatureStore(test_features)
         ids = [u.utt for u in read_manifest(test_manifest)]
