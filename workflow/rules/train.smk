@@ -20,6 +20,9 @@ rule train:
         recipe=json.dumps(config["training"]),
         energy=energy_json(),
     threads: config["training"]["threads"]
+    resources:
+        # one GPU per training process; on SLURM the plugin turns this into --gpus=N
+        gpu=NPROC,
     log:
         "results/logs/train/{arch}/seed{seed}.log",
     conda:
