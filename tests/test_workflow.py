@@ -63,3 +63,8 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
                        "--report", str(tmp_path / "report.html"))
     assert report.returncode == 0, report.stderr[-4000:]
     assert (tmp_path / "report.html").stat().st_size > 100_000
+
+
+def test_code_is_ruff_clean() -> None:
+    result = subprocess.run([str(BIN / "ruff"), "check", "."], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:]
