@@ -67,6 +67,7 @@ class Recipe:
     rir: str | None = None  # folder of room impulse responses (*.wav) for reverberation
     aug_prob: float = 0.6  # share of samples augmented (half noise, half reverb when both are set)
     average_last: int = 1  # model.pt = mean of the weights after the last N epochs
+    checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often: a SIGKILL loses at most this much
     amp: str = "auto"  # auto: bf16 on CUDA where supported, else fp16 with a grad scaler; off on CPU
     channels_last: bool = True  # CUDA only
     cudnn_benchmark: bool = True  # CUDA only
@@ -381,13 +382,17 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
                           "running": running, "torch_rng": torch.get_rng_state(), "recipe": asdict(recipe),
                           "seed": seed, "world_size": world}, ckpt_path)
 
-    def stop_now(stop: _StopRequested) -> bool:
+    last_checkpoint = [time.monotonic()]
+
+    def after_step(stop: _StopRequested) -> tuple[bool, bool]:
+        """(stop now, checkpoint now): a stop request, or a periodic mid-epoch checkpoint being due."""
         wanted = stop.signum is not None or (stop_after_steps is not None and steps_done >= stop_after_steps)
-        if world > 1:  # every rank must stop at the same step, or the others wait in all-reduce forever
-            flag = torch.tensor([int(wanted)], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            wanted = bool(flag.item())
-        return wanted
+        due = recipe.checkpoint_minutes > 0 and time.monotonic() - last_checkpoint[0] >= 60 * recipe.checkpoint_minutes
+        if world > 1:  # every rank must act at the same step, or the others wait in all-reduce forever
+            flags = torch.tensor([int(wanted), int(due)], device=device)
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            wanted, due = bool(flags[0].item()), bool(flags[1].item())
+        return wanted, due
 
     wavs = [u.path for u in utts] if recipe.speed_perturb or augmenter is not None else None
     dataset = CropDataset(store, ids, labels, recipe.crop_frames, seed, wavs=wavs, speed_perturb=recipe.speed_perturb,
@@ -426,9 +431,12 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
                     steps_done += 1
                     t_wait = time.monotonic()
                     running["seconds"] += t_wait - t_got
-                    if stop_now(stop):
+                    wanted, due = after_step(stop)
+                    if wanted or due:
                         reduce_running()
                         checkpoint()
+                        last_checkpoint[0] = time.monotonic()
+                    if wanted:
                         raise Preempted(f"stopped at epoch {epoch} step {step}; checkpoint in {ckpt_path}")
             reduce_running()
             seconds = running["seconds"] + running["wait"]
@@ -446,6 +454,7 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
             if lead and recipe.average_last > 1:
                 _keep_epoch_weights(epochs_dir, epoch, model, recipe.average_last)
             checkpoint()
+            last_checkpoint[0] = time.monotonic()
             if lead:
                 _write_history(out_dir / "history.csv", history)
 

@@ -252,3 +252,48 @@ def test_voxceleb_config_plans_one_training_job_per_architecture_and_seed(tmp_pa
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     counts = dict(line.split()[:2] for line in run.stdout.splitlines() if line.startswith("train "))
     assert int(counts["train"]) == expected == 17
+
+
+def test_sigkill_mid_epoch_resumes_from_the_periodic_checkpoint(tiny_corpus: Path, tmp_path: Path) -> None:
+    """A job killed without warning resumes from its last periodic checkpoint to the same weights."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    recipe = {"epochs": 3, "batch_size": 4, "crop_frames": 40, "lr": 0.1, "final_lr": 0.01, "warmup_epochs": 1,
+              "margin": 0.2, "margin_start_epoch": 1, "margin_end_epoch": 2, "threads": 1,
+              "samples_per_epoch": 400, "checkpoint_minutes": 1e-9}  # checkpoint after every step
+    args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC,
+            Recipe.from_dict(dict(recipe)))
+    train(*args, tmp_path / "straight", seed=0)
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "svbench.cli", "train", "--features", str(args[0]), "--manifest", str(args[1]),
+           "--arch", json.dumps(SPEC.to_dict()), "--recipe", json.dumps(recipe), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # wait until a mid-epoch checkpoint of epoch 2 exists, then kill -9
+            assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
+            if (out / "checkpoint.pt").exists():
+                try:
+                    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+                except Exception:  # caught between write and rename: retry
+                    ckpt = None
+                if ckpt and ckpt["epoch"] == 1 and ckpt["step"] >= 10:
+                    break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out / "model.pt").exists()
+    train(*args, out, seed=0)
+    a = torch.load(tmp_path / "straight" / "model.pt")["model"]
+    b = torch.load(out / "model.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
