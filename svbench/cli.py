@@ -111,11 +111,17 @@ def cmd_monitor(a: argparse.Namespace) -> int:
 
 
 def cmd_energy_join(a: argparse.Namespace) -> int:
+    import pandas as pd
+
     from svbench.energy.join import join
 
     frame = join(a.trace, a.markers, a.out)
     job = frame[frame["phase"] == "job"]
     for _, row in job.iterrows():
+        if row["component"] == "slurm_crosscheck":
+            value = "not available" if pd.isna(row["energy_j"]) else f"{row['energy_j']:.1f} J"
+            print(f"SLURM ConsumedEnergy (cross-check, attempt {row['attempt']}): {value}")
+            continue
         label = " (estimated)" if row["estimated"] else ""
         print(f"{row['sensor']}/{row['channel']}: {row['energy_j']:.1f} J{label}, coverage {row['coverage']:.0%}")
     return 0
