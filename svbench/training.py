@@ -39,6 +39,7 @@ from svbench.models import AAMSoftmax, ArchSpec, build, summarize
 
 log = logging.getLogger("svbench.training")
 
+PROGRESS_S = 60.0  # a progress line at least this often inside an epoch (VoxCeleb epochs take an hour)
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "lr", "margin", "seconds", "samples_per_s", "data_wait_share"]
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
@@ -383,6 +384,7 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
                           "seed": seed, "world_size": world}, ckpt_path)
 
     last_checkpoint = [time.monotonic()]
+    last_progress = [time.monotonic()]
 
     def after_step(stop: _StopRequested) -> tuple[bool, bool]:
         """(stop now, checkpoint now): a stop request, or a periodic mid-epoch checkpoint being due."""
@@ -431,6 +433,12 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
                     steps_done += 1
                     t_wait = time.monotonic()
                     running["seconds"] += t_wait - t_got
+                    if lead and t_wait - last_progress[0] >= PROGRESS_S:  # long epochs: a line a minute
+                        last_progress[0] = t_wait
+                        seen = max(running["seen"], 1)
+                        log.info("epoch %d/%d step %d/%d loss %.3f acc %.3f %.0f samples/s", epoch + 1, recipe.epochs,
+                                 step, steps_per_epoch, running["loss"] / seen, running["correct"] / seen,
+                                 running["seen"] / max(running["seconds"] + running["wait"], 1e-9))
                     wanted, due = after_step(stop)
                     if wanted or due:
                         reduce_running()
