@@ -755,3 +755,19 @@ def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
                               text=True, timeout=TIMEOUT)
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert not list(tmp_path.glob("svbench-gpu-check.*"))  # nothing created before the GPU is found
+
+
+def test_a_phase_without_samples_of_a_channel_is_empty_not_zero() -> None:
+    import pandas as pd
+
+    from svbench.energy.markers import Phase
+
+    t = np.arange(0, 10, 0.1)
+    trace = pd.DataFrame({"t_wall_ns": (t * 1e9).astype("int64"), "t_mono_ns": (t * 1e9).astype("int64"),
+                          "sensor": "ipmi", "channel": "node", "quantity": "power", "value": 100.0, "unit": "W",
+                          "component": "node", "estimated": False})
+    late = Phase("epoch", 0, int(20e9), int(30e9), int(20e9), int(30e9), True)
+    inside = Phase("epoch", 1, int(2e9), int(4e9), int(2e9), int(4e9), True)
+    frame = join_frames(trace, [late, inside]).set_index("index")
+    assert np.isnan(frame.loc[0, "energy_j"]) and frame.loc[0, "coverage"] == 0
+    assert frame.loc[1, "energy_j"] == pytest.approx(200.0)

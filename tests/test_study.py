@@ -315,3 +315,8 @@ def test_study_report_with_one_architecture_still_writes_every_output(tmp_path: 
                        tmp_path / "model.csv")
     assert json.loads((tmp_path / "model.json").read_text())["fitted"] is False
     assert (tmp_path / "model.csv").exists() and "Not fitted" in (tmp_path / "study.html").read_text()
+
+
+def test_channels_without_samples_stay_empty_in_the_total() -> None:
+    frame = _rows(("job", None, 1, 5.0, "cpu", float("nan"), 0.0, False, 0, 5))
+    assert math.isnan(energy_of(frame, "job")["energy_j"]) and math.isnan(energy_of(frame, "job")["cpu_j"])

@@ -68,11 +68,11 @@ def emissions_frame(energy: pd.DataFrame, sidecar: dict, pue: Factor, intensity:
         for component, col in COMPONENT_COLUMN.items():
             part = g[g["component"] == component]
             if len(part):  # a component without a sensor stays empty, never 0
-                kwh = float(part["energy_j"].sum()) / 3.6e6
+                kwh = float(part["energy_j"].sum(min_count=1)) / 3.6e6
                 row[f"{col}_energy"] = kwh * pue.value
                 row[f"{col}_power"] = kwh * 3.6e6 / seconds if seconds > 0 else ""
         if len(used):
-            joules = float(used["energy_j"].sum())
+            joules = float(used["energy_j"].sum(min_count=1))
             kg = sum(operational_g(r.energy_j, int(r.t_start_wall_ns), int(r.t_end_wall_ns), pue, intensity)
                      for r in used.itertuples()) / 1e3
             row |= {"energy_consumed": joules / 3.6e6 * pue.value, "emissions": kg,

@@ -9,6 +9,7 @@ it (three sample periods) and whether it is estimated.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,8 @@ def join_frames(trace: pd.DataFrame, job_phases: list[Phase]) -> pd.DataFrame:
                 energy, method = counter_energy(t, v, a, b), "counter"
             else:
                 energy, method = trapezoid_energy(t, v, a, b), "trapezoid"
+            if b <= t[0] or a >= t[-1]:
+                energy = math.nan  # the channel has no sample in this phase: unknown, never 0 J
             rows.append({
                 "phase": ph.name, "index": ph.index, "attempt": ph.attempt, "complete": ph.complete,
                 "t_start_wall_ns": ph.start_wall_ns,

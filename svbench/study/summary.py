@@ -38,14 +38,14 @@ def energy_of(frame: pd.DataFrame, phase: str) -> dict:
     for c in COMPONENTS:
         part = rows[rows["component"] == c]
         if len(part):
-            out[f"{c}_j"] = float(part["energy_j"].sum())
+            out[f"{c}_j"] = float(part["energy_j"].sum(min_count=1))
     used = rows[rows["component"] == "node"]
     if not len(used):
         used = rows[rows["component"].isin(["gpu", "cpu", "dram"])]
     if not len(used):
         return out
     estimated = used["estimated"].astype(bool)
-    out["energy_j"] = float(used["energy_j"].sum())
+    out["energy_j"] = float(used["energy_j"].sum(min_count=1))
     out["basis"] = "estimated" if estimated.all() else ("measured" if not estimated.any() else "measured+estimated")
     out["coverage"] = float(used["coverage"].min())
     spans = used.drop_duplicates(["attempt", "index", "t_start_wall_ns"])
