@@ -20,7 +20,7 @@ from svbench.corpus.manifest import read_manifest
 from svbench.energy.markers import phase
 from svbench.features import FeatureStore
 from svbench.scoring import speaker_means
-from svbench.training import load_model
+from svbench.training import load_model, resolve_device
 
 log = logging.getLogger("svbench.embedding")
 
@@ -72,8 +72,7 @@ def embed(model_path: Path, test_features: Path, test_manifest: Path, train_feat
     """Write ``test.npz`` (ids, embeddings) and ``train.npz`` (mean, cohort speakers, cohort)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     model, _ = load_model(model_path, dev)
     with phase("embed_test"):
         store = FeatureStore(test_features)

@@ -189,7 +189,8 @@ def _slurm_master() -> None:
     os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", 0)) % 20000))
 
 
-def _device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → CUDA when there is a GPU, else CPU; ``cuda`` → this process's GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":  # one GPU per process
@@ -284,7 +285,7 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
     """
     rank, world, local_rank = dist_env()
     own_group = world > 1 and not dist.is_initialized()
-    device = _device(recipe.device, local_rank)
+    device = resolve_device(recipe.device, local_rank)
     if own_group:
         if "SLURM_STEP_ID" in os.environ and "WORLD_SIZE" not in os.environ:
             _slurm_master()

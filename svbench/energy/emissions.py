@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from svbench.energy.carbon import Factor, Intensity, factors_from_config, gpu_count, operational_g
+from svbench.energy.join import energy_basis, total_rows
 
 COLUMNS = [
     "timestamp", "project_name", "run_id", "duration", "emissions", "emissions_rate", "cpu_power", "gpu_power",
@@ -47,9 +48,7 @@ def emissions_frame(energy: pd.DataFrame, sidecar: dict, pue: Factor, intensity:
     node = sidecar.get("node", {})
     rows = []
     for attempt, g in job.groupby("attempt", sort=True):
-        used = g[g["component"] == "node"]
-        if not len(used):
-            used = g[g["component"].isin(list(COMPONENT_COLUMN))]
+        used = total_rows(g)
         start, end = int(g["t_start_wall_ns"].min()), int(g["t_end_wall_ns"].max())
         seconds = float(g["seconds"].max())
         row: dict = {c: "" for c in COLUMNS}
@@ -76,11 +75,8 @@ def emissions_frame(energy: pd.DataFrame, sidecar: dict, pue: Factor, intensity:
             kg = sum(operational_g(r.energy_j, int(r.t_start_wall_ns), int(r.t_end_wall_ns), pue, intensity)
                      for r in used.itertuples()) / 1e3
             row |= {"energy_consumed": joules / 3.6e6 * pue.value, "emissions": kg,
-                    "emissions_rate": kg / seconds if seconds > 0 else "",
-                    "energy_basis": "estimated" if used["estimated"].astype(bool).all()
-                    else ("measured" if not used["estimated"].astype(bool).any() else "measured+estimated")}
-        else:
-            row["energy_basis"] = "not measured"
+                    "emissions_rate": kg / seconds if seconds > 0 else ""}
+        row["energy_basis"] = energy_basis(used)
         if len(used) and used["estimated"].astype(bool).any():
             row["tracking_mode"] = "process"  # the estimate follows the job's process tree, not the machine
         rows.append(row)

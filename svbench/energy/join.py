@@ -167,3 +167,19 @@ def slurm_crosscheck(records: list[dict], job_phases: list[Phase]) -> pd.DataFra
                      "energy_j": np.nan if joules is None else joules, "coverage": np.nan, "resolved": True,
                      "estimated": False})
     return pd.DataFrame(rows, columns=ENERGY_COLUMNS)
+
+
+def total_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``energy.csv`` that make up a total: the node meter when there is one (it covers the
+    whole node), else GPU + CPU package + DRAM. RAPL ``psys``/nested domains (component ``other``) and
+    the SLURM cross-check never count, so nothing is added twice."""
+    node = rows[rows["component"] == "node"]
+    return node if len(node) else rows[rows["component"].isin(["gpu", "cpu", "dram"])]
+
+
+def energy_basis(rows: pd.DataFrame) -> str:
+    """``measured``, ``estimated``, ``measured+estimated``, or ``not measured`` for no rows."""
+    if not len(rows):
+        return "not measured"
+    estimated = rows["estimated"].astype(bool)
+    return "estimated" if estimated.all() else ("measured" if not estimated.any() else "measured+estimated")

@@ -17,6 +17,7 @@ import pandas as pd
 
 from svbench.corpus.manifest import read_manifest
 from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, operational_g
+from svbench.energy.join import energy_basis, total_rows
 from svbench.energy.markers import read_markers
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
@@ -39,14 +40,11 @@ def energy_of(frame: pd.DataFrame, phase: str) -> dict:
         part = rows[rows["component"] == c]
         if len(part):
             out[f"{c}_j"] = float(part["energy_j"].sum(min_count=1))
-    used = rows[rows["component"] == "node"]
-    if not len(used):
-        used = rows[rows["component"].isin(["gpu", "cpu", "dram"])]
+    used = total_rows(rows)
     if not len(used):
         return out
-    estimated = used["estimated"].astype(bool)
     out["energy_j"] = float(used["energy_j"].sum(min_count=1))
-    out["basis"] = "estimated" if estimated.all() else ("measured" if not estimated.any() else "measured+estimated")
+    out["basis"] = energy_basis(used)
     out["coverage"] = float(used["coverage"].min())
     spans = used.drop_duplicates(["attempt", "index", "t_start_wall_ns"])
     out["seconds"] = float(spans["seconds"].sum())
@@ -57,13 +55,9 @@ def energy_of(frame: pd.DataFrame, phase: str) -> dict:
 def _carbon_g(frame: pd.DataFrame, phase: str, pue: Factor, intensity: Intensity) -> float:
     """Operational gCO2e of every span named ``phase``, each at the mean intensity of its own time span
     (a job resumed after preemption: each attempt at the grid intensity of its own hours)."""
-    e = energy_of(frame, phase)
-    if math.isnan(e["energy_j"]):
+    if math.isnan(energy_of(frame, phase)["energy_j"]):
         return math.nan
-    rows = frame[(frame["phase"] == phase)]
-    used = rows[rows["component"] == "node"]
-    if not len(used):
-        used = rows[rows["component"].isin(["gpu", "cpu", "dram"])]
+    used = total_rows(frame[frame["phase"] == phase])
     return float(sum(operational_g(r.energy_j, int(r.t_start_wall_ns), int(r.t_end_wall_ns), pue, intensity)
                      for r in used.itertuples()))
 
