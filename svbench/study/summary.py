@@ -133,8 +133,9 @@ def summary_rows(results: Path, config: dict) -> list[dict]:
                     "train_gpus": gpus_seen[0] if gpus_seen[0] is not None else math.nan,
                     "embodied_gpu_co2e_g": gpu_g, "embodied_server_co2e_g": server_g,
                     "embodied_co2e_g": gpu_g + server_g,
-                    "pue": pue.value, "intensity_g_per_kwh": intensity.mean_over(train["start_ns"] or 0,
-                                                                                 train["end_ns"] or 0)}
+                    # the intensity of the training's own hours; none without a measured training span
+                    "pue": pue.value, "intensity_g_per_kwh": math.nan if train["start_ns"] is None
+                    else intensity.mean_over(train["start_ns"], train["end_ns"])}
             rows.append(row)
     return rows
 
