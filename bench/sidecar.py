@@ -1,13 +1,19 @@
 """What the sensor sidecar costs: its CPU time as % of one core, and its sampling jitter.
 
-Run by hand: ``.venv/bin/python bench/sidecar.py [--seconds 20]``. The sidecar samples the test fakes
-(a powercap tree, the fake pynvml, the fake ipmitool) at NVML 0.1 s, RAPL 0.1 s, IPMI 0.5 s beside an
-idle workload (``sleep``). The baseline, measured in the same run, is the sidecar with no sensor at
-all: the cost of the process itself (the interpreter, watching its parent). Steady-state figures
-leave out the first two seconds (interpreter start and imports). NVML's context figures (power_avg,
-utilisation, memory) are read at the sensor's default ``context_interval_s`` (1 s) unless
-``--nvml-context-s`` says otherwise (0.1: every read, as before that option existed).
-The machine is shared: run it a few times and report the spread.
+Run by hand: ``.venv/bin/python bench/sidecar.py [--seconds 20] [--repeat 2]``. The sidecar samples the
+test fakes (a powercap tree, the fake pynvml with 2 GPUs, the fake ipmitool) with every sensor at
+10 Hz (NVML 0.1 s, RAPL 0.1 s, IPMI 0.1 s; ``--interval ipmi=2`` for the default IPMI interval)
+beside an idle workload (``sleep``). Three sidecars, measured in the same run, interleaved:
+
+* baseline: no sensor at all, the cost of the process itself (interpreter, watching its parent);
+* IPMI as one ``ipmitool`` process per reading (``ipmi.persistent: false``, how it worked before);
+* IPMI through one long-lived ``ipmitool shell`` (the default).
+
+"own" is the sidecar process (all its threads, from ``/proc/…/schedstat``); "with tools" adds the
+ipmitool processes it started (running ones from /proc, finished ones as reaped-children time).
+Steady state leaves out the first two seconds (interpreter start, imports). NVML's context figures
+(power_avg, utilisation, memory) are read at the sensor's default ``context_interval_s`` (1 s).
+The machine is shared: ``--repeat`` runs the three in turn that many times; report the spread.
 """
 
 from __future__ import annotations
@@ -47,19 +53,30 @@ _fake.add_gpu("GPU-bbbbbbbb-5555-6666-7777-888888888888")
 """
 
 
-def cpu_s(proc: psutil.Process, children: bool = False) -> float:
-    """CPU seconds; the thread's own from schedstat (ns) where Linux has it, as ticks come in 10 ms steps."""
-    t = proc.cpu_times()
-    reaped = (t.children_user + t.children_system) if children else 0.0
+def cpu_s(proc: psutil.Process) -> float:
+    """CPU seconds of all threads of ``proc``: schedstat (ns) where Linux has it, ticks (10 ms) otherwise."""
     try:
         tasks = Path(f"/proc/{proc.pid}/task").iterdir()
-        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9 + reaped
+        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9
     except (OSError, ValueError):
-        return t.user + t.system + reaped
+        t = proc.cpu_times()
+        return t.user + t.system
+
+
+def tools_cpu_s(proc: psutil.Process) -> float:
+    """CPU seconds of what ``proc`` started: finished (reaped) children and the ones still running."""
+    t = proc.cpu_times()
+    total = t.children_user + t.children_system
+    for child in proc.children(recursive=True):
+        try:
+            total += cpu_s(child)
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def run_sidecar(out: Path, config: dict, seconds: float, env: dict) -> dict:
-    """One sidecar beside ``sleep``; CPU time (own and with its reaped children, e.g. ipmitool)."""
+    """One sidecar beside ``sleep``: % of one core, its own and with its tools, over the steady part."""
     workload = subprocess.Popen(["sleep", str(seconds + 10)])
     cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out), "--track-pid", str(workload.pid),
            "--config", json.dumps(config)]
@@ -67,17 +84,16 @@ def run_sidecar(out: Path, config: dict, seconds: float, env: dict) -> dict:
     proc = psutil.Process(sidecar.pid)
     try:
         time.sleep(WARMUP_S)
-        c0, c0_all, t0 = cpu_s(proc), cpu_s(proc, True), time.monotonic()
+        own0, tools0, t0 = cpu_s(proc), tools_cpu_s(proc), time.monotonic()
         time.sleep(seconds - WARMUP_S)
-        c1, c1_all, t1 = cpu_s(proc), cpu_s(proc, True), time.monotonic()
-        total = c1
+        own1, tools1, t1 = cpu_s(proc), tools_cpu_s(proc), time.monotonic()
     finally:
         sidecar.terminate()
         sidecar.wait(timeout=30)
         workload.kill()
         workload.wait()
-    return {"steady_pct": 100 * (c1 - c0) / (t1 - t0), "steady_all_pct": 100 * (c1_all - c0_all) / (t1 - t0),
-            "total_cpu_s": total}
+    own = 100 * (own1 - own0) / (t1 - t0)
+    return {"own": own, "all": own + 100 * (tools1 - tools0) / (t1 - t0)}
 
 
 def jitter(trace_path: Path, intervals: dict[str, float]) -> dict[str, dict]:
@@ -104,15 +120,18 @@ def machine() -> str:
     return f"{model}; {os.cpu_count()} logical CPUs ({len(os.sched_getaffinity(0))} usable); {platform.platform()}"
 
 
+def spread(values: list[float]) -> str:
+    return f"{min(values):.3f}" if len(values) == 1 else f"{min(values):.3f}–{max(values):.3f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--repeat", type=int, default=1, help="run the three sidecars in turn this many times")
     parser.add_argument("--interval", action="append", default=[], metavar="SENSOR=S",
-                        help="change one sensor's interval (default nvml=0.1 rapl=0.1 ipmi=0.5)")
-    parser.add_argument("--nvml-context-s", type=float, default=None,
-                        help="NVML context_interval_s (default: the sensor's own, 1 s)")
+                        help="change one sensor's interval (default nvml=0.1 rapl=0.1 ipmi=0.1)")
     args = parser.parse_args()
-    intervals = {"nvml": 0.1, "rapl": 0.1, "ipmi": 0.5}
+    intervals = {"nvml": 0.1, "rapl": 0.1, "ipmi": 0.1}
     for item in args.interval:
         name, _, seconds = item.partition("=")
         if name not in intervals:
@@ -127,29 +146,33 @@ def main() -> None:
         (tmp / "ipmitool").chmod(0o755)
         env = os.environ | {"PYTHONPATH": str(tmp / "nvml"), "SVBENCH_POWERCAP_ROOT": str(tmp / "powercap"),
                             "SVBENCH_IPMITOOL": str(tmp / "ipmitool")}
-        config = {name: {"interval_s": s} for name, s in intervals.items()} | {"estimate": {"enabled": False}}
-        if args.nvml_context_s is not None:
-            config["nvml"]["context_interval_s"] = args.nvml_context_s
-        empty = {"sensors": [], "estimate": {"enabled": False}}
-
-        print(f"machine: {machine()}")
-        print(f"python {platform.python_version()}; {args.seconds:g} s per run, first {WARMUP_S:g} s left out")
-        base = run_sidecar(tmp / "base", empty, args.seconds, env)
-        full = run_sidecar(tmp / "full", config, args.seconds, env)
-        meta = json.loads((tmp / "full" / "sidecar.json").read_text())
-        used = [s["name"] for s in meta["sensors"] if s["available"]]
-        context = config["nvml"].get("context_interval_s", "default 1")
-        print(f"sensors sampled: {', '.join(used)} (fakes); intervals {intervals}; NVML context every {context} s")
-        print(f"baseline (sidecar, no sensor): {base['steady_pct']:.3f} % of one core")
-        print(f"sidecar, all sensors:          {full['steady_pct']:.3f} % of one core "
-              f"({full['steady_all_pct']:.3f} % with its ipmitool children); "
-              f"ratio to baseline {full['steady_pct'] / max(base['steady_pct'], 1e-9):.1f}x")
-        print(f"sidecar above baseline:        {full['steady_pct'] - base['steady_pct']:.3f} % "
-              f"(goal < {GOAL_PCT} % of one core: {'met' if full['steady_pct'] < GOAL_PCT else 'MISSED'})")
-        print(f"whole-run CPU incl. start-up: sidecar {full['total_cpu_s']:.2f} s, "
-              f"baseline {base['total_cpu_s']:.2f} s")
-        print("sampling jitter (interval between consecutive readings):")
-        for sensor, j in jitter(tmp / "full" / "trace.csv", intervals).items():
+        sensors = {name: {"interval_s": s} for name, s in intervals.items()} | {"estimate": {"enabled": False}}
+        variants = {
+            "baseline (sidecar, no sensor)": {"sensors": [], "estimate": {"enabled": False}},
+            "all sensors, ipmitool per reading": sensors | {"ipmi": sensors["ipmi"] | {"persistent": False}},
+            "all sensors, ipmitool shell": sensors,
+        }
+        print(f"machine: {machine()}; load average {os.getloadavg()[0]:.2f}")
+        print(f"python {platform.python_version()}; {args.seconds:g} s per run, first {WARMUP_S:g} s left out; "
+              f"intervals {intervals}; {args.repeat} round(s)")
+        results: dict[str, list[dict]] = {name: [] for name in variants}
+        for round_ in range(args.repeat):
+            for i, (name, config) in enumerate(variants.items()):
+                results[name].append(run_sidecar(tmp / f"run{round_}-{i}", config, args.seconds, env))
+        meta = json.loads((tmp / "run0-2" / "sidecar.json").read_text())
+        print("sensors sampled: " + ", ".join(f"{s['name']} ({(s.get('metadata') or {}).get('mode', 'in process')})"
+                                             for s in meta["sensors"] if s["available"]))
+        base = float(np.mean([r["own"] for r in results["baseline (sidecar, no sensor)"]]))
+        print(f"{'% of one core, steady state':36s} {'own':>13s} {'with tools':>13s} {'own / baseline':>15s}")
+        for name, runs in results.items():
+            own = [r["own"] for r in runs]
+            print(f"{name:36s} {spread(own):>13s} {spread([r['all'] for r in runs]):>13s} "
+                  f"{np.mean(own) / max(base, 1e-9):>14.1f}x")
+        best = max(r["all"] for r in results["all sensors, ipmitool shell"])
+        print(f"goal: under {GOAL_PCT} % of one core, tools included: "
+              f"{'met' if best < GOAL_PCT else 'MISSED'} (worst run {best:.3f} %)")
+        print("sampling jitter, ipmitool shell (interval between consecutive readings):")
+        for sensor, j in jitter(tmp / "run0-2" / "trace.csv", intervals).items():
             print(f"  {sensor:5s} n={j['n']:4d} nominal {1e3 * j['interval_s']:.0f} ms: mean {j['mean_ms']:.1f} ms, "
                   f"std {j['std_ms']:.2f} ms, p99 {j['p99_ms']:.1f} ms, max {j['max_ms']:.1f} ms, "
                   f"errors {j['errors']}")

@@ -370,7 +370,8 @@ class Node:
                              "estimate": {"interval_s": 0.05}}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        for var in ("SLURM_JOB_ID", "SLURM_RESTART_COUNT", "CUDA_VISIBLE_DEVICES", "FAKE_IPMI_MODE", "WORK_S"):
+        for var in ("SLURM_JOB_ID", "SLURM_RESTART_COUNT", "CUDA_VISIBLE_DEVICES", "FAKE_IPMI_MODE",
+                    "FAKE_IPMI_MODE_FILE", "FAKE_IPMI_FAIL_AFTER", "WORK_S"):
             monkeypatch.delenv(var, raising=False)
         # nothing by default: a real GPU, powercap or BMC of the test machine must not leak in
         empty = tmp_path / "no-gpu"
@@ -416,21 +417,18 @@ class Node:
         self._thread.start()
 
     def with_ipmi(self, fail_after: int | None = None, mode: str = "session") -> None:
-        """The fake ipmitool, or a wrapper that turns it bad (``mode``) after ``fail_after`` calls."""
+        """The fake ipmitool; it turns bad (``mode``) after ``fail_after`` readings when that is given."""
         bin_dir = self.tmp / "bin"
         bin_dir.mkdir()
         tool = bin_dir / "ipmitool"
-        if fail_after is None:
-            shutil.copy(FAKES / "ipmitool", tool)
-        else:
-            tool.write_text(f"""#!/usr/bin/env bash
-n=$(( $(cat {bin_dir}/count 2>/dev/null || echo 0) + 1 )); echo $n > {bin_dir}/count
-[ $n -gt {fail_after} ] && export FAKE_IPMI_MODE={mode}
-exec {FAKES / "ipmitool"} "$@"
-""")
+        shutil.copy(FAKES / "ipmitool", tool)
         tool.chmod(0o755)
         self.monkeypatch.setenv("SVBENCH_IPMITOOL", str(tool))
         self.monkeypatch.setenv("FAKE_IPMI_WATTS", str(NODE_W))
+        if fail_after is not None:
+            self.monkeypatch.setenv("FAKE_IPMI_COUNT", str(bin_dir / "count"))
+            self.monkeypatch.setenv("FAKE_IPMI_FAIL_AFTER", str(fail_after))
+            self.monkeypatch.setenv("FAKE_IPMI_FAIL_MODE", mode)
 
     def all_sensors(self) -> None:
         self.with_gpu()
@@ -606,6 +604,30 @@ def test_sidecar_stops_when_the_monitor_is_killed(node, tmp_path):
     job = frame[frame["phase"] == "job"].iloc[0]
     assert not job["complete"] and job["seconds"] > 0
     assert not frame[frame["phase"] == "work"]["complete"].any()
+
+
+def test_a_killed_sidecar_leaves_no_ipmitool_shell_behind(node, tmp_path, monkeypatch):
+    node.with_ipmi()
+    monkeypatch.setenv("FAKE_IPMI_LINGER", "1")  # like ipmitool on a LAN interface: it outlives its input
+    out = tmp_path / "run"
+    proc = node.monitor(out, mode="sleep")
+    shells: list[psutil.Process] = []
+    try:
+        wait_for(lambda: started(out, "work"), "the work phase")
+        sidecar = psutil.Process(json.loads((out / "sidecar.json").read_text())["pid"])
+        shells = [p for p in sidecar.children() if p.cmdline()[-1:] == ["shell"]]
+        assert len(shells) == 1
+        sidecar.kill()
+        time.sleep(0.5)
+        assert not gone(shells[0].pid)  # orphaned, still there: only the monitor can clear it
+        proc.send_signal(signal.SIGTERM)  # ends the workload, then the monitor
+        output, _ = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 143, output
+        wait_for(lambda: gone(shells[0].pid), "the orphaned ipmitool shell to be killed", timeout=5)
+    finally:
+        proc.kill()
+        for shell in shells:
+            kill_quietly(shell.pid)
 
 
 @pytest.mark.parametrize("mode", ["session", "stall"])

@@ -453,18 +453,71 @@ def fake_ipmi(tmp_path, monkeypatch):
     argv_log = tmp_path / "argv.log"
     monkeypatch.setenv("FAKE_IPMI_ARGV", str(argv_log))
     monkeypatch.setenv("FAKE_IPMI_COUNT", str(tmp_path / "count"))
+    monkeypatch.setenv("FAKE_IPMI_MODE_FILE", str(tmp_path / "mode"))
     return argv_log
 
 
-def test_ipmitool_reading(fake_ipmi):
+def set_ipmi_mode(mode: str) -> None:
+    """Change what the fake ipmitool does from its next command on, a running shell included."""
+    Path(os.environ["FAKE_IPMI_MODE_FILE"]).write_text(mode)
+
+
+def test_ipmitool_reading_through_one_shell(fake_ipmi):
     sensor = ipmi.IpmiSensor()
     assert isinstance(sensor, Sensor)
     sensor.open()
     assert sensor.read() == [Reading("node", "power", 251.0, "W", "node")]
-    assert fake_ipmi.read_text().splitlines() == ["dcmi power reading"] * 2
+    assert sensor.read()[0].value == 251.0
+    # one process, started once; each reading is a command line written to it
+    assert fake_ipmi.read_text().splitlines() == ["shell"] + ["dcmi power reading"] * 3
     meta = sensor.metadata()
     assert meta["tool"] == "ipmitool" and meta["command"][-3:] == ["dcmi", "power", "reading"]
+    assert "long-lived" in meta["mode"]
     sensor.close()
+    assert fake_ipmi.read_text().splitlines()[-1] == "exit"  # asked to leave, not only killed
+
+
+def test_ipmitool_one_process_per_reading(fake_ipmi):
+    sensor = ipmi.make({"persistent": False})
+    sensor.open()
+    assert sensor.read() == [Reading("node", "power", 251.0, "W", "node")]
+    assert fake_ipmi.read_text().splitlines() == ["dcmi power reading"] * 2
+    assert sensor.metadata()["mode"] == "one process per reading"
+
+
+def test_ipmitool_without_shell_falls_back_to_a_process_per_reading(fake_ipmi):
+    set_ipmi_mode("noshell")  # ipmitool built without readline
+    sensor = ipmi.IpmiSensor()
+    sensor.open()
+    assert sensor.read()[0].value == 251.0
+    assert fake_ipmi.read_text().splitlines() == ["shell"] + ["dcmi power reading"] * 2
+    assert "one process per reading (no shell: ipmitool shell ended (exit status 255): Compiled without readline" \
+        in sensor.metadata()["mode"]
+
+
+def test_ipmitool_shell_that_dies_or_stalls_is_started_again(fake_ipmi):
+    sensor = ipmi.IpmiSensor(timeout_s=0.5, retries=0)
+    sensor.open()
+    set_ipmi_mode("crash")
+    with pytest.raises(ipmi.IpmiError, match=r"ipmitool shell ended \(exit status 139\) \(1 try\)$"):
+        sensor.read()
+    set_ipmi_mode("stall")
+    start = time.monotonic()
+    with pytest.raises(ipmi.IpmiError, match="no answer within 0.5 s"):
+        sensor.read()
+    assert time.monotonic() - start < 0.5 + 2
+    set_ipmi_mode("ok")
+    assert sensor.read()[0].value == 251.0
+    assert fake_ipmi.read_text().splitlines().count("shell") == 3  # the first, then one after each failure
+    sensor.close()
+
+
+def test_ipmitool_shell_that_never_prompts(fake_ipmi):
+    set_ipmi_mode("hang")
+    start = time.monotonic()
+    with pytest.raises(SensorUnavailable, match="BMC not answering: no answer within 0.5 s"):
+        ipmi.IpmiSensor(timeout_s=0.5).open()
+    assert time.monotonic() - start < 0.5 + 2
 
 
 def test_ipmitool_from_env_and_make(fake_ipmi, tmp_path, monkeypatch):
@@ -500,6 +553,7 @@ def test_ipmi_binary_not_found_or_not_runnable(fake_ipmi, tmp_path):
         ipmi.IpmiSensor(binary=str(broken)).open()
 
 
+@pytest.mark.parametrize("persistent", [True, False])
 @pytest.mark.parametrize(
     "mode, reason",
     [
@@ -510,46 +564,58 @@ def test_ipmi_binary_not_found_or_not_runnable(fake_ipmi, tmp_path):
         ("garbage", "unexpected DCMI output"),
     ],
 )
-def test_ipmi_open_failures_say_why(fake_ipmi, monkeypatch, mode, reason):
-    monkeypatch.setenv("FAKE_IPMI_MODE", mode)
-    sensor = ipmi.IpmiSensor(retries=1)
+def test_ipmi_open_failures_say_why(fake_ipmi, mode, reason, persistent):
+    set_ipmi_mode(mode)
+    sensor = ipmi.IpmiSensor(retries=1, persistent=persistent)
     with pytest.raises(SensorUnavailable, match=reason) as info:
         sensor.open()
     assert "2 tries" in str(info.value)
-    assert len(fake_ipmi.read_text().splitlines()) == 2
+    # two readings; with a shell, its start comes first (it ends at once when the BMC cannot be opened;
+    # otherwise it is told to exit)
+    calls = [line for line in fake_ipmi.read_text().splitlines() if line != "exit"]
+    assert calls == ["shell"] * persistent + ["dcmi power reading"] * 2
     sensor.close()
 
 
-def test_ipmi_stall_is_cut_by_timeout(fake_ipmi, monkeypatch):
-    # The fake's `sleep 30` is a grandchild holding the pipes: only killing the group ends the wait.
-    monkeypatch.setenv("FAKE_IPMI_MODE", "stall")
-    sensor = ipmi.IpmiSensor(timeout_s=0.5, retries=1)
+@pytest.mark.parametrize("persistent", [True, False])
+def test_ipmi_stall_is_cut_by_timeout(fake_ipmi, persistent):
+    # The fake's `sleep 30` is a grandchild holding the pipes: one process per reading has to kill
+    # the group to end the wait; the shell stops waiting at its deadline.
+    set_ipmi_mode("stall")
+    sensor = ipmi.IpmiSensor(timeout_s=0.5, retries=1, persistent=persistent)
     start = time.monotonic()
     with pytest.raises(SensorUnavailable, match="BMC not answering: no answer within 0.5 s"):
         sensor.open()
     assert time.monotonic() - start < 0.5 * 2 + 3
 
 
-def test_ipmi_read_errors_after_open(fake_ipmi, monkeypatch):
-    sensor = ipmi.IpmiSensor(retries=0)
+@pytest.mark.parametrize("persistent", [True, False])
+def test_ipmi_read_errors_after_open(fake_ipmi, persistent):
+    sensor = ipmi.IpmiSensor(retries=0, persistent=persistent)
     sensor.open()
-    monkeypatch.setenv("FAKE_IPMI_MODE", "garbage")
+    set_ipmi_mode("garbage")
     with pytest.raises(ipmi.IpmiError, match="no power reading"):
         sensor.read()
-    monkeypatch.setenv("FAKE_IPMI_MODE", "ok")
+    set_ipmi_mode("session")
+    with pytest.raises(ipmi.IpmiError, match="Unable to establish IPMI v2 / RMCP\\+ session"):
+        sensor.read()
+    set_ipmi_mode("ok")
     assert sensor.read()[0].value == 251.0
+    sensor.close()
 
 
-def test_ipmi_retries_a_flaky_bmc(fake_ipmi, monkeypatch, tmp_path):
-    monkeypatch.setenv("FAKE_IPMI_MODE", "flaky")
+@pytest.mark.parametrize("persistent", [True, False])
+def test_ipmi_retries_a_flaky_bmc(fake_ipmi, monkeypatch, tmp_path, persistent):
+    set_ipmi_mode("flaky")
     monkeypatch.setenv("FAKE_IPMI_FAIL_FIRST", "2")
-    sensor = ipmi.IpmiSensor(retries=2)
+    sensor = ipmi.IpmiSensor(retries=2, persistent=persistent)
     sensor.open()  # fails twice, then answers
     assert (tmp_path / "count").read_text().strip() == "3"
+    sensor.close()
 
     (tmp_path / "count").write_text("0\n")
     with pytest.raises(SensorUnavailable, match="BMC not answering"):
-        ipmi.IpmiSensor(retries=1).open()
+        ipmi.IpmiSensor(retries=1, persistent=persistent).open()
 
 
 @pytest.mark.parametrize(
@@ -580,7 +646,8 @@ def test_ipmi_credentials_never_leak(fake_ipmi, monkeypatch, caplog, binary, arg
     assert fake_ipmi.read_text().split()[: len(args)] == args  # the tool really got them
     texts = [json.dumps(sensor.metadata())]
 
-    monkeypatch.setenv("FAKE_IPMI_MODE", "leaky")
+    monkeypatch.setenv("FAKE_IPMI_MODE", "leaky")  # ipmi-dcmi, one process per reading
+    set_ipmi_mode("leaky")  # the running ipmitool shell
     with pytest.raises(ipmi.IpmiError) as info:
         sensor.read()
     texts.append(str(info.value))

@@ -45,13 +45,33 @@ def _start_sidecar(out_dir: Path, config: dict) -> subprocess.Popen:
 
 
 def _stop_sidecar(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
+    """Stop the sidecar, then everything left in its process group (the sidecar leads a group of its
+    own): a sidecar that was killed cannot stop the ipmitool shell it started. The group is killed
+    while the sidecar is still an unreaped zombie, so its id cannot have been reused by then."""
+    if proc.returncode is None:  # not reaped: the id is still this sidecar's, alive or a zombie
+        os.kill(proc.pid, signal.SIGTERM)  # not proc.terminate(), which would reap a zombie first
+        if not _exited(proc.pid, timeout_s=15):
+            os.kill(proc.pid, signal.SIGKILL)
+            _exited(proc.pid, timeout_s=15)
         try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    proc.wait()
+
+
+def _exited(pid: int, timeout_s: float) -> bool:
+    """Wait until ``pid`` has exited, without reaping it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+                return True
+        except ChildProcessError:  # reaped already
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
 
 
 RUN_FILES = ("trace.csv", "markers.jsonl", READY_FILE)
