@@ -180,7 +180,10 @@ class IpmitoolShell:
                 pass
         if proc.poll() is None:
             proc.kill()
-        proc.wait()
+        try:
+            proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass  # stuck in the kernel (a hung IPMI driver): not waited for; the monitor clears the group
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 pipe.close()
