@@ -37,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 from svbench.energy.sensors.base import Reading, SensorUnavailable
 
@@ -53,8 +54,10 @@ READING_LINE = "dcmi power reading"
 # what a command that failed inside the shell prints (where one-shot ipmitool would exit non-zero)
 _COMMAND_FAILED = re.compile(r"error|unable|could not|failed|invalid", re.IGNORECASE)
 PROMPT = b"ipmitool> "
-# no terminal escapes from readline, and no user key bindings that could change what it echoes
-SHELL_ENV = {"TERM": "dumb", "INPUTRC": "/dev/null"}
+# No terminal escapes from readline, and its settings from our file instead of the user's (whose key
+# bindings could change what it echoes): no history, which would grow by a line per reading otherwise
+# (measured: +10.8 MB over 20 000 commands of 500 characters with the default, nothing with this file).
+SHELL_ENV = {"TERM": "dumb", "INPUTRC": str(Path(__file__).with_name("ipmitool.inputrc"))}
 
 
 class IpmiError(RuntimeError):
