@@ -512,6 +512,18 @@ def test_ipmitool_shell_that_dies_or_stalls_is_started_again(fake_ipmi):
     sensor.close()
 
 
+def test_ipmitool_shell_that_answers_with_an_error_is_ended_and_replaced(fake_ipmi):
+    # e.g. a LAN session the BMC dropped: the same shell would fail every reading from then on
+    sensor = ipmi.IpmiSensor(retries=1)
+    sensor.open()
+    set_ipmi_mode("flaky")  # the next reading fails once, then answers
+    Path(os.environ["FAKE_IPMI_COUNT"]).write_text("0")
+    assert sensor.read()[0].value == 251.0
+    calls = fake_ipmi.read_text().splitlines()
+    assert calls == ["shell", "dcmi power reading"] + ["dcmi power reading", "exit", "shell", "dcmi power reading"]
+    sensor.close()
+
+
 def test_ipmitool_shell_that_never_prompts(fake_ipmi):
     set_ipmi_mode("hang")
     start = time.monotonic()
@@ -570,10 +582,15 @@ def test_ipmi_open_failures_say_why(fake_ipmi, mode, reason, persistent):
     with pytest.raises(SensorUnavailable, match=reason) as info:
         sensor.open()
     assert "2 tries" in str(info.value)
-    # two readings; with a shell, its start comes first (it ends at once when the BMC cannot be opened;
-    # otherwise it is told to exit)
-    calls = [line for line in fake_ipmi.read_text().splitlines() if line != "exit"]
-    assert calls == ["shell"] * persistent + ["dcmi power reading"] * 2
+    # two tries: with a shell, each in a fresh one after an error, and when the shell cannot even open
+    # the BMC, a process per reading; without, a process each
+    calls = fake_ipmi.read_text().splitlines()
+    if not persistent:
+        assert calls == ["dcmi power reading"] * 2
+    elif mode in ("nodevice", "session"):
+        assert calls == ["shell"] + ["dcmi power reading"] * 2
+    else:
+        assert calls == ["shell", "dcmi power reading", "exit"] * 2
     sensor.close()
 
 

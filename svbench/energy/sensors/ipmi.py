@@ -303,20 +303,31 @@ class IpmiSensor:
             raise IpmiError("exit", message)
         return out
 
-    def _shell_once(self) -> str:
+    def _shell_once(self) -> float:
+        """One try through the shell. A shell that died or timed out is started again by the next try;
+        one that answered with an error is ended (told to exit: a LAN BMC has few session slots) so
+        the next try gets a fresh one, as a process per reading would: a session the BMC dropped
+        would otherwise fail every reading for the rest of the job."""
         assert self._shell is not None
-        out = self._shell.command(READING_LINE, self.timeout_s)  # a shell that died is started again
-        if not _IPMITOOL_POWER.search(out) and _COMMAND_FAILED.search(out):
-            raise IpmiError("exit", f"command failed: {_first_line(out)[:200]}")
-        return out
+        try:
+            out = self._shell.command(READING_LINE, self.timeout_s)
+            if not _IPMITOOL_POWER.search(out) and _COMMAND_FAILED.search(out):
+                raise IpmiError("exit", f"command failed: {_first_line(out)[:200]}")
+            return parse_power(out, self.tool)
+        except IpmiError as exc:
+            if exc.kind != "timeout":
+                self._shell.stop()
+            raise
+
+    def _process_once(self) -> float:
+        return parse_power(self._run_once(), self.tool)
 
     def read(self) -> list[Reading]:
-        once = self._run_once if self._shell is None else self._shell_once
+        once = self._process_once if self._shell is None else self._shell_once
         last: IpmiError | None = None
         for _ in range(self.retries + 1):
             try:
-                watts = parse_power(once(), self.tool)
-                return [Reading("node", "power", watts, "W", "node")]
+                return [Reading("node", "power", once(), "W", "node")]
             except IpmiError as exc:
                 last = IpmiError(exc.kind, redact(str(exc), self._secrets))
         assert last is not None
