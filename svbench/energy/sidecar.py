@@ -5,10 +5,10 @@ share one scheduler thread that sleeps until the next reading of any of them is 
 sensor then due, and writes their rows with one flush: the cost of the sidecar is per wake-up, so
 sensors with commensurate intervals share their wake-ups. A sensor that calls out to another
 process (IPMI: an ipmitool that may take seconds to answer, or never) has a thread of its own, so a
-slow BMC never delays NVML or RAPL. Whatever the sidecar starts stays in its process group, which
-the monitor clears once the sidecar is gone. Readings go to ``trace.csv`` (see :mod:`svbench.energy.trace`); what was
-found, and why anything was not, goes to ``sidecar.json``. It stops on SIGTERM/SIGINT, or by itself
-when the process it watches is gone.
+slow BMC never delays NVML or RAPL. Whatever the sidecar starts stays in its process group, which the
+monitor clears once the sidecar is gone. Readings go to ``trace.csv`` (see
+:mod:`svbench.energy.trace`); what was found, and why anything was not, goes to ``sidecar.json``. It
+stops on SIGTERM/SIGINT, or by itself when the process it watches is gone.
 """
 
 from __future__ import annotations
