@@ -61,17 +61,16 @@ def measure(args: list[str], persistent: bool, readings: int, interval_s: float)
 
     thread0, kids0 = time.thread_time(), children_cpu_s()
     tool0 = proc_cpu_s(tool_pid) if tool_pid else 0.0
-    due = wall0 = time.monotonic()
+    due = time.monotonic()
     for _ in range(readings):
         one()
         due += interval_s
         time.sleep(max(0.0, due - time.monotonic()))
-    wall = time.monotonic() - wall0
     thread = time.thread_time() - thread0
     tool = (proc_cpu_s(tool_pid) - tool0) if tool_pid else (children_cpu_s() - kids0)
     if persistent:
         shell.stop()
-    return {"thread_ms": 1e3 * thread / readings, "tool_ms": 1e3 * tool / readings, "wall_s": wall}
+    return {"thread_ms": 1e3 * thread / readings, "tool_ms": 1e3 * tool / readings}
 
 
 def main() -> None:

@@ -311,9 +311,12 @@ class IpmiSensor:
         assert self._shell is not None
         try:
             out = self._shell.command(READING_LINE, self.timeout_s)
-            if not _IPMITOOL_POWER.search(out) and _COMMAND_FAILED.search(out):
-                raise IpmiError("exit", f"command failed: {_first_line(out)[:200]}")
-            return parse_power(out, self.tool)
+            try:
+                return parse_power(out, self.tool)
+            except IpmiError:  # no reading: an error message is where one-shot ipmitool exits non-zero
+                if _COMMAND_FAILED.search(out):
+                    raise IpmiError("exit", f"command failed: {_first_line(out)[:200]}") from None
+                raise
         except IpmiError as exc:
             if exc.kind != "timeout":
                 self._shell.stop()
