@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from svbench.energy.join import _coverage, continuous_counter, counter_energy, trapezoid_energy  # noqa: E402
-from svbench.energy.markers import phases, read_markers  # noqa: E402
+from svbench.energy.join import join_trace  # noqa: E402
+from svbench.energy.markers import attempts, phases, read_markers  # noqa: E402
 from svbench.energy.trace import read_trace  # noqa: E402
 
 LONG_S = 5.0  # phases at least this long are the ones the two figures should agree on
@@ -40,41 +40,27 @@ NVML sampling facts (read these before trusting a short phase):
   trapezoid lags the load and is never integrated by the join."""
 
 
-def compare(trace: pd.DataFrame, job_phases: list) -> pd.DataFrame:
+def compare(trace_path: Path, markers_path: Path) -> pd.DataFrame:
     """One row per phase × NVML channel: counter J, trapezoid J of power (and power_avg), ratios."""
-    nv = trace[(trace["sensor"] == "nvml")].dropna(subset=["value"])
-    rows = []
-    t_end = trace["t_mono_ns"].max() / 1e9 if len(trace) else None
-    for channel, g in nv.groupby("channel", sort=True):
-        series = {}
-        for quantity in ("energy", "power", "power_avg"):
-            q = g[g["quantity"] == quantity]
-            if len(q) >= 2:
-                t = q["t_mono_ns"].to_numpy(dtype=np.float64) / 1e9
-                v = q["value"].to_numpy(dtype=np.float64)
-                series[quantity] = (t, continuous_counter(v) if quantity == "energy" else v)
-        for ph in job_phases:
-            a = ph.start_mono_ns / 1e9
-            b = ph.stop_mono_ns / 1e9 if ph.stop_mono_ns is not None else t_end
-            if b is None or b <= a:
-                continue
-            row = {"phase": ph.name, "index": ph.index, "channel": channel, "seconds": b - a}
-            if "energy" in series:
-                t, e = series["energy"]
-                row["counter_j"] = counter_energy(t, e, a, b)
-                row["counter_coverage"] = _coverage(t, a, b)
-            for quantity in ("power", "power_avg"):
-                if quantity in series:
-                    t, p = series[quantity]
-                    row[f"{quantity}_trapezoid_j"] = trapezoid_energy(t, p, a, b)
-                    row[f"{quantity}_samples"] = int(((t >= a) & (t <= b)).sum())
-                    if quantity == "power":
-                        row["power_coverage"] = _coverage(t, a, b)
-                        row["resolved"] = (b - a) >= 3 * float(np.median(np.diff(t)))
-            rows.append(row)
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
+    records = read_markers(markers_path)
+    joined = join_trace(trace_path, phases(records), attempts(records), quantities=("energy", "power", "power_avg"),
+                        counter_first=False)
+    nv = joined[(joined["sensor"] == "nvml") & (joined["phase"] != "rest_of_job")]
+    if nv.empty:
+        return pd.DataFrame()
+    keys = ["phase", "index", "attempt", "channel"]
+    frame = nv[keys + ["seconds"]].drop_duplicates(keys).set_index(keys)
+    for method, prefix in (("counter", "counter"), ("trapezoid", "power"), ("trapezoid power_avg", "power_avg")):
+        part = nv[nv["method"] == method].set_index(keys)
+        if part.empty:
+            continue
+        if prefix == "counter":
+            frame["counter_j"], frame["counter_coverage"] = part["energy_j"], part["coverage"]
+        else:
+            frame[f"{prefix}_trapezoid_j"], frame[f"{prefix}_samples"] = part["energy_j"], part["samples"]
+        if prefix == "power":
+            frame["power_coverage"], frame["resolved"] = part["coverage"], part["resolved"]
+    frame = frame.reset_index()
     for quantity in ("power", "power_avg"):
         col = f"{quantity}_trapezoid_j"
         if col in frame and "counter_j" in frame:
@@ -99,8 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
+    if not (args.run_dir / "trace.csv").exists() or not (args.run_dir / "markers.jsonl").exists():
+        print(f"{args.run_dir}: no trace.csv and markers.jsonl of a monitored run")
+        return 1
     trace = read_trace(args.run_dir / "trace.csv")
-    frame = compare(trace, phases(read_markers(args.run_dir / "markers.jsonl")))
+    frame = compare(args.run_dir / "trace.csv", args.run_dir / "markers.jsonl")
     meta_path = args.run_dir / "sidecar.json"
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())

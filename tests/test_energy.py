@@ -23,7 +23,7 @@ import pytest
 from fakes.powercap import PowercapTree
 
 from svbench.energy import markers as mk
-from svbench.energy.join import join, join_frames
+from svbench.energy.join import join
 from svbench.energy.markers import phase, phases, read_markers
 from svbench.energy.sensors.base import Reading
 from svbench.energy.trace import COLUMNS, TraceWriter, read_trace
@@ -164,7 +164,6 @@ def test_trace_empty_or_header_only(tmp_path):
         frame = read_trace(path)
         assert frame.empty and list(frame.columns) == COLUMNS
     assert read_trace(tmp_path / "absent.csv").empty
-    assert join_frames(read_trace(tmp_path / "absent.csv"), []).empty
 
 
 # --- join: replay of a known power profile -------------------------------------------------------
@@ -231,7 +230,7 @@ def test_join_replay_matches_the_exact_integral(tmp_path):
     late = rows(frame, "late", "meter")  # runs 5 s past the last sample
     assert late["coverage"] == pytest.approx(4 / 9, abs=0.02)
     assert late["energy_j"] == pytest.approx(exact(16, 20), rel=0.005)  # what was measured, nothing invented
-    assert frame["baseline_w"].isna().all() and frame["energy_above_idle_j"].isna().all()
+    assert frame["idle_w"].isna().all() and frame["dynamic_j"].isna().all()
 
 
 def test_join_gap_lowers_coverage(tmp_path):
@@ -239,7 +238,7 @@ def test_join_gap_lowers_coverage(tmp_path):
     times = times[(times < 10) | (times > 12)]  # the sensor said nothing for two seconds
     replay(tmp_path / "trace.csv", times)
     write_markers(tmp_path / "markers.jsonl", [
-        marker("start", 7.77, phase="b", index=0, pid=1), marker("stop", 15.41, phase="b", index=0, pid=1),
+        marker("begin", 0.0), marker("start", 7.77, phase="b", index=0, pid=1), marker("stop", 15.41, phase="b", index=0, pid=1),
         marker("start", 2.0, phase="a", index=0, pid=1), marker("stop", 6.0, phase="a", index=0, pid=1)])
     frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
     for sensor in ("meter", "counter"):
@@ -269,13 +268,18 @@ def test_join_counter_takes_precedence_and_idle_baseline(tmp_path):
     frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
     gpu = frame[frame["sensor"] == "nvml"]
     assert set(gpu["method"]) == {"counter"}  # the power channel of gpu0 is not added on top
-    assert len(gpu) == 3  # one row per phase: idle_baseline, work, job
+    assert len(gpu) == 4  # one row per phase: idle_baseline, work, job, rest_of_job
     for sensor in ("nvml", "ipmi"):
         work = rows(frame, "work", sensor)
         assert work["energy_j"] == pytest.approx(750.0, rel=1e-6)
-        assert work["baseline_w"] == pytest.approx(50.0)
-        assert work["energy_above_idle_j"] == pytest.approx(750.0 - 50.0 * 5, rel=1e-6)
-        assert rows(frame, "idle_baseline", sensor)["energy_above_idle_j"] == pytest.approx(0.0, abs=1e-6)
+        assert work["idle_w"] == pytest.approx(50.0)
+        assert work["idle_j"] == pytest.approx(50.0 * 5)
+        assert work["dynamic_j"] == pytest.approx(750.0 - 50.0 * 5, rel=1e-6)
+        assert rows(frame, "idle_baseline", sensor)["dynamic_j"] == pytest.approx(0.0, abs=1e-6)
+        # the job is the workload alone: it starts where the baseline stopped (3 s), not at begin (0.5 s)
+        job = rows(frame, "job", sensor)
+        assert job["seconds"] == pytest.approx(6.5)
+        assert job["energy_j"] == pytest.approx(50.0 * 0.5 + 150.0 * 6.0, rel=0.01)  # ipmi: a trapezoid at the step
 
 
 def test_join_killed_job_is_closed_at_the_last_sample(tmp_path):
@@ -440,9 +444,12 @@ class Node:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def monitor_cmd(self, out: Path, mode: str = "exit", arg: str = "0", baseline: float = 0.0) -> list[str]:
+        return [sys.executable, "-m", "svbench.cli", "monitor", "--out", str(out), "--config", json.dumps(self.config),
+                "--baseline", str(baseline), "--", sys.executable, "-c", WORKLOAD, mode, arg]
+
     def monitor(self, out: Path, mode: str = "exit", arg: str = "0", baseline: float = 0.0) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "svbench.cli", "monitor", "--out", str(out), "--config", json.dumps(self.config),
-               "--baseline", str(baseline), "--", sys.executable, "-c", WORKLOAD, mode, arg]
+        cmd = self.monitor_cmd(out, mode, arg, baseline)
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     def run(self, out: Path, mode: str = "exit", arg: str = "0", baseline: float = 0.0) -> tuple[int, str]:
@@ -521,7 +528,7 @@ def test_all_sensors_end_to_end(node, tmp_path):
         assert mean_w == pytest.approx(watts, rel=0.25), component
     work = frame[frame["phase"] == "work"]
     assert (work["energy_j"] > 0).all() and work["complete"].all() and (work["index"] == 0).all()
-    assert frame[frame["phase"] == "work"]["baseline_w"].notna().all()
+    assert frame[frame["phase"] == "work"]["idle_w"].notna().all()
 
 
 def test_estimate_only_without_sensors_and_node_metadata(node, tmp_path, monkeypatch):
@@ -715,7 +722,7 @@ def test_nvml_compare_counter_against_instant_power(tmp_path, capsys):
         marker("stop", 13, phase="burn", index=0, pid=1, ok=True),
         marker("start", 13.5, phase="short", index=0, pid=1),
         marker("stop", 13.55, phase="short", index=0, pid=1, ok=True), marker("end", 15.5, status=0)])
-    frame = compare.compare(read_trace(tmp_path / "trace.csv"), phases(read_markers(tmp_path / "markers.jsonl")))
+    frame = compare.compare(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
     burn = frame[frame["phase"] == "burn"].iloc[0]
     assert burn["counter_j"] == pytest.approx(exact(1, 13), rel=1e-6)
     assert burn["power_ratio"] == pytest.approx(1.0, abs=0.005)  # 25-ms trapezoid of a smooth profile
@@ -741,7 +748,7 @@ def test_nvml_compare_disagreement_and_empty(tmp_path):
                          Reading("gpu0", "power", 200.0, "W", "gpu")], ns, ns)
     w.close()
     write_markers(tmp_path / "markers.jsonl", [marker("begin", 1), marker("end", 11, status=0)])
-    frame = compare.compare(read_trace(tmp_path / "trace.csv"), phases(read_markers(tmp_path / "markers.jsonl")))
+    frame = compare.compare(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
     assert frame.iloc[0]["power_ratio"] == pytest.approx(2 / 3)
     ok, text = compare.verdict(frame)
     assert not ok and "DISAGREE" in text
@@ -779,17 +786,240 @@ def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
     assert not list(tmp_path.glob("svbench-gpu-check.*"))  # nothing created before the GPU is found
 
 
-def test_a_phase_without_samples_of_a_channel_is_empty_not_zero() -> None:
-    import pandas as pd
-
-    from svbench.energy.markers import Phase
-
-    t = np.arange(0, 10, 0.1)
-    trace = pd.DataFrame({"t_wall_ns": (t * 1e9).astype("int64"), "t_mono_ns": (t * 1e9).astype("int64"),
-                          "sensor": "ipmi", "channel": "node", "quantity": "power", "value": 100.0, "unit": "W",
-                          "component": "node", "estimated": False})
-    late = Phase("epoch", 0, int(20e9), int(30e9), int(20e9), int(30e9), True)
-    inside = Phase("epoch", 1, int(2e9), int(4e9), int(2e9), int(4e9), True)
-    frame = join_frames(trace, [late, inside]).set_index("index")
+def test_a_phase_without_samples_of_a_channel_is_empty_not_zero(tmp_path) -> None:
+    w = TraceWriter(tmp_path / "trace.csv")
+    for t in np.arange(0, 10, 0.1):
+        ns = T0 + round(t * S)
+        w.write("ipmi", [Reading("node", "power", 100.0, "W", "node")], ns, ns)
+    w.close()
+    write_markers(tmp_path / "markers.jsonl", [
+        marker("begin", 0), marker("start", 20, phase="epoch", index=0, pid=1),
+        marker("stop", 30, phase="epoch", index=0, pid=1), marker("start", 2, phase="epoch", index=1, pid=1),
+        marker("stop", 4, phase="epoch", index=1, pid=1)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    frame = frame[frame["phase"] == "epoch"].set_index("index")
     assert np.isnan(frame.loc[0, "energy_j"]) and frame.loc[0, "coverage"] == 0
     assert frame.loc[1, "energy_j"] == pytest.approx(200.0)
+
+
+# --- issue 12: attempts on their own clocks, ranks, counters, closure, idle, bad inputs ------------
+
+
+def test_requeue_on_another_node_each_attempt_on_its_own_clock(node, tmp_path):
+    """Attempt 1 runs with another monotonic clock (a time namespace: another node's boot) and is SIGKILLed;
+    attempt 2 runs normally into the same folder. Both count, each joined on its own clock."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("a time namespace needs root and unshare")
+    node.with_ipmi()
+    out = tmp_path / "run"
+    cmd = ["unshare", "--time", "--monotonic", "100000", *node.monitor_cmd(out, "sleep")]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        wait_for(lambda: started(out, "work"), "the first attempt's work phase")
+        time.sleep(1.5)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # the node's OOM killer: no end marker, no checkpoint
+        first.communicate(timeout=TIMEOUT)
+    time.sleep(1.5)  # the orphaned sidecar notices and stops
+    status, output = node.run(out)
+    assert status == 0, output
+    begins = [r for r in read_markers(out / "markers.jsonl") if r["event"] == "begin"]
+    assert len(begins) == 2 and begins[0]["t_mono_ns"] > 90_000 * S > begins[1]["t_mono_ns"]  # two clocks
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    jobs = frame[(frame["phase"] == "job") & (frame["sensor"] == "ipmi")].set_index("attempt")
+    assert sorted(jobs.index) == [1, 2]
+    assert not jobs.loc[1, "complete"] and jobs.loc[2, "complete"]
+    for attempt in (1, 2):
+        assert jobs.loc[attempt, "energy_j"] == pytest.approx(NODE_W * jobs.loc[attempt, "seconds"], rel=0.02)
+    assert 1.5 < jobs.loc[1, "seconds"] < 6  # from its begin to its last sample, not across clocks
+    assert 0.5 < jobs.loc[2, "seconds"] < 6
+    work = frame[(frame["phase"] == "work") & (frame["sensor"] == "ipmi")].set_index("attempt")
+    assert sorted(work.index) == [1, 2] and not work.loc[1, "complete"]
+
+
+def test_several_ranks_mark_each_epoch_once_and_rest_of_job_is_not_negative(tiny_corpus, tmp_path, monkeypatch):
+    """A real two-process torchrun of a tiny training under svbench monitor."""
+    from dataclasses import asdict
+
+    from test_ddp import BIN, RECIPE, SPEC
+
+    for var in [v for v in os.environ if v.startswith(("SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK"))]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("PATH", f"{BIN}:{os.environ['PATH']}")
+    out = tmp_path / "energy"
+    recipe = {k: v for k, v in asdict(RECIPE).items() if k != "extra"}
+    run = subprocess.run(
+        [str(BIN / "svbench"), "monitor", "--out", str(out), "--config",
+         json.dumps({"sensors": [], "estimate": {"interval_s": 0.05}}), "--",
+         str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python", "svbench", "train",
+         "--features", str(tiny_corpus / "features" / "train"), "--manifest", str(tiny_corpus / "corpus" / "train.tsv"),
+         "--arch", json.dumps(SPEC.to_dict()), "--recipe", json.dumps(recipe), "--seed", "0",
+         "--out", str(tmp_path / "model")], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    starts = [r for r in read_markers(out / "markers.jsonl") if r["event"] == "start" and r["phase"] == "epoch"]
+    assert [r["index"] for r in starts] == [0, 1, 2]  # rank 0 alone marks
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    cpu = frame[frame["channel"] == "cpu"]
+    epochs = cpu[cpu["phase"] == "epoch"]
+    job, rest = cpu[cpu["phase"] == "job"].iloc[0], cpu[cpu["phase"] == "rest_of_job"].iloc[0]
+    assert len(epochs) == 3 and epochs["seconds"].sum() <= job["seconds"]
+    assert rest["seconds"] >= 0 and rest["energy_j"] >= 0
+    assert epochs["energy_j"].sum() + rest["energy_j"] == pytest.approx(job["energy_j"], rel=1e-6)
+
+
+def test_phases_of_several_processes_merge_into_one_span():
+    records = [marker("begin", 0), marker("start", 1, phase="epoch", index=0, pid=1),
+               marker("start", 1.2, phase="epoch", index=0, pid=2), marker("stop", 5, phase="epoch", index=0, pid=1),
+               marker("stop", 5.3, phase="epoch", index=0, pid=2), marker("end", 6, status=0)]
+    got = [p for p in phases(records) if p.name == "epoch"]
+    assert len(got) == 1 and got[0].start_mono_ns == T0 + 1 * S and got[0].stop_mono_ns == T0 + int(5.3 * S)
+
+
+def test_only_rank_zero_marks(monkeypatch, tmp_path):
+    path = tmp_path / "markers.jsonl"
+    monkeypatch.setenv(mk.ENV, str(path))
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        with phase("epoch", int(rank)):
+            pass
+    assert [(r["event"], r["index"]) for r in read_markers(path)] == [("start", 0), ("stop", 0)]
+
+
+def _session_trace(path: Path, sessions: list[tuple[str, float, np.ndarray, Callable[[float], list[Reading]]]]):
+    """Write a trace of several sidecar sessions: (id, clock offset s, times, readings at t) each."""
+    from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR
+
+    w = TraceWriter(path)
+    for sid, offset, times, readings in sessions:
+        ns = T0 + round((offset + times[0]) * S)
+        w.write(SESSION_SENSOR, [Reading(sid, SESSION_QUANTITY, 0.0, "", "other")], ns, ns)
+        for t in times:
+            ns = T0 + round((offset + t) * S)
+            w.write("s", readings(t), ns, ns)
+    w.close()
+
+
+def test_overlapping_clocks_of_two_sessions_join_apart(tmp_path):
+    """Attempt 2's clock range overlaps attempt 1's (two nodes booted alike): each joins only its own samples."""
+    times = np.round(np.arange(0, 10.0001, 0.1), 6)
+    _session_trace(tmp_path / "trace.csv", [
+        ("aaa", 0.0, times, lambda t: [Reading("node", "power", 100.0, "W", "node"),
+                                       Reading("package-0", "energy", 10.0 * t, "J", "cpu")]),
+        ("bbb", 2.0, times, lambda t: [Reading("node", "power", 300.0, "W", "node"),
+                                       Reading("package-0", "energy", 30.0 * t, "J", "cpu")])])
+    write_markers(tmp_path / "markers.jsonl", [
+        marker("begin", 1, session="aaa"), marker("start", 2, phase="epoch", index=0, pid=1),
+        marker("begin", 3, session="bbb"), marker("start", 4, phase="epoch", index=0, pid=2),
+        marker("stop", 10, phase="epoch", index=0, pid=2), marker("end", 11, status=0)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    got = {(r.phase, r.attempt, r.sensor, r.component): r for r in frame.itertuples()}
+    # attempt 1: from its begin (1 s) to its last sample (10 s), at 100 W / 10 W
+    assert got["job", 1, "s", "node"].seconds == pytest.approx(9.0)
+    assert got["job", 1, "s", "node"].energy_j == pytest.approx(900.0)
+    assert got["job", 1, "s", "cpu"].energy_j == pytest.approx(90.0)
+    assert got["epoch", 1, "s", "node"].energy_j == pytest.approx(800.0)
+    # attempt 2: 3 s .. 11 s of its own clock, at 300 W / 30 W
+    assert got["job", 2, "s", "node"].energy_j == pytest.approx(2400.0)
+    assert got["job", 2, "s", "cpu"].energy_j == pytest.approx(240.0)
+    assert got["epoch", 2, "s", "cpu"].energy_j == pytest.approx(180.0)
+
+
+def test_counter_break_and_clock_step_back_are_not_counted(tmp_path):
+    from svbench.energy.join import BREAK_QUANTITY
+
+    w = TraceWriter(tmp_path / "trace.csv")
+    for k, t in enumerate(np.round(np.arange(0, 10.0001, 0.5), 6)):
+        ns = T0 + round(t * S)
+        if k == 10:  # at 5 s the counter reset: the sensor credits nothing for 4.5..5 s and says so
+            w.write("rapl", [Reading("package-0", BREAK_QUANTITY, -45.0, "J", "cpu")], ns, ns)
+        energy = 10.0 * t if t < 5 else 45.0 + 10.0 * (t - 5)
+        w.write("rapl", [Reading("package-0", "energy", energy, "J", "cpu")], ns, ns)
+        clock = ns if t < 8 else ns - 20 * S  # at 8 s this channel's clock steps back 20 s
+        w.write("ipmi", [Reading("node", "power", 100.0, "W", "node")], ns, clock)
+    w.close()
+    write_markers(tmp_path / "markers.jsonl", [marker("begin", 0), marker("end", 7.9, status=0)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    rapl = frame[(frame["phase"] == "job") & (frame["sensor"] == "rapl")].iloc[0]
+    assert rapl["energy_j"] == pytest.approx(10.0 * 7.4)  # 7.9 s less the 0.5 s that was not counted
+    assert rapl["coverage"] == pytest.approx(7.4 / 7.9)
+    assert "counter break" in rapl["notes"]
+    ipmi = frame[(frame["phase"] == "job") & (frame["sensor"] == "ipmi")].iloc[0]
+    # the samples after the step lie 20 s back, outside the job: it has 0..7.5 s of them, not the step
+    assert ipmi["energy_j"] == pytest.approx(750.0) and "monotonic clock" in ipmi["notes"]
+
+
+def test_an_old_trace_whose_counters_restart_is_not_counted_across_the_restart(tmp_path):
+    """A trace without session rows (older svbench): a counter that falls is a restart, counted as unknown."""
+    w = TraceWriter(tmp_path / "trace.csv")
+    for t in np.arange(0, 10.01, 0.5):
+        ns = T0 + round(t * S)
+        w.write("rapl", [Reading("package-0", "energy", 10.0 * t if t < 5 else 10.0 * (t - 5), "J", "cpu")], ns, ns)
+    w.close()
+    write_markers(tmp_path / "markers.jsonl", [marker("begin", 0), marker("end", 10, status=0)])
+    job = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl").query("phase == 'job'").iloc[0]
+    assert job["energy_j"] == pytest.approx(95.0) and job["coverage"] == pytest.approx(0.95)
+
+
+def test_a_node_meter_that_misses_the_gpus_is_reported_and_not_the_total(tmp_path):
+    from svbench.energy.join import total_rows, total_sources
+
+    times = np.round(np.arange(0, 10.0001, 0.1), 6)
+    _session_trace(tmp_path / "trace.csv", [("aaa", 0.0, times, lambda t: [
+        Reading("gpu0", "energy", 300.0 * t, "J", "gpu"), Reading("package-0", "energy", 50.0 * t, "J", "cpu"),
+        Reading("node", "power", 120.0, "W", "node")])])  # the BMC reads 120 W: CPU + rest, no GPU
+    write_markers(tmp_path / "markers.jsonl", [marker("begin", 0, session="aaa"), marker("end", 10, status=0)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    rest = frame[frame["component"] == "rest_of_node"].iloc[0]
+    assert rest["energy_j"] == pytest.approx(700.0) and "leaves the GPUs out" in rest["notes"]
+    job = frame[frame["phase"] == "job"]
+    assert total_rows(job)["energy_j"].sum() == pytest.approx(1200.0 + 3000.0)  # node + GPU
+    assert total_sources(job)[0] == "node+gpu"
+
+
+def test_rest_of_node_when_the_meter_covers_everything(tmp_path):
+    from svbench.energy.join import total_rows, total_sources
+
+    times = np.round(np.arange(0, 10.0001, 0.1), 6)
+    _session_trace(tmp_path / "trace.csv", [("aaa", 0.0, times, lambda t: [
+        Reading("gpu0", "energy", 300.0 * t, "J", "gpu"), Reading("node", "power", 400.0, "W", "node")])])
+    write_markers(tmp_path / "markers.jsonl", [marker("begin", 0, session="aaa"), marker("end", 10, status=0)])
+    frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
+    rest = frame[frame["component"] == "rest_of_node"].iloc[0]
+    assert rest["energy_j"] == pytest.approx(1000.0) and rest["notes"] == ""
+    job = frame[frame["phase"] == "job"]
+    assert total_rows(job)["energy_j"].sum() == pytest.approx(4000.0) and total_sources(job)[0] == "node"
+
+
+@pytest.mark.parametrize("case", ["no trace", "empty trace", "no markers", "empty markers", "no begin"])
+def test_energy_join_refuses_missing_inputs_naming_the_file(tmp_path, case):
+    trace, markers = tmp_path / "trace file.csv", tmp_path / "markers.jsonl"
+    replay(trace, np.arange(0, 2, 0.1))
+    write_markers(markers, [marker("begin", 0), marker("end", 1, status=0)])
+    broken = {"no trace": (trace, None), "empty trace": (trace, ""), "no markers": (markers, None),
+              "empty markers": (markers, ""),
+              "no begin": (markers, json.dumps(marker("start", 0, phase="x", index=None, pid=1)) + "\n")}[case]
+    path, text = broken
+    if text is None:
+        path.unlink()
+    else:
+        path.write_text(text)
+    out = tmp_path / "energy.csv"
+    proc = subprocess.run([sys.executable, "-m", "svbench.cli", "energy", "join", "--trace", str(trace),
+                           "--markers", str(markers), "--out", str(out)], capture_output=True, text=True,
+                          timeout=TIMEOUT)
+    assert proc.returncode == 2 and str(path) in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_baseline_is_its_own_phase_before_the_job(node, tmp_path):
+    """`--baseline 1`: a 0.8-s workload is a 0.8-s job (plus start-up), not 1.8 s."""
+    out = tmp_path / "run"
+    status, output = node.run(out, baseline=1.0)
+    assert status == 0, output
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    est = frame[frame["sensor"] == "estimate"]
+    base = est[est["phase"] == "idle_baseline"].iloc[0]
+    job = est[est["phase"] == "job"].iloc[0]
+    assert base["seconds"] == pytest.approx(1.0, abs=0.1)
+    assert job["seconds"] >= 1.1  # load 0.3 s + work 0.8 s, and the workload's start-up
+    assert job["t_start_wall_ns"] >= base["t_end_wall_ns"]  # the workload alone: after the baseline, not around it

@@ -136,9 +136,10 @@ def run_monitored(out_dir: Path, command: list[str], config: dict | None = None,
         # a retried or requeued job appends to the same markers: count the attempts already there
         attempt = 1 + sum(1 for rec in read_markers(markers) if rec.get("event") == "begin")
         # where this attempt's samples begin: phases a killed earlier attempt left open end before it
-        started = json.loads((out_dir / READY_FILE).read_text()).get("started_mono_ns")
+        ready = json.loads((out_dir / READY_FILE).read_text())
         write_marker(markers, "begin", command=command, pid=os.getpid(), attempt=attempt,
-                     slurm_job_id=os.environ.get("SLURM_JOB_ID"), sidecar_started_mono_ns=started,
+                     slurm_job_id=os.environ.get("SLURM_JOB_ID"), session=ready.get("session"),
+                     sidecar_started_mono_ns=ready.get("started_mono_ns"),
                      job=job_context())
         if baseline_s > 0:
             write_marker(markers, "start", phase="idle_baseline", index=None, pid=os.getpid())

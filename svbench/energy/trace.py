@@ -17,7 +17,7 @@ import io
 import math
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,8 @@ from svbench.energy.sensors.base import Reading
 if TYPE_CHECKING:
     import pandas as pd
 
+# the first row a sidecar writes: channel = the session's id; it opens the rows of one sidecar run
+SESSION_SENSOR, SESSION_QUANTITY = "sidecar", "session"
 COLUMNS = [
     "t_wall_ns", "t_mono_ns", "sensor", "channel", "quantity", "value", "unit", "component", "estimated",
 ]
@@ -118,28 +120,88 @@ def drop_torn_tail(path: Path) -> None:
         f.truncate(data.rfind(b"\n") + 1)
 
 
-def read_trace(path: Path) -> pd.DataFrame:
-    """Read a trace, tolerating a torn last line; an empty or header-only trace gives an empty frame."""
+CHUNK_ROWS = 400_000  # rows parsed at a time: bounds the join's memory whatever the trace's length
+_DTYPES = {"sensor": str, "channel": str, "quantity": str, "unit": str, "component": str}
+
+
+def iter_trace(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """The trace in file order, ``chunk_rows`` rows at a time, cleaned as :func:`read_trace` cleans it, with
+    a ``session`` column: the id of the sidecar session a row belongs to ("" before any session row, as in
+    traces of svbench versions that wrote none). The rows of one sidecar read (one time stamp) never
+    straddle two chunks. A torn last line or a torn row (a kill mid-write) is dropped.
+    """
     import pandas as pd  # here, not at the top: the sidecar imports this module and never reads a trace
 
     path = Path(path)
-    text = path.read_text() if path.exists() else ""
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]  # the job died mid-line: drop the torn row
-    if not text.strip():
-        return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
-    frame = pd.read_csv(io.StringIO(text), dtype={"sensor": str, "channel": str, "quantity": str, "unit": str,
-                                                  "component": str}, keep_default_na=False,
-                        na_values={"value": [""]}, on_bad_lines="skip")
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: not an svbench trace (missing columns {missing})")
-    # a row with fewer fields is one torn by a kill (its last field may be cut short): drop it
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    session = ""
+    held: pd.DataFrame | None = None
+    reader = pd.read_csv(path, dtype=_DTYPES, keep_default_na=False, na_values={"value": [""]},
+                         on_bad_lines="skip", chunksize=chunk_rows)
+    for raw in reader:
+        missing = [c for c in COLUMNS if c not in raw.columns]
+        if missing:
+            raise ValueError(f"{path}: not an svbench trace (missing columns {missing})")
+        frame = _clean(raw)
+        if held is not None:
+            frame = pd.concat([held, frame], ignore_index=True)
+        if not len(frame):
+            held = None
+            continue
+        # keep the last stamp's rows for the next chunk: a read's counter break must reach the join with its reading
+        last = frame["t_mono_ns"].to_numpy()[-1]
+        tail = len(frame)
+        while tail > 0 and frame["t_mono_ns"].iat[tail - 1] == last:
+            tail -= 1
+        held = frame.iloc[tail:] if tail > 0 else None
+        frame = frame.iloc[:tail] if tail > 0 else frame
+        session = _label_sessions(frame, session)
+        yield frame
+    if held is not None and len(held):
+        _label_sessions(held, session)
+        yield held
+
+
+def _clean(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drop rows torn by a kill (fewer fields, a cut last field) and give the columns their types."""
+    import pandas as pd
+
     whole = frame["estimated"].astype(str).isin(["0", "1", "True", "False", "true", "false"])
-    frame = frame[whole & pd.to_numeric(frame["t_wall_ns"], errors="coerce").notna()
-                  & pd.to_numeric(frame["t_mono_ns"], errors="coerce").notna()].copy()
-    frame["t_wall_ns"] = frame["t_wall_ns"].astype("int64")
-    frame["t_mono_ns"] = frame["t_mono_ns"].astype("int64")
+    t_wall = pd.to_numeric(frame["t_wall_ns"], errors="coerce")
+    t_mono = pd.to_numeric(frame["t_mono_ns"], errors="coerce")
+    keep = (whole & t_wall.notna() & t_mono.notna()).to_numpy()
+    frame = frame.loc[keep, COLUMNS].copy()
+    frame["t_wall_ns"] = t_wall[keep].astype("int64")
+    frame["t_mono_ns"] = t_mono[keep].astype("int64")
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
     frame["estimated"] = frame["estimated"].astype(str).isin(["1", "True", "true"])
+    return frame.reset_index(drop=True)
+
+
+def _label_sessions(frame: pd.DataFrame, session: str) -> str:
+    """Add the ``session`` column (session rows open a session; the first rows continue ``session``);
+    returns the session open at the end of the frame."""
+    is_session = ((frame["quantity"] == SESSION_QUANTITY) & (frame["sensor"] == SESSION_SENSOR)).to_numpy()
+    if not is_session.any():
+        frame["session"] = session
+        return session
+    labels = frame["channel"].where(is_session).ffill().fillna(session)
+    frame["session"] = labels.to_numpy()
+    return str(labels.iat[-1])
+
+
+def read_trace(path: Path) -> pd.DataFrame:
+    """The readings of a trace in one frame, sorted by monotonic time (for small traces: tools, tests);
+    session rows are left out.
+
+    The energy join streams the trace with :func:`iter_trace` instead. An empty or header-only trace gives
+    an empty frame; a torn last line is dropped.
+    """
+    import pandas as pd
+
+    chunks = [c[c["quantity"] != SESSION_QUANTITY].drop(columns="session") for c in iter_trace(Path(path))]
+    if not chunks:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
+    frame = pd.concat(chunks, ignore_index=True)
     return frame.sort_values("t_mono_ns", kind="stable").reset_index(drop=True)
