@@ -16,13 +16,18 @@ class SensorUnavailable(RuntimeError):
     """The sensor cannot be used here; ``str(exc)`` says why in a few words."""
 
 
+class SensorConfigError(ValueError):
+    """A config value the sensor cannot work with; the message names the key (``energy.rapl.interval_s``)."""
+
+
 @dataclass(frozen=True)
 class Reading:
     """One value read from one channel of a sensor.
 
     quantity: ``energy`` for a monotonically increasing counter (joules, already unwrapped) or
     ``power`` (watts); anything else (``utilisation`` %, ``memory`` bytes, ``cpu_time`` s) is kept in
-    the trace for context but is not integrated by the join.
+    the trace for context but is not integrated by the join. ``counter_break`` (J) marks the read where
+    an energy counter lost continuity (reset, step back, hidden wraps): see :mod:`.counter`.
     component: what the channel measures, one of ``gpu``, ``cpu``, ``dram``, ``node``, ``other``.
     estimated: true when the value comes from a model rather than a physical sensor.
     """

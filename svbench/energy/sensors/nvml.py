@@ -4,7 +4,10 @@ Per GPU the job may use (``CUDA_VISIBLE_DEVICES``), channel ``gpuK`` (K = positi
 view) gives:
 
 - ``energy`` (J, cumulative since ``open()``): ``nvmlDeviceGetTotalEnergyConsumption`` (mJ since
-  driver load, Volta and newer). The best figure; the join uses its deltas.
+  driver load, Volta and newer). The best figure; the join uses its deltas. The counter is 64-bit and
+  never wraps, but a driver reload resets it: any drop, and any rise beyond what the GPU's largest
+  power limit (``nvmlDeviceGetPowerManagementLimitConstraints``, else the configured ``max_power_w``)
+  allows in the time, is a break, recorded as a ``counter_break`` row (see :mod:`.counter`).
 - ``power`` (W): instant power from ``nvmlDeviceGetFieldValues([NVML_FI_DEV_POWER_INSTANT])``;
   where that field is not supported, ``nvmlDeviceGetPowerUsage`` instead (the only power there is).
 - ``power_avg`` (W): ``nvmlDeviceGetPowerUsage`` when instant power exists too. On Ampere and newer
@@ -27,7 +30,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from svbench.energy.sensors.base import Reading, SensorUnavailable
+from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
+from svbench.energy.sensors.counter import CounterTracker, counter_readings
+
+DEFAULT_MAX_POWER_W = 1500.0  # see make()
+# NVML refreshes its power and energy figures every ~20-100 ms depending on the GPU: two reads may see
+# up to one refresh more than the time between them.
+UPDATE_S = 0.1
 
 # pynvml's NVML_VALUE_TYPE_* → member of the c_nvmlValue_t union holding the value.
 _VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
@@ -41,6 +50,9 @@ class _Gpu:
     uuid: str
     name: str = ""
     energy_base_mj: int | None = None  # None: no energy counter (pre-Volta)
+    tracker: CounterTracker | None = None  # with the energy counter
+    max_power_w: float | None = None
+    max_power_source: str = ""
     instant: bool = False
     average: bool = False
     utilisation: bool = False
@@ -90,9 +102,11 @@ class NvmlSensor:
 
     name = "nvml"
 
-    def __init__(self, interval_s: float = 0.1, context_interval_s: float = 1.0) -> None:
+    def __init__(self, interval_s: float = 0.1, context_interval_s: float = 1.0,
+                 max_power_w: float | None = None) -> None:
         self.interval_s = interval_s
         self.context_interval_s = context_interval_s
+        self.max_power_w = max_power_w  # for GPUs whose power limits NVML does not give; None: no bound
         self._context_due = -float("inf")
         self._nvml: Any = None
         self._gpus: list[_Gpu] = []
@@ -128,7 +142,8 @@ class NvmlSensor:
         if not chosen:
             raise SensorUnavailable(f"pynvml: CUDA_VISIBLE_DEVICES={visible!r} leaves no usable GPU")
 
-        self._gpus = [self._probe(nv, f"gpu{k}", i, handles[i], uuids[i]) for k, i in enumerate(chosen)]
+        self._gpus = [self._probe(nv, f"gpu{k}", i, handles[i], uuids[i], self.max_power_w)
+                      for k, i in enumerate(chosen)]
         if not any(g.energy_base_mj is not None or g.instant or g.average for g in self._gpus):
             raise SensorUnavailable("pynvml: no visible GPU reports energy or power")
 
@@ -148,6 +163,8 @@ class NvmlSensor:
                     "nvml_index": g.nvml_index,
                     "energy_counter": g.energy_base_mj is not None,
                     "energy_at_open_mj": g.energy_base_mj,
+                    "max_power_w": g.max_power_w,
+                    "max_power_source": g.max_power_source,
                     "power_source": "field POWER_INSTANT"
                     if g.instant
                     else ("nvmlDeviceGetPowerUsage" if g.average else None),
@@ -158,13 +175,17 @@ class NvmlSensor:
         }
 
     @staticmethod
-    def _probe(nv: Any, channel: str, index: int, handle: Any, uuid: str) -> _Gpu:
+    def _probe(nv: Any, channel: str, index: int, handle: Any, uuid: str, fallback_w: float | None) -> _Gpu:
         """Find out once which figures this GPU offers, so read() asks only for those."""
         gpu = _Gpu(channel, index, handle, uuid, name=_text(nv.nvmlDeviceGetName(handle)))
         try:
             gpu.energy_base_mj = int(nv.nvmlDeviceGetTotalEnergyConsumption(handle))
         except nv.NVMLError as exc:  # NotSupported before Volta
             gpu.notes.append(f"energy counter: {exc}")
+        if gpu.energy_base_mj is not None:
+            gpu.max_power_w, gpu.max_power_source = _max_power(nv, handle, fallback_w, gpu.notes)
+            gpu.tracker = CounterTracker(gpu.energy_base_mj, time.monotonic(), raw_per_j=1e3, range_raw=None,
+                                         max_power_w=gpu.max_power_w, update_s=UPDATE_S)
         try:
             fv = nv.nvmlDeviceGetFieldValues(handle, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
             gpu.instant = fv.nvmlReturn == nv.NVML_SUCCESS
@@ -194,9 +215,9 @@ class NvmlSensor:
             self._context_due = due if due > now else now + self.context_interval_s
         for g in self._gpus:
             h, ch = g.handle, g.channel
-            if g.energy_base_mj is not None:
-                mj = nv.nvmlDeviceGetTotalEnergyConsumption(h)
-                out.append(Reading(ch, "energy", (mj - g.energy_base_mj) / 1000.0, "J", "gpu"))
+            if g.tracker is not None:
+                step = g.tracker.update(int(nv.nvmlDeviceGetTotalEnergyConsumption(h)), now)
+                out.extend(counter_readings(ch, "gpu", step))
             if g.instant:
                 fv = nv.nvmlDeviceGetFieldValues(h, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
                 # A field carries its own return code; a failed one is a missing sample, not a reason
@@ -213,7 +234,13 @@ class NvmlSensor:
         return out
 
     def metadata(self) -> dict:
-        return dict(self._meta)
+        meta = dict(self._meta)
+        if "devices" in meta:  # the break count as of now, the rest as found at open()
+            meta["devices"] = {
+                g.channel: meta["devices"][g.channel] | {"counter_breaks": g.tracker.breaks if g.tracker else 0}
+                for g in self._gpus
+            }
+        return meta
 
     def close(self) -> None:
         nv, self._nvml, self._gpus = self._nvml, None, []
@@ -224,12 +251,32 @@ class NvmlSensor:
                 pass  # nothing left to release
 
 
+def _max_power(nv: Any, handle: Any, fallback_w: float | None, notes: list[str]) -> tuple[float | None, str]:
+    """The GPU's largest settable power limit (W), else the configured figure, and where it came from."""
+    try:
+        max_mw = int(nv.nvmlDeviceGetPowerManagementLimitConstraints(handle)[1])
+        if max_mw > 0:
+            return max_mw / 1000.0, "nvmlDeviceGetPowerManagementLimitConstraints"
+        notes.append("power limit constraints: maximum is 0")
+    except (nv.NVMLError, AttributeError) as exc:  # NotSupported on some boards, or an old pynvml
+        notes.append(f"power limit constraints: {exc}")
+    if fallback_w is not None:
+        return fallback_w, "config energy.nvml.max_power_w"
+    return None, "none (unbounded: a drop is still a break)"
+
+
 def make(config: dict) -> NvmlSensor:
     """Build an NvmlSensor from its config section.
 
     Keys: ``interval_s`` (default 0.1; NVML power updates every ~20-100 ms), ``context_interval_s``
-    (default 1.0: power_avg, utilisation and memory; set it to ``interval_s`` to read them every time).
-    Other keys are ignored.
+    (default 1.0: power_avg, utilisation and memory; set it to ``interval_s`` to read them every time),
+    ``max_power_w`` (default 1500: the largest plausible power of a GPU whose power limits NVML does not
+    give; above the 1000-1400 W of the largest boards sold today, B200/B300, and only used to question
+    a counter that rises faster than that). Other keys are ignored.
     """
+    max_power_w = config.get("max_power_w", DEFAULT_MAX_POWER_W)
+    if isinstance(max_power_w, bool) or not isinstance(max_power_w, int | float) or max_power_w <= 0:
+        raise SensorConfigError(f"energy.nvml.max_power_w must be a number of watts > 0, not {max_power_w!r}")
     return NvmlSensor(interval_s=float(config.get("interval_s", 0.1)),
-                      context_interval_s=float(config.get("context_interval_s", 1.0)))
+                      context_interval_s=float(config.get("context_interval_s", 1.0)),
+                      max_power_w=float(max_power_w))

@@ -20,6 +20,11 @@ Each ``energy_uj`` is opened once, in ``open()``, and re-read with ``pread`` at 
 attribute is produced afresh by the kernel on every read from offset 0, so the descriptor kept open
 gives the current counter without an open/close per reading (the sidecar reads it ten times a second).
 
+Unwrapping (:mod:`svbench.energy.sensors.counter`): a zone's largest plausible power is the largest
+``constraint_N_max_power_uw`` it has (> 0), else the configured ``max_power_w``. From it follow the
+wrap period (``max_energy_range_uj`` / power), which ``interval_s`` must stay well below, and the
+most a counter can advance between two reads, which tells a wrap from a reset or a step back.
+
 pyRAPL is not used: it hard-codes ``/sys/class/powercap/intel-rapl``, cannot be pointed at a test
 tree, has no psys and no wrap handling across a long run, and only offers begin/end measurements.
 """
@@ -28,14 +33,21 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from svbench.energy.sensors.base import Reading, SensorUnavailable
+from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
+from svbench.energy.sensors.counter import CounterTracker, counter_readings
 
 DEFAULT_ROOT = "/sys/class/powercap"
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 _PERMISSION_HINT = "is root-only since Linux 5.10 (CVE-2020-8694)"
+_CONSTRAINT = re.compile(r"^constraint_(\d+)_max_power_uw$")
+DEFAULT_MAX_POWER_W = 1000.0  # see make()
+# RAPL updates its counters about every millisecond; the rest allows for a sidecar preempted between
+# taking the time and reading the counters.
+UPDATE_S = 0.01
 
 
 @dataclass
@@ -45,9 +57,9 @@ class _Channel:
     zone: Path
     max_range_uj: int
     fd: int = -1  # energy_uj, kept open
-    first_raw: int = 0
-    last_raw: int = 0
-    wraps: int = 0
+    max_power_w: float | None = None
+    max_power_source: str = ""
+    tracker: CounterTracker | None = None
 
 
 def _read_text(path: Path) -> str:
@@ -64,17 +76,39 @@ def _pread_int(fd: int) -> int:
     return int(os.pread(fd, 32, 0))
 
 
+def constraint_max_power(zone: Path) -> tuple[float, str] | None:
+    """The largest ``constraint_N_max_power_uw`` of a zone (W) and its file name; None if none is > 0.
+
+    The largest, not constraint_0: the short-term and peak limits (PL2, PL4) lie above the long-term one.
+    """
+    best: tuple[float, str] | None = None
+    for entry in zone.iterdir():
+        if not _CONSTRAINT.match(entry.name):
+            continue
+        try:
+            watts = _read_int(entry) / 1e6
+        except (OSError, ValueError):
+            continue  # unreadable or empty: as if absent
+        if watts > 0 and (best is None or watts > best[0]):
+            best = (watts, entry.name)
+    return best
+
+
 class RaplSensor:
     """RAPL energy counters per socket: ``package-N`` (cpu), ``dram-N`` (dram), ``psys`` (other).
 
-    Every reading is quantity ``energy`` in joules, cumulative since ``open()``, unwrapped.
+    Every reading is quantity ``energy`` in joules, cumulative since ``open()``, unwrapped; a read
+    where a counter lost continuity adds a ``counter_break`` row (see :mod:`.counter`).
+    ``max_power_w`` bounds the zones without a constraint file; None (the default here; ``make()``
+    always gives one) leaves them unbounded: a drop of their counter counts as one wrap.
     """
 
     name = "rapl"
 
-    def __init__(self, root: str | None = None, interval_s: float = 0.5) -> None:
+    def __init__(self, root: str | None = None, interval_s: float = 0.5, max_power_w: float | None = None) -> None:
         self.root = Path(root or os.environ.get("SVBENCH_POWERCAP_ROOT") or DEFAULT_ROOT)
         self.interval_s = interval_s
+        self.max_power_w = max_power_w
         self._channels: list[_Channel] = []
         self._skipped: dict[str, str] = {}
 
@@ -103,8 +137,40 @@ class RaplSensor:
                 if isinstance(exc, PermissionError):
                     raise SensorUnavailable(f"permission: {energy} {_PERMISSION_HINT}") from exc
                 raise SensorUnavailable(f"unreadable {energy}: {exc}") from exc
-            channels.append(_Channel(channel, component, zone, max_range, fd=fd, first_raw=raw, last_raw=raw))
+            ch = _Channel(channel, component, zone, max_range, fd=fd)
+            ch.max_power_w, ch.max_power_source = self._max_power(zone)
+            ch.tracker = CounterTracker(raw, time.monotonic(), raw_per_j=1e6, range_raw=max_range,
+                                        max_power_w=ch.max_power_w, update_s=UPDATE_S)
+            channels.append(ch)
+        try:
+            self._check_interval(channels)
+        except SensorConfigError:
+            _close_all(channels)
+            raise
         self._channels = channels
+
+    def _max_power(self, zone: Path) -> tuple[float | None, str]:
+        try:
+            found = constraint_max_power(zone)
+        except OSError:
+            found = None
+        if found is not None:
+            return found
+        if self.max_power_w is not None:
+            return self.max_power_w, "config energy.rapl.max_power_w"
+        return None, "none (unbounded: every drop counts as one wrap)"
+
+    def _check_interval(self, channels: list[_Channel]) -> None:
+        """Refuse an interval that could miss a wrap: a quarter of the shortest wrap period at most."""
+        for ch in channels:
+            if not ch.max_power_w:
+                continue
+            period_s = ch.max_range_uj / 1e6 / ch.max_power_w
+            if self.interval_s > period_s / 4:
+                raise SensorConfigError(
+                    f"energy.rapl.interval_s = {self.interval_s:g} s is too long for zone {ch.zone.name} "
+                    f"({ch.channel}): its counter wraps every {period_s:.3g} s at {ch.max_power_w:g} W "
+                    f"({ch.max_power_source}); use at most a quarter of that, {period_s / 4:.3g} s")
 
     def _discover(self) -> list[tuple[str, str, Path]]:
         """(channel, component, zone folder) for every zone worth reading, in a stable order."""
@@ -158,14 +224,12 @@ class RaplSensor:
             return folder.name
 
     def read(self) -> list[Reading]:
-        readings = []
+        readings: list[Reading] = []
+        now = time.monotonic()  # before the preads: the tracker's UPDATE_S covers the time they take
         for ch in self._channels:
-            raw = int(os.pread(ch.fd, 32, 0))
-            if raw < ch.last_raw:
-                ch.wraps += 1  # one wrap per drop: the sidecar polls far faster than the wrap period
-            ch.last_raw = raw
-            uj = raw - ch.first_raw + ch.wraps * ch.max_range_uj
-            readings.append(Reading(ch.channel, "energy", uj / 1e6, "J", ch.component))
+            assert ch.tracker is not None
+            step = ch.tracker.update(_pread_int(ch.fd), now)
+            readings.extend(counter_readings(ch.channel, ch.component, step))
         return readings
 
     def metadata(self) -> dict:
@@ -176,6 +240,9 @@ class RaplSensor:
                     "zone": ch.zone.name,
                     "component": ch.component,
                     "max_energy_range_uj": ch.max_range_uj,
+                    "max_power_w": ch.max_power_w,
+                    "max_power_source": ch.max_power_source,
+                    "counter_breaks": ch.tracker.breaks if ch.tracker else 0,
                 }
                 for ch in self._channels
             },
@@ -202,6 +269,15 @@ def make(config: dict) -> RaplSensor:
     """Build a RaplSensor from its config section.
 
     Keys: ``root`` (powercap folder; default env ``SVBENCH_POWERCAP_ROOT`` or ``/sys/class/powercap``),
-    ``interval_s`` (default 0.5; keep it far below the wrap period, ~4 min on AMD). Other keys are ignored.
+    ``interval_s`` (default 0.5; ``open()`` refuses more than a quarter of any zone's wrap period),
+    ``max_power_w`` (default 1000: the largest plausible power of a zone that has no
+    ``constraint_N_max_power_uw``). 1000 W is about twice the largest package limits sold today (~500 W)
+    and far above any DRAM zone, so no real interval is mistaken for a break, yet a reset is still
+    told from a wrap: at 1000 W an Intel package (262 kJ) wraps every 262 s and an AMD one (65.5 kJ)
+    every 65 s, so ``interval_s`` up to 16 s is accepted. Other keys are ignored.
     """
-    return RaplSensor(root=config.get("root"), interval_s=float(config.get("interval_s", 0.5)))
+    max_power_w = config.get("max_power_w", DEFAULT_MAX_POWER_W)
+    if isinstance(max_power_w, bool) or not isinstance(max_power_w, int | float) or max_power_w <= 0:
+        raise SensorConfigError(f"energy.rapl.max_power_w must be a number of watts > 0, not {max_power_w!r}")
+    return RaplSensor(root=config.get("root"), interval_s=float(config.get("interval_s", 0.5)),
+                      max_power_w=float(max_power_w))

@@ -129,8 +129,13 @@ def add_gpu(
     util: int = 50,
     mem_used: int = 2 << 30,
     mem_total: int = 80 << 30,
+    power_limits_mw: tuple[int, int] | None = None,
 ) -> dict:
-    """One GPU; ``None`` for a figure makes its call answer NVML_ERROR_NOT_SUPPORTED."""
+    """One GPU; ``None`` for a figure makes its call answer NVML_ERROR_NOT_SUPPORTED.
+
+    ``energy_mj`` is the counter's value: a test sets ``GPUS[i]["energy_mj"]`` between reads to make
+    it run, or drop (a driver reload resets it). ``power_limits_mw`` is (min, max) of the power limit.
+    """
     gpu = dict(
         uuid=uuid,
         name=name,
@@ -140,6 +145,7 @@ def add_gpu(
         util=util,
         mem_used=mem_used,
         mem_total=mem_total,
+        power_limits_mw=power_limits_mw,
         lost=False,
     )
     GPUS.append(gpu)
@@ -221,6 +227,11 @@ def nvmlDeviceGetName(handle: _Handle) -> str:
 
 def nvmlDeviceGetTotalEnergyConsumption(handle: _Handle) -> int:
     return _value(_gpu(handle), "energy_mj")
+
+
+def nvmlDeviceGetPowerManagementLimitConstraints(handle: _Handle) -> list[int]:
+    """[min, max] settable power limit in mW, as pynvml returns it."""
+    return list(_value(_gpu(handle), "power_limits_mw"))
 
 
 def nvmlDeviceGetPowerUsage(handle: _Handle) -> int:
