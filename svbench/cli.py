@@ -151,7 +151,7 @@ def cmd_study_report(a: argparse.Namespace) -> int:
 def cmd_energy_emissions(a: argparse.Namespace) -> int:
     from svbench.energy.emissions import write_emissions
 
-    write_emissions(a.energy, a.sidecar, a.carbon, a.project, a.out)
+    write_emissions(a.energy, a.sidecar, a.carbon, a.project, a.out, a.svbench_out)
     return 0
 
 
@@ -290,12 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--markers", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_energy_join)
-    s = energy.add_parser("emissions", help="a CodeCarbon-compatible emissions.csv from a job's energy.csv")
+    s = energy.add_parser("emissions", help="CodeCarbon's emissions.csv (and emissions_svbench.csv) from energy.csv")
     s.add_argument("--energy", type=Path, required=True)
     s.add_argument("--sidecar", type=Path, help="the job's sidecar.json (node, GPUs)")
     s.add_argument("--carbon", type=_json, required=True, help="the carbon config (pue, intensity) as JSON")
     s.add_argument("--project", default="svbench", help="CodeCarbon's project_name")
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--svbench-out", type=Path,
+                   help="svbench's own fields (run_id, energy_basis); default: emissions_svbench.csv beside --out")
     s.set_defaults(func=cmd_energy_emissions)
 
     study = sub.add_parser("study", help="summary tables and figures").add_subparsers(dest="study_cmd", required=True)

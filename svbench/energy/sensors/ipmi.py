@@ -240,6 +240,9 @@ class IpmiSensor:
         self.persistent = persistent and self.tool == "ipmitool"  # FreeIPMI has no shell
         self._shell: IpmitoolShell | None = None
         self._shell_note = ""
+        # (wall, monotonic) ns midpoint of the try that answered in the last read(); None after a failure.
+        # A retried read can take seconds: the caller stamps the reading with this, not the call's midpoint.
+        self.last_stamp: tuple[int, int] | None = None
 
     def _argv(self) -> list[str]:
         command = ["--get-system-power-statistics"] if self.tool == "freeipmi" else ["dcmi", "power", "reading"]
@@ -328,11 +331,17 @@ class IpmiSensor:
     def read(self) -> list[Reading]:
         once = self._process_once if self._shell is None else self._shell_once
         last: IpmiError | None = None
+        self.last_stamp = None
         for _ in range(self.retries + 1):
+            t0_wall, t0_mono = time.time_ns(), time.monotonic_ns()
             try:
-                return [Reading("node", "power", once(), "W", "node")]
+                watts = once()
             except IpmiError as exc:
                 last = IpmiError(exc.kind, redact(str(exc), self._secrets))
+                continue
+            t1_wall, t1_mono = time.time_ns(), time.monotonic_ns()
+            self.last_stamp = ((t0_wall + t1_wall) // 2, (t0_mono + t1_mono) // 2)
+            return [Reading("node", "power", watts, "W", "node")]
         assert last is not None
         tries = self.retries + 1
         raise IpmiError(last.kind, f"{last} ({tries} {'try' if tries == 1 else 'tries'})")
