@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_study import T0 as STUDY_T0  # the fake study's jobs start at this wall-clock time
@@ -58,10 +59,7 @@ def test_intensity_series_time_weighted_mean(hourly):
     assert hourly.mean_over(T0 + h // 2, T0 + 5 * h // 2) == pytest.approx((0.5 * 100 + 200 + 0.5 * 400) / 2)
     # exactly on the edges of one step
     assert hourly.mean_over(T0 + h, T0 + 2 * h) == pytest.approx(200)
-    # before the first timestamp: the first value; after the last: the last value
-    assert hourly.mean_over(T0 - 3 * h, T0 - h) == pytest.approx(100)
-    assert hourly.mean_over(T0 - h, T0 + h) == pytest.approx(100)
-    assert hourly.mean_over(T0 + 5 * h, T0 + 9 * h) == pytest.approx(400)
+    # the last value holds for one step (an hour here)
     assert hourly.mean_over(T0 + 3 * h // 2, T0 + 3 * h) == pytest.approx((0.5 * 200 + 1 * 400) / 1.5)
     # an instant takes the value in force then
     assert hourly.mean_over(T0 + 3 * h // 2, T0 + 3 * h // 2) == pytest.approx(200)
@@ -95,6 +93,19 @@ def test_series_file_errors_name_the_file(tmp_path):
         read_intensity_series(ragged)
     with pytest.raises(FileNotFoundError, match=r"nowhere\.csv.*carbon\.intensity\.series"):
         read_intensity_series(tmp_path / "nowhere.csv")
+
+
+def test_a_time_outside_the_series_is_an_error_unless_the_edge_is_asked_for(tmp_path, hourly):
+    h = HOUR_NS
+    for start, end in ((T0 - 3 * h, T0 - h), (T0 - h, T0 + h), (T0 + 5 * h, T0 + 9 * h)):
+        with pytest.raises(ValueError, match=r"grid\.csv: the grid intensity series covers .*intensity\.outside"):
+            hourly.mean_over(start, end)
+    with pytest.raises(ValueError, match=r"grid\.csv"):
+        hourly.at(np.array([T0 + 4 * h]))
+    edge = Intensity.from_config({"series": str(tmp_path / "grid.csv"), "source": "grid", "outside": "edge"})
+    assert edge.mean_over(T0 - 3 * h, T0 - h) == pytest.approx(100) and edge.edge_used
+    assert "edge value" in edge.label
+    assert edge.mean_over(T0 + 5 * h, T0 + 9 * h) == pytest.approx(400)
 
 
 def test_operational_g_arithmetic(hourly):
@@ -146,9 +157,9 @@ def test_emissions_csv_is_codecarbon_shaped(tmp_path):
     carbon = {"pue": {"value": 1.5, "source": "site"}, "intensity": {"value": 100, "source": "grid"}}
     write_emissions(tmp_path / "energy.csv", sidecar, carbon, "svbench train x seed0", tmp_path / "emissions.csv")
     out = pd.read_csv(tmp_path / "emissions.csv")
-    assert list(out.columns) == COLUMNS and COLUMNS[:13] == [
-        "timestamp", "project_name", "run_id", "duration", "emissions", "emissions_rate", "cpu_power", "gpu_power",
-        "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed"]
+    assert list(out.columns) == COLUMNS and COLUMNS[:14] == [
+        "timestamp", "project_name", "run_id", "experiment_id", "duration", "emissions", "emissions_rate", "cpu_power",
+        "gpu_power", "ram_power", "cpu_energy", "gpu_energy", "ram_energy", "energy_consumed"]
     assert len(out) == 2  # one run per attempt
     first = out.iloc[0]
     # 0.25 kWh of GPU + 0.05 kWh of CPU, x PUE 1.5 (CodeCarbon applies PUE to energy); kg at 100 g/kWh
@@ -160,4 +171,6 @@ def test_emissions_csv_is_codecarbon_shaped(tmp_path):
     assert first["gpu_count"] == 2 and first["gpu_model"] == "2 x A100" and first["ram_total_size"] == 64
     assert out.iloc[1]["gpu_count"] == 1
     assert pd.isna(first["ram_energy"]) and pd.isna(first["country_name"])  # no sensor, no guess: empty
-    assert first["energy_basis"] == "measured" and first["pue"] == 1.5
+    assert first["pue"] == 1.5
+    extra = pd.read_csv(tmp_path / "emissions_svbench.csv")
+    assert extra["run_id"].tolist() == out["run_id"].tolist() and (extra["energy_basis"] == "measured").all()

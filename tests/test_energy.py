@@ -238,7 +238,8 @@ def test_join_gap_lowers_coverage(tmp_path):
     times = times[(times < 10) | (times > 12)]  # the sensor said nothing for two seconds
     replay(tmp_path / "trace.csv", times)
     write_markers(tmp_path / "markers.jsonl", [
-        marker("begin", 0.0), marker("start", 7.77, phase="b", index=0, pid=1), marker("stop", 15.41, phase="b", index=0, pid=1),
+        marker("begin", 0.0), marker("start", 7.77, phase="b", index=0, pid=1),
+        marker("stop", 15.41, phase="b", index=0, pid=1),
         marker("start", 2.0, phase="a", index=0, pid=1), marker("stop", 6.0, phase="a", index=0, pid=1)])
     frame = join(tmp_path / "trace.csv", tmp_path / "markers.jsonl")
     for sensor in ("meter", "counter"):
@@ -369,7 +370,8 @@ class Node:
     def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.tmp = tmp_path
         self.monkeypatch = monkeypatch
-        self.config: dict = {"nvml": {"interval_s": 0.05}, "rapl": {"interval_s": 0.05},
+        # max_power_w: the fake package's 60-J counter wraps every 0.6 s at 100 W, four times the 0.05-s interval
+        self.config: dict = {"nvml": {"interval_s": 0.05}, "rapl": {"interval_s": 0.05, "max_power_w": 100},
                              "ipmi": {"interval_s": 0.1, "timeout_s": 2, "retries": 0},
                              "estimate": {"interval_s": 0.05}}
         self._stop = threading.Event()
@@ -518,7 +520,7 @@ def test_all_sensors_end_to_end(node, tmp_path):
     frame = join(out / "trace.csv", out / "markers.jsonl")
     assert {"job", "idle_baseline", "load", "work"} <= set(frame["phase"])
     job = frame[frame["phase"] == "job"].set_index("component")
-    assert set(job.index) == {"gpu", "cpu", "dram", "node"}
+    assert set(job.index) == {"gpu", "cpu", "dram", "node", "rest_of_node"}
     assert job.loc["gpu", "method"] == "counter" and job.loc["cpu", "method"] == "counter"
     assert job.loc["dram", "method"] == "counter" and job.loc["node", "method"] == "trapezoid"
     assert not job["estimated"].any() and job["complete"].all()
@@ -528,7 +530,7 @@ def test_all_sensors_end_to_end(node, tmp_path):
         assert mean_w == pytest.approx(watts, rel=0.25), component
     work = frame[frame["phase"] == "work"]
     assert (work["energy_j"] > 0).all() and work["complete"].all() and (work["index"] == 0).all()
-    assert frame[frame["phase"] == "work"]["idle_w"].notna().all()
+    assert work[work["component"] != "rest_of_node"]["idle_w"].notna().all()
 
 
 def test_estimate_only_without_sensors_and_node_metadata(node, tmp_path, monkeypatch):

@@ -113,7 +113,8 @@ def write_job(folder: Path, watts: float, seconds: float, start_ns: int, phases:
                   "t_mono_ns": int(1e12 + seconds * 1e9)})
     (folder / "markers.jsonl").write_text("".join(json.dumps(m) + "\n" for m in marks))
     (folder / "sidecar.json").write_text(json.dumps({"node": {"host": "h", "cpu_model": "cpu", "logical_cpus": 4,
-                                                              "memory_bytes": 2**34, "environment": {}},
+                                                              "memory_bytes": 2**34, "gpu_devices": 0,
+                                                              "environment": {}},
                                                      "sensors": [{"name": "rapl", "available": True, "reason": ""}]}))
     join(folder / "trace.csv", folder / "markers.jsonl", folder / "energy.csv")
 
@@ -223,9 +224,9 @@ def test_summary_tables_carbon_and_gpu_count(tmp_path: Path) -> None:
     assert "±" in html and (tmp_path / "study/summary_by_arch.tex").read_text().count("±") >= 4
     phases = pd.read_csv(tmp_path / "study/phases.csv")
     train_a = phases[(phases["arch"] == "a") & (phases["seed"] == 0) & (phases["step"] == "train")]
-    assert list(train_a["phase"]) == ["epoch", "rest of job", "job"]
+    assert list(train_a["phase"]) == ["epoch", "rest_of_job", "job"]
     parts = train_a.set_index("phase")["energy_j"]
-    assert parts["epoch"] + parts["rest of job"] == pytest.approx(parts["job"])
+    assert parts["epoch"] + parts["rest_of_job"] == pytest.approx(parts["job"])
     prov = (tmp_path / "study/provenance.html").read_text()
     for text in ("PUE", "site", "embodied per GPU-hour", "BLOOM", "rapl/package-0", "counter", "How every job"):
         assert text in prov
@@ -239,7 +240,11 @@ def test_gpu_count_comes_from_nvml_channels() -> None:
     rows = pd.DataFrame({"phase": "job", "sensor": ["nvml", "nvml", "rapl"], "channel": ["gpu0", "gpu1", "pkg"],
                          "component": ["gpu", "gpu", "cpu"]})
     assert gpu_count(rows) == 2
-    assert gpu_count(rows.iloc[2:]) == 0
+    assert gpu_count(rows.iloc[2:]) is None  # nothing recorded about the node's GPUs: unknown, not 0
+    assert gpu_count(rows.iloc[2:], {"node": {"gpu_devices": 0, "environment": {}}}) == 0
+    # CUDA_VISIBLE_DEVICES unset means every GPU of the node: 4 there and none read is unknown, not 0
+    assert gpu_count(rows.iloc[2:], {"node": {"gpu_devices": 4, "environment": {}}}) is None
+    assert gpu_count(rows.iloc[2:], {"node": {"gpu_devices": 4, "environment": {"CUDA_VISIBLE_DEVICES": ""}}}) == 0
     given_gpus = {"node": {"environment": {"CUDA_VISIBLE_DEVICES": "0,1"}}}
     assert gpu_count(rows.iloc[2:], given_gpus) is None  # GPUs given but not read: unknown, not assumed
     gpu_g, server_g = embodied_g(2.0, None, Factor(0.0034, "kg/h", "s"), Factor(0.056, "kg/h", "s"))

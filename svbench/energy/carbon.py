@@ -30,30 +30,76 @@ class Factor:
         return cls(float(d["value"]), d.get("unit", unit), str(d["source"]))
 
 
-class Intensity:
-    """Grid carbon intensity in gCO2e/kWh: constant, or a step series in time."""
+OUTSIDE = ("error", "edge")  # carbon.intensity.outside: what a time outside the series gets
 
-    def __init__(self, value: float | None = None, series: pd.Series | None = None, source: str = "") -> None:
+
+class Intensity:
+    """Grid carbon intensity in gCO2e/kWh: constant, or a step series in time.
+
+    A series covers its first timestamp to its last plus one step (its median spacing): the last value
+    holds for one step, as an hourly export means. A time outside that is an error naming the series
+    file, unless ``outside="edge"`` (config ``carbon.intensity.outside: edge``) asks for the nearest
+    value; then ``edge_used`` is set and :attr:`label` says so.
+    """
+
+    def __init__(self, value: float | None = None, series: pd.Series | None = None, source: str = "",
+                 path: Path | None = None, outside: str = "error") -> None:
         if (value is None) == (series is None):
             raise ValueError("grid intensity needs exactly one of a value or a series")
-        self.value, self.series, self.source = value, series, source
+        if outside not in OUTSIDE:
+            raise ValueError(f"config key carbon.intensity.outside: {outside!r} is not one of {', '.join(OUTSIDE)}")
+        self.value, self.series, self.source, self.path, self.outside = value, series, source, path, outside
+        self.edge_used = False
+        if series is not None:
+            self._times = pd.DatetimeIndex(series.index).as_unit("ns").asi8  # ns since epoch, UTC
+            self._values = series.to_numpy(dtype=np.float64)
+            step = int(np.median(np.diff(self._times))) if len(self._times) > 1 else 3600 * 10**9
+            self._end = int(self._times[-1]) + step
 
     @classmethod
     def from_config(cls, d: dict, key: str = "carbon.intensity") -> Intensity:
         if not d.get("source"):
             raise ValueError(f"config key {key}.source: the grid intensity needs its source")
+        outside = str(d.get("outside", "error"))
         if d.get("series"):
-            return cls(series=read_intensity_series(Path(d["series"])), source=str(d["source"]))
+            path = Path(d["series"])
+            return cls(series=read_intensity_series(path), source=str(d["source"]), path=path, outside=outside)
         if "value" not in d:
             raise ValueError(f"config key {key}: give a value (gCO2e/kWh) or a series (CSV path)")
-        return cls(value=float(d["value"]), source=str(d["source"]))
+        return cls(value=float(d["value"]), source=str(d["source"]), outside=outside)
+
+    @property
+    def label(self) -> str:
+        """The source, and whether a time outside the series took its edge value."""
+        return self.source + (" (edge value used outside the series)" if self.edge_used else "")
+
+    def _check(self, start_ns: float, end_ns: float) -> None:
+        if start_ns >= self._times[0] and end_ns <= self._end:
+            return
+        if self.outside == "edge":
+            self.edge_used = True
+            return
+        span = f"{pd.Timestamp(int(self._times[0]), tz='UTC')} to {pd.Timestamp(self._end, tz='UTC')}"
+        when = pd.Timestamp(int(start_ns if start_ns < self._times[0] else end_ns), tz="UTC")
+        raise ValueError(f"{self.path}: the grid intensity series covers {span}; energy was spent at {when}, "
+                         "outside it (extend the series, or set carbon.intensity.outside: edge)")
+
+    def at(self, t_ns: np.ndarray) -> np.ndarray:
+        """The intensity in force at each wall-clock time (ns since the epoch)."""
+        t_ns = np.asarray(t_ns, dtype=np.float64)
+        if self.series is None:
+            return np.full(t_ns.shape, float(self.value))
+        if len(t_ns):
+            self._check(float(t_ns.min()), float(t_ns.max()))
+        k = np.clip(np.searchsorted(self._times, t_ns, side="right") - 1, 0, len(self._values) - 1)
+        return self._values[k]
 
     def mean_over(self, start_ns: int, end_ns: int) -> float:
         """Time-weighted mean intensity over [start, end]; each series value holds until the next."""
         if self.series is None:
             return float(self.value)
-        times = pd.DatetimeIndex(self.series.index).as_unit("ns").asi8  # ns since epoch, UTC
-        values = self.series.to_numpy(dtype=np.float64)
+        self._check(start_ns, end_ns)
+        times, values = self._times, self._values
         if end_ns <= start_ns:
             k = max(np.searchsorted(times, start_ns, side="right") - 1, 0)
             return float(values[k])
@@ -97,15 +143,21 @@ def operational_g(energy_j: float, start_ns: int, end_ns: int, pue: Factor, inte
 def gpu_count(energy: pd.DataFrame, sidecar: dict | None = None) -> int | None:
     """GPUs a job really used: its NVML channels in ``energy.csv`` (never assumed from a config).
 
-    No NVML channel on a job that saw no GPU (no ``CUDA_VISIBLE_DEVICES``) is 0 GPUs; on a job that was
-    given GPUs but could not read them it is unknown (None), and its embodied GPU carbon stays empty.
+    Without an NVML channel: ``CUDA_VISIBLE_DEVICES`` naming GPUs means GPUs were given but not read:
+    unknown (None), and the job's embodied GPU carbon stays empty. Unset, it means every GPU of the node,
+    as CUDA reads it: the node's GPU device count the sidecar recorded (``node.gpu_devices``; 0 on a node
+    without any), unknown when it recorded none. Set to nothing, ``-1`` or ``NoDevFiles``: no GPU.
     """
     if len(energy) and "component" in energy:
         gpu = energy[(energy["component"] == "gpu") & (energy["sensor"] == "nvml")]
         if len(gpu):
             return int(gpu["channel"].nunique())
-    visible = ((sidecar or {}).get("node", {}).get("environment", {}) or {}).get("CUDA_VISIBLE_DEVICES")
-    return None if visible not in (None, "", "-1", "NoDevFiles") else 0
+    node = (sidecar or {}).get("node", {}) or {}
+    visible = (node.get("environment", {}) or {}).get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        devices = node.get("gpu_devices")
+        return 0 if devices == 0 else None
+    return None if visible not in ("", "-1", "NoDevFiles") else 0
 
 
 def embodied_g(hours: float, gpus: int | None, gpu_kg_per_hour: Factor | None,

@@ -37,19 +37,20 @@ import numpy as np
 import pandas as pd
 
 from svbench.energy.markers import BASELINE, Attempt, Phase, attempts, phases, read_markers
+from svbench.energy.sensors.counter import BREAK_QUANTITY
 from svbench.energy.slurm import consumed_energy_j
 from svbench.energy.trace import SESSION_QUANTITY, iter_trace
 
 log = logging.getLogger("svbench.energy")
 
 GAP_PERIODS = 3.0  # a hole longer than this many median periods counts as "no samples"
-BREAK_QUANTITY = "counter_break"  # written by a counter sensor where its counter lost continuity
 REST_OF_JOB = "rest_of_job"
 CLOSURE_TOLERANCE = 0.05  # node meter vs GPU + CPU + DRAM: NVML's documented ±5 % (REFERENCE §6), BMCs alike
 COMPONENTS = ("gpu", "cpu", "dram")
+SPAN = ["attempt", "index", "detail", "t_start_wall_ns"]  # the rows of one phase name that are one span
 ENERGY_COLUMNS = [
-    "phase", "index", "attempt", "complete", "t_start_wall_ns", "t_end_wall_ns", "seconds", "sensor", "channel",
-    "component", "method", "energy_j", "coverage", "resolved", "estimated", "idle_w", "idle_j", "dynamic_j",
+    "phase", "index", "detail", "attempt", "complete", "t_start_wall_ns", "t_end_wall_ns", "seconds", "sensor",
+    "channel", "component", "method", "energy_j", "coverage", "resolved", "estimated", "idle_w", "idle_j", "dynamic_j",
     "intensity_g_per_kwh", "samples", "notes",
 ]
 
@@ -270,10 +271,21 @@ def join_trace(trace_path: Path, job_phases: list[Phase], job_attempts: list[Att
             row = _row(target, ch, i, last_t.get(key), sensor, channel)
             if row["seconds"] > 0 or target.name == REST_OF_JOB:  # a phase of no length has no energy to give
                 rows.append(row)
-    frame = pd.DataFrame(rows, columns=ENERGY_COLUMNS)
+    frame = pd.DataFrame(rows, columns=ENERGY_COLUMNS).sort_values(["attempt", "t_start_wall_ns"], kind="stable")
     frame["index"] = frame["index"].astype("Int64")  # an epoch number, not a float; empty for unnumbered phases
     frame = _with_idle(frame)
-    return pd.concat([frame, closure_rows(frame)], ignore_index=True)
+    return _typed(pd.concat([frame, closure_rows(frame)], ignore_index=True))
+
+
+_FLOATS = ("seconds", "energy_j", "coverage", "idle_w", "idle_j", "dynamic_j", "intensity_g_per_kwh")
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as numbers whatever the concatenation of partly empty frames made of them."""
+    for c in _FLOATS:
+        frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+    frame["index"] = frame["index"].astype("Int64")
+    return frame
 
 
 def _row(target: _Target, ch: _Channel, i: int, session_end: float | None, sensor: str, channel: str) -> dict:
@@ -292,7 +304,8 @@ def _row(target: _Target, ch: _Channel, i: int, session_end: float | None, senso
         notes.append(f"{ch.jumps} backward step(s) of the monotonic clock not counted")
     stop_wall = ph.stop_wall_ns if ph.stop_wall_ns is not None else ph.start_wall_ns + int((b - a) * 1e9)
     return {
-        "phase": target.name, "index": ph.index, "attempt": ph.attempt, "complete": ph.complete,
+        "phase": target.name, "index": ph.index, "detail": "" if target.name == REST_OF_JOB else ph.detail,
+        "attempt": ph.attempt, "complete": ph.complete,
         "t_start_wall_ns": ph.start_wall_ns, "t_end_wall_ns": stop_wall, "seconds": seconds,
         "sensor": sensor, "channel": channel, "component": ch.component,
         "method": "counter" if ch.counter else ("trapezoid" if ch.quantity == "power" else f"trapezoid {ch.quantity}"),
@@ -360,7 +373,7 @@ def closure_rows(frame: pd.DataFrame) -> pd.DataFrame:
     """One ``rest_of_node`` row per phase span that has a node meter and a component."""
     rows = []
     measured = frame[frame["component"].isin(("node", *COMPONENTS))]
-    for (_, attempt, _), g in measured.groupby(["phase", "attempt", "index"], dropna=False, sort=False):
+    for _, g in measured.groupby(["phase", *SPAN], dropna=False, sort=False):
         sums = _component_sums(g)
         if math.isnan(sums["node"]) or all(math.isnan(sums[c]) for c in COMPONENTS):
             continue
@@ -394,7 +407,7 @@ def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
         raise ValueError(f"{markers_path}: no 'begin' marker: not the markers of a monitored job")
     job_phases = phases(records)
     frame = join_trace(Path(trace_path), job_phases, job_attempts, intensity_at)
-    frame = pd.concat([frame, slurm_crosscheck(records, job_phases)], ignore_index=True)
+    frame = _typed(pd.concat([frame, slurm_crosscheck(records, job_phases)], ignore_index=True))
     if out_path is not None:
         out_path = Path(out_path)
         tmp = out_path.with_suffix(out_path.suffix + ".tmp")
@@ -418,13 +431,23 @@ def slurm_crosscheck(records: list[dict], job_phases: list[Phase]) -> pd.DataFra
             continue
         joules = consumed_energy_j(job_id, int(begin["t_wall_ns"]))
         seconds = ((ph.stop_mono_ns or ph.start_mono_ns) - ph.start_mono_ns) / 1e9
-        rows.append({"phase": "job", "index": pd.NA, "attempt": ph.attempt, "complete": ph.complete,
+        rows.append({"phase": "job", "index": pd.NA, "detail": "", "attempt": ph.attempt, "complete": ph.complete,
                      "t_start_wall_ns": ph.start_wall_ns, "t_end_wall_ns": ph.stop_wall_ns or ph.start_wall_ns,
                      "seconds": seconds, "sensor": "slurm", "channel": f"sacct:{job_id}",
                      "component": "slurm_crosscheck", "method": "sacct ConsumedEnergyRaw",
                      "energy_j": np.nan if joules is None else joules, "coverage": np.nan, "resolved": True,
                      "estimated": False, "notes": ""})
     return pd.DataFrame(rows, columns=ENERGY_COLUMNS)
+
+
+def read_energy(path: Path) -> pd.DataFrame:
+    """An ``energy.csv`` as the join wrote it (text columns stay text: an empty detail is "", not NaN)."""
+    frame = pd.read_csv(path, dtype={"detail": str, "notes": str, "method": str, "channel": str},
+                        keep_default_na=False, na_values={c: [""] for c in ENERGY_COLUMNS
+                                                          if c not in ("detail", "notes", "method", "channel",
+                                                                       "sensor", "component", "phase")})
+    frame["index"] = frame["index"].astype("Int64")
+    return frame
 
 
 def span_total(g: pd.DataFrame) -> tuple[Closure, pd.DataFrame]:
@@ -440,16 +463,23 @@ def total_rows(rows: pd.DataFrame) -> pd.DataFrame:
     it covers the components (:func:`closure`), node + GPU when it leaves the GPUs out, else GPU + CPU
     package + DRAM. RAPL ``psys``/nested domains (component ``other``), ``rest_of_node`` and the SLURM
     cross-check never count, so nothing is added twice."""
-    measured = rows[rows["component"].isin(("node", *COMPONENTS))]
-    parts = [span_total(g)[1] for _, g in measured.groupby(["attempt", "index"], dropna=False, sort=True)]
+    parts = [span_total(g)[1] for g in _spans(rows)]
     return pd.concat(parts) if parts else rows.iloc[0:0]
+
+
+def _spans(rows: pd.DataFrame) -> list[pd.DataFrame]:
+    """The measured rows of each span (the SPAN columns a frame has; all of them in an energy.csv)."""
+    measured = rows[rows["component"].isin(("node", *COMPONENTS))]
+    keys = [c for c in SPAN if c in rows.columns]
+    if not keys or not len(measured):
+        return [measured] if len(measured) else []
+    return [g for _, g in measured.groupby(keys, dropna=False, sort=True)]
 
 
 def total_sources(rows: pd.DataFrame) -> tuple[str, str]:
     """How the spans of ``rows`` were totalled (``node``, ``node+gpu``, ``components``, joined by ``/`` when
     spans differ) and the closure notes, for the summary and the report."""
-    measured = rows[rows["component"].isin(("node", *COMPONENTS))]
-    closures = [span_total(g)[0] for _, g in measured.groupby(["attempt", "index"], dropna=False, sort=True)]
+    closures = [span_total(g)[0] for g in _spans(rows)]
     sources = "/".join(dict.fromkeys(c.total_from for c in closures)) or "none"
     return sources, "; ".join(dict.fromkeys(c.note for c in closures if c.note))
 

@@ -79,6 +79,8 @@ class Phase:
     complete: bool
     attempt: int = 1
     session: str | None = None
+    detail: str = ""  # the marker's own fields as JSON ({"backend": "cosine", "trials": "vox1_o"}), "" if none
+    pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -174,21 +176,26 @@ def phases(records: list[dict]) -> list[Phase]:
 
 
 def _merge_ranks(spans: list[Phase]) -> list[Phase]:
-    """One phase per (attempt, name, index): the union of what several processes marked."""
+    """One phase per (attempt, name, index, detail) marked by several processes: the union of their spans.
+    Repeats within one process (the same phase run twice) stay apart."""
     merged: dict[tuple, Phase] = {}
+    out: list[Phase] = []
     for p in spans:
-        key = (p.attempt, p.name, p.index)
+        key = (p.attempt, p.name, p.index, p.detail)
         q = merged.get(key)
-        if q is None:
+        if q is None or q.pid == p.pid or p.name == "job":
             merged[key] = p
+            out.append(p)
             continue
+        out.remove(q)
         first = p if p.start_mono_ns < q.start_mono_ns else q
         stops = [x for x in (p, q) if x.stop_mono_ns is not None]
         last = max(stops, key=lambda x: x.stop_mono_ns) if len(stops) == 2 else None
         merged[key] = Phase(p.name, p.index, first.start_mono_ns, None if last is None else last.stop_mono_ns,
                             first.start_wall_ns, None if last is None else last.stop_wall_ns,
-                            p.complete and q.complete, p.attempt, p.session)
-    return list(merged.values())
+                            p.complete and q.complete, p.attempt, p.session, p.detail, p.pid)
+        out.append(merged[key])
+    return out
 
 
 def _phase(start: dict, stop: dict | None, attempt: int, session: str | None, name: str | None = None,
@@ -203,4 +210,17 @@ def _phase(start: dict, stop: dict | None, attempt: int, session: str | None, na
         complete=(stop is not None) if complete is None else complete,
         attempt=max(attempt, 1),
         session=session,
+        detail=_detail(start),
+        pid=start.get("pid"),
     )
+
+
+_MARKER_KEYS = frozenset({"event", "t_wall_ns", "t_mono_ns", "phase", "index", "pid", "ok"})
+
+
+def _detail(start: dict) -> str:
+    """A start marker's own fields (what the workload passed to ``phase()``) as JSON; "" when none."""
+    if start.get("event") != "start":
+        return ""
+    extra = {k: v for k, v in start.items() if k not in _MARKER_KEYS}
+    return json.dumps(extra, sort_keys=True, default=str) if extra else ""

@@ -20,18 +20,21 @@ import logging
 import math
 import os
 import platform
+import re
 import signal
 import socket
 import sys
 import threading
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 import psutil
 
 from svbench.energy.sensors import EstimateSensor, Reading, Sensor, SensorStatus, SensorUnavailable, physical_sensors
-from svbench.energy.trace import TraceWriter
+from svbench.energy.sensors.base import SensorConfigError
+from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
 
 log = logging.getLogger("svbench.sidecar")
 
@@ -54,6 +57,9 @@ def open_sensors(config: dict, track_pid: int) -> tuple[list[Sensor], list[Senso
             statuses.append(SensorStatus(sensor.name, False, str(exc)))
             sensor.close()
             continue
+        except SensorConfigError:
+            sensor.close()
+            raise  # a config value the sensor cannot work with: the user must change it, not lose the sensor
         except Exception as exc:  # a broken driver must not stop the job: record it and go on
             statuses.append(SensorStatus(sensor.name, False, f"{type(exc).__name__}: {exc}"))
             sensor.close()
@@ -91,7 +97,17 @@ def node_metadata() -> dict:
     env = {k: os.environ[k] for k in ("SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT",
                                       "SLURM_JOB_PARTITION", "CUDA_VISIBLE_DEVICES") if k in os.environ}
     return {"host": socket.gethostname(), "cpu_model": cpu_model(), "logical_cpus": os.cpu_count(),
-            "memory_bytes": psutil.virtual_memory().total, "environment": env}
+            "memory_bytes": psutil.virtual_memory().total, "gpu_devices": gpu_devices(), "environment": env}
+
+
+def gpu_devices(dev: str | None = None) -> int:
+    """NVIDIA GPUs of the node: its ``/dev/nvidiaN`` device files (what an unset CUDA_VISIBLE_DEVICES
+    gives a job), whatever NVML can read. ``SVBENCH_DEV_ROOT`` points elsewhere for tests."""
+    root = Path(dev or os.environ.get("SVBENCH_DEV_ROOT") or "/dev")
+    try:
+        return sum(1 for p in root.iterdir() if re.fullmatch(r"nvidia\d+", p.name))
+    except OSError:
+        return 0
 
 
 class _Latch:
@@ -133,14 +149,19 @@ class _Slot:
 
     def read(self) -> tuple[str, list[Reading], int, int]:
         t0_wall, t0_mono = time.time_ns(), time.monotonic_ns()
+        stamp: tuple[int, int] | None = None
         try:
             readings = self.sensor.read()
+            # a sensor that retries inside read() (IPMI) knows when the try that answered ran
+            stamp = getattr(self.sensor, "last_stamp", None)
         except Exception as exc:  # a failing sensor becomes a recorded gap; the others go on
             self.errors += 1
             if self.errors <= 3 or self.errors % 100 == 0:
                 log.warning("sensor %s failed (%d times): %s", self.sensor.name, self.errors, exc)
             readings = [Reading("*", "error", math.nan, "", "other")]
-        # stamp the midpoint: honest for instant reads and for a slow BMC call alike
+        if stamp is not None:
+            return self.sensor.name, readings, stamp[0], stamp[1]
+        # else stamp the midpoint: honest for instant reads and for a slow single call alike
         t1_wall, t1_mono = time.time_ns(), time.monotonic_ns()
         return self.sensor.name, readings, (t0_wall + t1_wall) // 2, (t0_mono + t1_mono) // 2
 
@@ -183,6 +204,11 @@ def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Eve
     sensors, statuses = open_sensors(config, track_pid)
     writer = TraceWriter(out_dir / "trace.csv", flush_s=FLUSH_S)
     started_wall_ns, started_mono_ns = time.time_ns(), time.monotonic_ns()
+    # every row after this one, to the next session row, is this sidecar's, on this node's monotonic clock:
+    # a requeued job appends a new session (another node, another clock) to the same trace
+    session = uuid.uuid4().hex
+    writer.write_batch([(SESSION_SENSOR, [Reading(session, SESSION_QUANTITY, 0.0, "", "other")],
+                         started_wall_ns, started_mono_ns)], flush=True)
     firsts = [threading.Event() for _ in sensors]
     start = time.monotonic()
     slots = [_Slot(s, start, ev) for s, ev in zip(sensors, firsts, strict=True)]
@@ -203,7 +229,7 @@ def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Eve
         ev.wait(max(deadline - time.monotonic(), 0.0))
     meta = {"node": node_metadata(), "pid": os.getpid(), "track_pid": track_pid,
             "sensors": [asdict(s) for s in statuses], "started_wall_ns": started_wall_ns,
-            "started_mono_ns": started_mono_ns}
+            "started_mono_ns": started_mono_ns, "session": session}
     tmp = out_dir / (READY_FILE + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, default=str))
     os.replace(tmp, out_dir / READY_FILE)  # its appearance tells the monitor we are sampling

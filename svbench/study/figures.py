@@ -19,8 +19,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from svbench.energy.join import REST_OF_JOB  # noqa: E402
+from svbench.energy.markers import (
+    BASELINE,  # noqa: E402
+    read_markers,  # noqa: E402
+)
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
-from svbench.energy.markers import read_markers  # noqa: E402
 from svbench.energy.trace import read_trace  # noqa: E402
 from svbench.study.analysis import by_arch, knee, pareto_front  # noqa: E402,F401  (pareto_front re-exported)
 
@@ -244,15 +248,15 @@ def energy_by_phase(phases: pd.DataFrame, out: Path) -> Path:
     palette = plt.get_cmap("tab10")
     for ax, step in zip(axes[0], steps, strict=True):
         rows = _phase_jobs(phases, step)
-        rows = rows[rows["phase"] != "job"] if len(rows) else rows
+        rows = rows[~rows["phase"].isin(("job", BASELINE))] if len(rows) else rows  # the baseline is not the job's
         if not len(rows):
             _stacked_bars(ax, pd.DataFrame(), {}, "J", False, STEP_TITLES[step])
             continue
         table = rows.pivot_table(index="arch", columns="phase", values="energy_j", aggfunc="mean", sort=False)
         table = table.reindex(index=list(dict.fromkeys(rows["arch"])))
-        order = [p for p in dict.fromkeys(rows["phase"]) if p != "rest of job"] + ["rest of job"]
+        order = [p for p in dict.fromkeys(rows["phase"]) if p != REST_OF_JOB] + [REST_OF_JOB]
         table = table[[p for p in order if p in table.columns]]
-        colours = {p: palette(i) for i, p in enumerate(table.columns)} | {"rest of job": "#bbbbbb"}
+        colours = {p: palette(i) for i, p in enumerate(table.columns)} | {REST_OF_JOB: "#bbbbbb"}
         table, unit = _in_readable_unit(table)
         _stacked_bars(ax, table, colours, unit, _estimated(rows["basis"]), STEP_TITLES[step])
     fig.suptitle("Energy by phase (all spans and attempts summed; mean over seeds)", fontsize=11)

@@ -1,8 +1,10 @@
 """The study summary: one row per architecture and seed, joined from every step's own files.
 
-Energy of a job: the node meter when there is one (it covers everything), else the sum of the
-measured components (GPU + CPU package + DRAM). A job with no sensor at all has an empty energy, never
-zero. ``*_energy_basis`` says whether the figure is measured, estimated (the CPU-time model) or both.
+Energy of a job: the node meter when it covers the components, node + GPU when it leaves the GPUs out,
+else the sum of the measured components (GPU + CPU package + DRAM): see
+:func:`svbench.energy.join.closure`; ``*_total_from`` says which. A job with no sensor at all has an empty
+energy, never zero. ``*_energy_basis`` says whether the figure is measured, estimated (the CPU-time
+model), both, or ``partial`` (a GPU job whose GPUs no sensor read).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svbench.corpus.manifest import read_manifest
-from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, operational_g
-from svbench.energy.join import energy_basis, total_rows
-from svbench.energy.markers import read_markers
+from svbench.corpus.manifest import read_manifest, read_trials
+from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count
+from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total_rows, total_sources
+from svbench.energy.markers import BASELINE, read_markers
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
 from svbench.study.tables import write_table
@@ -26,17 +28,38 @@ from svbench.study.tables import write_table
 log = logging.getLogger("svbench.study")
 
 STEPS = ("train", "embed", "score")
-COMPONENTS = ("gpu", "cpu", "dram", "node")
+COMPONENTS = ("gpu", "cpu", "dram", "node")  # the node meter beside the parts it may cover
 
 
-def energy_of(frame: pd.DataFrame, phase: str) -> dict:
-    """Total energy of all spans named ``phase`` (all attempts), with basis, coverage and time span."""
-    rows = frame[frame["phase"] == phase] if len(frame) else frame
+def _of_phase(frame: pd.DataFrame, phase: str, trials: str | None = None) -> pd.DataFrame:
+    """The rows of every span named ``phase`` (all attempts); with ``trials``, only the spans of that list."""
+    if not len(frame):
+        return frame
+    rows = frame[frame["phase"] == phase]
+    if trials is not None:
+        rows = rows[[_detail_of(d).get("trials") == trials for d in rows["detail"]]]
+    return rows
+
+
+def _detail_of(text: object) -> dict:
+    return json.loads(text) if isinstance(text, str) and text else {}
+
+
+def energy_of(frame: pd.DataFrame, phase: str, gpus: int | None = 0, trials: str | None = None) -> dict:
+    """Total energy of all spans named ``phase`` (all attempts), with basis, coverage, time span, the
+    components, the node's rest, and the idle/dynamic split.
+
+    The total of each span follows :func:`svbench.energy.join.closure` (``total_from``: node, node+gpu or
+    components). ``gpus`` is the job's GPU count (:func:`gpu_count`); None means the job had GPUs that no
+    sensor read, so a total without a node meter lacks them: basis ``partial``, never ``measured``.
+    """
+    rows = _of_phase(frame, phase, trials)
     out = {"energy_j": math.nan, "basis": "not measured", "coverage": math.nan, "seconds": math.nan,
-           "start_ns": None, "end_ns": None} | {f"{c}_j": math.nan for c in COMPONENTS}
+           "start_ns": None, "end_ns": None, "rest_of_node_j": math.nan, "idle_j": math.nan, "dynamic_j": math.nan,
+           "total_from": "none", "closure_note": ""} | {f"{c}_j": math.nan for c in COMPONENTS}
     if rows is None or len(rows) == 0:
         return out
-    for c in COMPONENTS:
+    for c in (*COMPONENTS, "rest_of_node"):
         part = rows[rows["component"] == c]
         if len(part):
             out[f"{c}_j"] = float(part["energy_j"].sum(min_count=1))
@@ -44,33 +67,96 @@ def energy_of(frame: pd.DataFrame, phase: str) -> dict:
     if not len(used):
         return out
     out["energy_j"] = float(used["energy_j"].sum(min_count=1))
+    out["total_from"], out["closure_note"] = total_sources(rows)
     out["basis"] = energy_basis(used)
+    if gpus is None and not (used["component"] == "gpu").any() and out["total_from"] != "node":
+        out["basis"] = "partial"  # the GPUs ran unmeasured: the figure leaves them out
     out["coverage"] = float(used["coverage"].min())
-    spans = used.drop_duplicates(["attempt", "index", "t_start_wall_ns"])
+    for c in ("idle_j", "dynamic_j"):
+        if c in used:
+            out[c] = float(used[c].sum(min_count=1)) if used[c].notna().all() else math.nan
+    spans = used.drop_duplicates([c for c in SPAN if c in used.columns])
     out["seconds"] = float(spans["seconds"].sum())
     out["start_ns"], out["end_ns"] = int(used["t_start_wall_ns"].min()), int(used["t_end_wall_ns"].max())
     return out
 
 
-def _carbon_g(frame: pd.DataFrame, phase: str, pue: Factor, intensity: Intensity) -> float:
-    """Operational gCO2e of every span named ``phase``, each at the mean intensity of its own time span
-    (a job resumed after preemption: each attempt at the grid intensity of its own hours)."""
-    if math.isnan(energy_of(frame, phase)["energy_j"]):
+def _carbon_g(frame: pd.DataFrame, phase: str, pue: Factor, intensity: Intensity, trials: str | None = None) -> float:
+    """Operational gCO2e of every span named ``phase``: each row's energy at its own intensity, weighted by
+    energy over the row's samples where the join was given the intensity series (``intensity_g_per_kwh``),
+    else the series' time-weighted mean over the row's span (exact for a constant intensity)."""
+    used = total_rows(_of_phase(frame, phase, trials))
+    if not len(used) or used["energy_j"].isna().all():
         return math.nan
-    used = total_rows(frame[frame["phase"] == phase])
-    return float(sum(operational_g(r.energy_j, int(r.t_start_wall_ns), int(r.t_end_wall_ns), pue, intensity)
-                     for r in used.itertuples()))
+    grams = []
+    for r in used.itertuples():
+        level = getattr(r, "intensity_g_per_kwh", math.nan)
+        if level is None or math.isnan(level):
+            level = intensity.mean_over(int(r.t_start_wall_ns), int(r.t_end_wall_ns))
+        grams.append(r.energy_j / 3.6e6 * pue.value * level)
+    return float(pd.Series(grams).sum(min_count=1))
 
 
 def _read_energy(path: Path) -> pd.DataFrame:
     if not path.exists():
         log.warning("%s missing: energy left empty", path)
         return pd.DataFrame(columns=["phase", "component", "energy_j", "estimated"])
-    return pd.read_csv(path)
+    return read_energy(path)
 
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _list_audio_seconds(results: Path, names: list[str], seconds: dict[str, float]) -> dict[str, float]:
+    """Audio seconds of the test utterances each trial list uses (enrolment and test sides)."""
+    out = {}
+    for name in names:
+        path = results / "corpus" / "trials" / f"{name}.txt"
+        if not path.exists():
+            out[name] = math.nan
+            continue
+        used = {u for t in read_trials(path) for u in (t.enroll, t.test)}
+        out[name] = float(sum(seconds.get(u, 0.0) for u in used))
+    return out
+
+
+def inference_rows(energy: dict[str, pd.DataFrame], metrics: dict, test_seconds: dict[str, float],
+                   list_seconds: dict[str, float], pue: Factor, intensity: Intensity) -> dict:
+    """The inference figures of one model on one basis, per trial list L (see the README):
+
+    E_L = E(embed_test) × audio seconds of the test utterances L uses / audio seconds of all test utterances
+          + E(score phases of L);
+    J per trial = E_L / trials of L; kJ per audio hour = E_L / audio hours L uses; CO2e likewise pro rata.
+    The all-lists figures sum the lists. Training-set embeddings (cohort, mean) are reported apart, once.
+    """
+    embed = energy_of(energy["embed"], "embed_test")
+    embed_g = _carbon_g(energy["embed"], "embed_test", pue, intensity)
+    total_audio = sum(test_seconds.values())
+    row: dict = {"embed_test_energy_j": embed["energy_j"],
+                 "embed_train_energy_j": energy_of(energy["embed"], "embed_train")["energy_j"],
+                 "score_energy_j": energy_of(energy["score"], "score")["energy_j"]}
+    sums = {"j": 0.0, "g": 0.0, "trials": 0, "hours": 0.0}
+    bases = set()
+    for name, m in metrics.items():
+        if not isinstance(m, dict):
+            continue
+        share = list_seconds.get(name, math.nan) / total_audio if total_audio else math.nan
+        score = energy_of(energy["score"], "score", trials=name)
+        joules = embed["energy_j"] * share + score["energy_j"]
+        grams = embed_g * share + _carbon_g(energy["score"], "score", pue, intensity, trials=name)
+        hours = list_seconds.get(name, math.nan) / 3600
+        row |= {f"inference_j_per_trial_{name}": joules / m["trials"] if m["trials"] else math.nan,
+                f"inference_kj_per_audio_hour_{name}": joules / 1e3 / hours if hours else math.nan,
+                f"inference_co2e_g_{name}": grams}
+        sums = {"j": sums["j"] + joules, "g": sums["g"] + grams, "trials": sums["trials"] + m["trials"],
+                "hours": sums["hours"] + hours}
+        bases |= {embed["basis"], score["basis"]}
+    row |= {"inference_j_per_trial": sums["j"] / sums["trials"] if sums["trials"] else math.nan,
+            "inference_kj_per_audio_hour": sums["j"] / 1e3 / sums["hours"] if sums["hours"] else math.nan,
+            "inference_co2e_g": sums["g"] if sums["trials"] else math.nan,
+            "inference_energy_basis": "/".join(sorted(bases)) if bases else "not measured"}
+    return row
 
 
 def summary_rows(results: Path, config: dict) -> list[dict]:
@@ -79,8 +165,8 @@ def summary_rows(results: Path, config: dict) -> list[dict]:
     specs = specs_from_grid(config["grid"])
     f = factors_from_config(config["carbon"])
     pue, intensity = f["pue"], f["intensity"]
-    test_utts = read_manifest(results / "corpus" / "test.tsv")
-    audio_hours = sum(u.seconds for u in test_utts) / 3600
+    test_seconds = {u.utt: u.seconds for u in read_manifest(results / "corpus" / "test.tsv")}
+    list_seconds: dict[str, float] | None = None
     rows = []
     for spec in specs:
         for seed in config.get("seeds", [0]):
@@ -92,50 +178,44 @@ def summary_rows(results: Path, config: dict) -> list[dict]:
                          "params_m": info["params"] / 1e6, "macs_g": info["macs"] / 1e9,
                          "macs_frames": info.get("macs_frames", 200),
                          "epochs": info.get("epochs"), "samples_per_epoch": info.get("samples_per_epoch")}
-            n_trials = 0
             for name, m in metrics.items():
                 if not isinstance(m, dict):
                     continue
-                n_trials += m["trials"]
                 for backend, values in m.items():
                     if isinstance(values, dict):
                         row[f"eer_{backend}_{name}"] = 100 * values["eer"]
                         row[f"min_dcf_0.01_{backend}_{name}"] = values["min_dcf_0.01"]
                         row[f"min_dcf_0.05_{backend}_{name}"] = values["min_dcf_0.05"]
-            energy = {step: _read_energy(results / "energy" / step / where / "energy.csv") for step in STEPS}
-            train = energy_of(energy["train"], "job")
+            folders = {step: results / "energy" / step / where for step in STEPS}
+            energy = {step: _read_energy(folders[step] / "energy.csv") for step in STEPS}
+            gpus = {step: gpu_count(energy[step], _read_json(folders[step] / "sidecar.json")) for step in STEPS}
+            train = energy_of(energy["train"], "job", gpus["train"])
             row |= {"train_energy_kwh": train["energy_j"] / 3.6e6, "train_hours": train["seconds"] / 3600,
-                    "train_energy_basis": train["basis"], "train_coverage": train["coverage"]}
-            row |= {f"train_{c}_kwh": train[f"{c}_j"] / 3.6e6 for c in COMPONENTS}
-            embed_test = energy_of(energy["embed"], "embed_test")
-            score = energy_of(energy["score"], "score")
-            infer_j = embed_test["energy_j"] + score["energy_j"]
-            row |= {"embed_test_energy_j": embed_test["energy_j"], "score_energy_j": score["energy_j"],
-                    "inference_j_per_utt": embed_test["energy_j"] / max(len(test_utts), 1),
-                    "inference_j_per_trial": infer_j / n_trials if n_trials else math.nan,
-                    "inference_kj_per_audio_hour":
-                        embed_test["energy_j"] / 1e3 / audio_hours if audio_hours else math.nan,
-                    "inference_energy_basis": embed_test["basis"]}
+                    "train_energy_basis": train["basis"], "train_coverage": train["coverage"],
+                    "train_total_from": train["total_from"],
+                    "train_idle_kwh": train["idle_j"] / 3.6e6, "train_dynamic_kwh": train["dynamic_j"] / 3.6e6}
+            row |= {f"train_{c}_kwh": train[f"{c}_j"] / 3.6e6 for c in (*COMPONENTS, "rest_of_node")}
+            if list_seconds is None:  # the lists are the same for every model
+                names = [n for n, m in metrics.items() if isinstance(m, dict)]
+                list_seconds = _list_audio_seconds(results, names, test_seconds)
+            row |= inference_rows(energy, metrics, test_seconds, list_seconds, pue, intensity)
             train_g = _carbon_g(energy["train"], "job", pue, intensity)
-            infer_g = sum(_carbon_g(energy[s], "job", pue, intensity) for s in ("embed", "score"))
-            # embodied: each step's hours on its own real GPU count (NVML channels), plus the server
+            # embodied: each step's hours on its own real GPU count (NVML channels), plus the server;
+            # a step without a measured span has unknown hours: its embodied carbon stays empty
             gpu_g = server_g = 0.0
-            gpus_seen = []
             for step in STEPS:
                 hours = energy_of(energy[step], "job")["seconds"] / 3600
-                sidecar = _read_json(results / "energy" / step / where / "sidecar.json")
-                gpus = gpu_count(energy[step], sidecar)
-                gpus_seen.append(gpus)
-                g_gpu, g_server = embodied_g(0.0 if math.isnan(hours) else hours, gpus, f["gpu_kg_per_hour"],
-                                             f["server_kg_per_hour"])
+                g_gpu, g_server = embodied_g(hours, gpus[step], f["gpu_kg_per_hour"], f["server_kg_per_hour"])
                 gpu_g, server_g = gpu_g + g_gpu, server_g + g_server
-            row |= {"train_co2e_g": train_g, "inference_co2e_g": infer_g,
-                    "train_gpus": gpus_seen[0] if gpus_seen[0] is not None else math.nan,
+            row |= {"train_co2e_g": train_g, "train_closure": train["closure_note"],
+                    "train_gpus": gpus["train"] if gpus["train"] is not None else math.nan,
                     "embodied_gpu_co2e_g": gpu_g, "embodied_server_co2e_g": server_g,
                     "embodied_co2e_g": gpu_g + server_g,
                     # the intensity of the training's own hours; none without a measured training span
-                    "pue": pue.value, "intensity_g_per_kwh": math.nan if train["start_ns"] is None
-                    else intensity.mean_over(train["start_ns"], train["end_ns"])}
+                    # the intensity the training's energy met (weighted by it); none without measured energy
+                    "pue": pue.value, "intensity_g_per_kwh": train_g / (train["energy_j"] / 3.6e6 * pue.value)
+                    if train["energy_j"] > 0 else math.nan,
+                    "intensity_source": intensity.label}
             rows.append(row)
     return rows
 
@@ -143,9 +223,10 @@ def summary_rows(results: Path, config: dict) -> list[dict]:
 def phase_rows(results: Path, config: dict) -> list[dict]:
     """Energy per phase of every job: one row per (arch, seed, step, phase name), all spans summed.
 
-    ``rest of job`` is what the job spent outside its marked phases (start-up, loading, writing);
-    ``job`` is the whole job. Components are kept; ``rest_of_node_j`` is the node meter minus the
-    measured components when the node has a meter.
+    ``idle_baseline`` is the monitor's idle sampling before the job; ``rest_of_job`` is what the job
+    spent outside its marked phases (start-up, loading, writing), from the union of their spans, never
+    negative; ``job`` is the whole job. Components are kept; ``rest_of_node_j`` is the node meter minus
+    the components it covers, ``idle_j``/``dynamic_j`` the split by the idle baseline.
     """
     results = Path(results)
     f = factors_from_config(config["carbon"])
@@ -153,33 +234,24 @@ def phase_rows(results: Path, config: dict) -> list[dict]:
     for spec in specs_from_grid(config["grid"]):
         for seed in config.get("seeds", [0]):
             for step in STEPS:
-                frame = _read_energy(results / "energy" / step / spec.name / f"seed{seed}" / "energy.csv")
-                names = [p for p in dict.fromkeys(frame["phase"]) if p not in ("job", "idle_baseline")]
-                job = _phase_row(frame, "job", f)
-                parts = [_phase_row(frame, name, f) for name in names]
-                rest = {"phase": "rest of job"} | {
-                    k: job[k] - sum(p[k] for p in parts) for k in ("seconds", "energy_j", "co2e_g")
-                    + tuple(f"{c}_j" for c in COMPONENTS)} | {"basis": job["basis"], "coverage": job["coverage"],
-                                                              "spans": math.nan}
-                if parts and not math.isnan(rest["energy_j"]) and rest["energy_j"] < 0:
-                    log.warning("%s/%s seed%s: marked phases overlap (they add up to more than the job)",
-                                step, spec.name, seed)
-                    rest["energy_j"] = math.nan
-                for r in [*parts, rest, job] if parts else [job]:
-                    rows.append({"arch": spec.name, "seed": seed, "step": step} | r)
+                folder = results / "energy" / step / spec.name / f"seed{seed}"
+                frame = _read_energy(folder / "energy.csv")
+                gpus = gpu_count(frame, _read_json(folder / "sidecar.json"))
+                names = [p for p in dict.fromkeys(frame["phase"]) if p not in ("job", REST_OF_JOB, BASELINE)]
+                order = [BASELINE] * (BASELINE in set(frame["phase"])) + names + [REST_OF_JOB] * bool(names) + ["job"]
+                for name in order:
+                    rows.append({"arch": spec.name, "seed": seed, "step": step} | _phase_row(frame, name, f, gpus))
     return rows
 
 
-def _phase_row(frame: pd.DataFrame, name: str, f: dict) -> dict:
-    e = energy_of(frame, name)
-    comps = [e[f"{c}_j"] for c in ("gpu", "cpu", "dram")]
-    known = [c for c in comps if not math.isnan(c)]
-    rest_node = e["node_j"] - sum(known) if known and not math.isnan(e["node_j"]) else math.nan
-    spans = frame[frame["phase"] == name].drop_duplicates(["attempt", "index", "t_start_wall_ns"]) if len(frame) \
-        else frame
+def _phase_row(frame: pd.DataFrame, name: str, f: dict, gpus: int | None) -> dict:
+    e = energy_of(frame, name, gpus)
+    spans = _of_phase(frame, name)
+    spans = spans.drop_duplicates([c for c in SPAN if c in spans.columns]) if len(spans) else spans
     return {"phase": name, "spans": len(spans), "seconds": e["seconds"], "energy_j": e["energy_j"],
-            **{f"{c}_j": e[f"{c}_j"] for c in COMPONENTS}, "rest_of_node_j": rest_node,
-            "basis": e["basis"], "coverage": e["coverage"],
+            **{f"{c}_j": e[f"{c}_j"] for c in COMPONENTS}, "rest_of_node_j": e["rest_of_node_j"],
+            "idle_j": e["idle_j"], "dynamic_j": e["dynamic_j"], "total_from": e["total_from"],
+            "basis": e["basis"], "coverage": e["coverage"], "closure": e["closure_note"],
             "co2e_g": _carbon_g(frame, name, f["pue"], f["intensity"])}
 
 
@@ -243,7 +315,7 @@ def job_provenance(results: Path, config: dict) -> pd.DataFrame:
                 job = frame[frame["phase"] == "job"] if len(frame) else frame
                 env = sidecar.get("node", {}).get("environment", {}) or {}
                 gpus = gpu_count(frame, sidecar)
-                e = energy_of(frame, "job")
+                e = energy_of(frame, "job", gpus)
                 short = frame[(frame["phase"] != "job") & ~frame["resolved"].astype(bool)] \
                     if len(frame) and "resolved" in frame else frame.iloc[0:0]
                 rows.append({
@@ -253,8 +325,9 @@ def job_provenance(results: Path, config: dict) -> pd.DataFrame:
                     "attempts": int(job["attempt"].nunique()) if len(job) else 0,
                     "sensors": " ".join(sorted({f"{r.sensor}/{r.channel}" for r in job.itertuples()})) or "none",
                     "methods": " ".join(sorted(set(job["method"]))) if len(job) else "",
-                    "basis": e["basis"], "coverage": e["coverage"],
-                    "unresolved_phases": len(short), "gpus": "unknown" if gpus is None else gpus,
+                    "basis": e["basis"], "total_from": e["total_from"], "closure": e["closure_note"],
+                    "coverage": e["coverage"], "unresolved_phases": len(short),
+                    "gpus": "unknown" if gpus is None else gpus,
                     # node-level sensors describe one job only on a node of its own (REFERENCE §7)
                     "node": node_sharing(folder / "markers.jsonl"),
                 })
@@ -295,7 +368,8 @@ def build_summary(results: Path, config: dict, out_dir: Path) -> pd.DataFrame:
                 caption="svbench study summary: one row per architecture, mean ± sd over seeds")
     write_table(pd.DataFrame(phase_rows(results, config)), out_dir / "phases",
                 caption="Energy (J) and operational CO2e (g) per phase of every job, all spans and attempts summed")
-    carbon_cols = ["arch", "seed", "train_energy_kwh", "train_energy_basis", "pue", "intensity_g_per_kwh",
+    carbon_cols = ["arch", "seed", "train_energy_kwh", "train_idle_kwh", "train_dynamic_kwh", "train_energy_basis",
+                   "train_total_from", "pue", "intensity_g_per_kwh", "intensity_source",
                    "train_co2e_g", "inference_co2e_g", "train_gpus", "embodied_gpu_co2e_g", "embodied_server_co2e_g",
                    "embodied_co2e_g"]
     write_table(frame[carbon_cols], out_dir / "carbon",
