@@ -113,9 +113,11 @@ def cmd_monitor(a: argparse.Namespace) -> int:
 def cmd_energy_join(a: argparse.Namespace) -> int:
     import pandas as pd
 
+    from svbench.energy.carbon import Intensity
     from svbench.energy.join import join
 
-    frame = join(a.trace, a.markers, a.out)
+    intensity = Intensity.from_config(a.intensity) if a.intensity else None
+    frame = join(a.trace, a.markers, a.out, intensity)
     job = frame[frame["phase"] == "job"]
     for _, row in job.iterrows():
         if row["component"] == "slurm_crosscheck":
@@ -123,7 +125,9 @@ def cmd_energy_join(a: argparse.Namespace) -> int:
             print(f"SLURM ConsumedEnergy (cross-check, attempt {row['attempt']}): {value}")
             continue
         label = " (estimated)" if row["estimated"] else ""
-        print(f"{row['sensor']}/{row['channel']}: {row['energy_j']:.1f} J{label}, coverage {row['coverage']:.0%}")
+        notes = f" [{row['notes']}]" if row["notes"] else ""
+        print(f"attempt {row['attempt']} {row['sensor']}/{row['channel']}: {row['energy_j']:.1f} J{label}, "
+              f"coverage {row['coverage']:.0%}{notes}")
     return 0
 
 
@@ -288,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = energy.add_parser("join", help="energy per phase from a trace and its markers")
     s.add_argument("--trace", type=Path, required=True)
     s.add_argument("--markers", type=Path, required=True)
+    s.add_argument("--intensity", type=_json, help="carbon.intensity as JSON: with a series, every row's intensity "
+                   "is weighted by the energy of its samples")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_energy_join)
     s = energy.add_parser("emissions", help="CodeCarbon's emissions.csv (and emissions_svbench.csv) from energy.csv")

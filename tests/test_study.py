@@ -17,7 +17,7 @@ from svbench.study.analysis import (
 from svbench.study.figures import FIGURES, make_figures, power_series, stage_families
 from svbench.study.grid import arch_table, specs_from_grid
 from svbench.study.report import write_study_report
-from svbench.study.summary import build_summary, energy_of
+from svbench.study.summary import build_summary, energy_of, summary_rows
 from svbench.study.tables import write_table
 
 
@@ -89,7 +89,8 @@ EER = {"a": 0.12, "b": 0.10, "b_back": 0.105, "c": 0.095}
 MACS = {"a": 1e8, "b": 2e8, "b_back": 2e8, "c": 4e8}
 
 
-def write_job(folder: Path, watts: float, seconds: float, start_ns: int, phases: list[str]) -> None:
+def write_job(folder: Path, watts: float, seconds: float, start_ns: int, phases: list[str],
+              fields: dict | None = None) -> None:
     """trace.csv (a CPU energy counter and DRAM power every 0.5 s), markers.jsonl and energy.csv of one job."""
     from svbench.energy.join import join
 
@@ -106,7 +107,7 @@ def write_job(folder: Path, watts: float, seconds: float, start_ns: int, phases:
     for i, name in enumerate(phases):
         a, b = (i + 0.5) * span, (i + 1.5) * span
         marks.append({"event": "start", "phase": name, "index": i, "pid": 1, "t_wall_ns": start_ns + int(a * 1e9),
-                      "t_mono_ns": int(1e12 + a * 1e9)})
+                      "t_mono_ns": int(1e12 + a * 1e9), **(fields or {})})
         marks.append({"event": "stop", "phase": name, "index": i, "pid": 1, "ok": True,
                       "t_wall_ns": start_ns + int(b * 1e9), "t_mono_ns": int(1e12 + b * 1e9)})
     marks.append({"event": "end", "status": 0, "t_wall_ns": start_ns + int(seconds * 1e9),
@@ -123,7 +124,10 @@ def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0,
     """A results tree with training energy proportional to MACs (plus a constant), 20 trials per job."""
     results = root / "results"
     (results / "corpus").mkdir(parents=True, exist_ok=True)
-    (results / "corpus" / "test.tsv").write_text("utt\tspeaker\tpath\tseconds\nu1\ts1\tu1.wav\t3.0\n")
+    (results / "corpus" / "test.tsv").write_text("utt\tspeaker\tpath\tseconds\nu1\ts1\tu1.wav\t3.0\n"
+                                                 "u2\ts2\tu2.wav\t5.0\n")
+    (results / "corpus" / "trials").mkdir(exist_ok=True)
+    (results / "corpus" / "trials" / "syn.txt").write_text("1 u1 u1\n")  # "syn" uses u1 alone: 3 of 8 s
     for spec in grid:
         name = spec["name"]
         for seed in seeds:
@@ -143,7 +147,8 @@ def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0,
             write_job(results / "energy" / "train" / where, 100.0, joules / 100 / 1.1, T0 + seed * 10**12,
                       ["epoch", "epoch"])
             write_job(results / "energy" / "embed" / where, 50.0, 2.0, T0 + 10**11, ["embed_test", "embed_train"])
-            write_job(results / "energy" / "score" / where, 50.0, 1.0, T0 + 2 * 10**11, ["score"])
+            write_job(results / "energy" / "score" / where, 50.0, 1.0, T0 + 2 * 10**11, ["score"],
+                      {"backend": "cosine", "trials": "syn"})
     return {"grid": grid, "seeds": list(seeds), "energy": {},
             "carbon": {"pue": {"value": 1.2, "source": "site"}, "intensity": {"value": 100.0, "source": "grid"},
                        "embodied": {"gpu_kg_per_hour": {"value": 0.0034, "source": "BLOOM"},
@@ -325,3 +330,106 @@ def test_study_report_with_one_architecture_still_writes_every_output(tmp_path: 
 def test_channels_without_samples_stay_empty_in_the_total() -> None:
     frame = _rows(("job", None, 1, 5.0, "cpu", float("nan"), 0.0, False, 0, 5))
     assert math.isnan(energy_of(frame, "job")["energy_j"]) and math.isnan(energy_of(frame, "job")["cpu_j"])
+
+
+def test_binned_power_streams_sessions_apart(tmp_path: Path) -> None:
+    """Two sessions whose counters restart: each is differentiated on its own, never across the restart."""
+    from svbench.energy.sensors.base import Reading
+    from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
+    from svbench.study.figures import binned_power
+
+    w = TraceWriter(tmp_path / "trace.csv")
+    for sid, start, watts in (("a", 0.0, 100.0), ("b", 20.0, 300.0)):
+        ns = T0 + int(start * 1e9)
+        w.write(SESSION_SENSOR, [Reading(sid, SESSION_QUANTITY, 0.0, "", "other")], ns, ns)
+        for k in range(41):
+            ns = T0 + int((start + 0.25 * k) * 1e9)
+            w.write("rapl", [Reading("package-0", "energy", watts * 0.25 * k, "J", "cpu")], ns, 10**9 * k)
+    w.close()
+    s = binned_power(tmp_path / "trace.csv", bins=30)
+    watts = s["watts"].to_numpy()
+    near = np.isclose(watts, 100.0, rtol=1e-5) | np.isclose(watts, 300.0, rtol=1e-5)
+    assert near.all() and (watts < 200).any() and (watts > 200).any()  # no step of the restart in between
+    assert s["t"].max() - s["t"].min() > 25
+
+
+# --- issue 12: the summary's honest figures --------------------------------------------------------------------
+
+
+def _job(folder: Path, readings, markers: list[dict], sidecar: dict | None = None, step_s: float = 10.0,
+         seconds: float = 7200.0) -> pd.DataFrame:
+    """A one-session trace of ``readings(t) -> [Reading]`` every ``step_s``, its markers, joined."""
+    from svbench.energy.join import join
+    from svbench.energy.sensors.base import Reading
+    from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    w = TraceWriter(folder / "trace.csv")
+    w.write(SESSION_SENSOR, [Reading("s1", SESSION_QUANTITY, 0.0, "", "other")], T0, 10**12)
+    for k in range(int(seconds / step_s) + 1):
+        t = k * step_s
+        w.write("x", readings(t), T0 + int(t * 1e9), 10**12 + int(t * 1e9))
+    w.close()
+    # marker times ``t`` in seconds: wall T0 + t, monotonic 1e12 ns + t, as the trace's rows
+    (folder / "markers.jsonl").write_text("".join(json.dumps(
+        {"t_wall_ns": T0 + int(m["t"] * 1e9), "t_mono_ns": 10**12 + int(m["t"] * 1e9)}
+        | {k: v for k, v in m.items() if k != "t"}) + "\n" for m in markers))
+    (folder / "sidecar.json").write_text(json.dumps(sidecar or {"node": {"gpu_devices": 0, "environment": {}}}))
+    return join(folder / "trace.csv", folder / "markers.jsonl", folder / "energy.csv")
+
+
+def test_carbon_is_weighted_by_energy_not_by_time(tmp_path: Path) -> None:
+    """1 h at 100 W on a 100 g/kWh grid, then 1 h at 1000 W on 500 g/kWh: 510 g, not 330 g."""
+    from svbench.energy.carbon import Factor, Intensity
+    from svbench.energy.join import join
+    from svbench.energy.sensors.base import Reading
+    from svbench.study.summary import _carbon_g
+
+    series = tmp_path / "grid.csv"
+    start = pd.Timestamp(T0, unit="ns", tz="UTC")
+    series.write_text(f"timestamp,gco2e_per_kwh\n{start.isoformat()},100\n"
+                      f"{(start + pd.Timedelta(hours=1)).isoformat()},500\n")
+    _job(tmp_path / "job", lambda t: [Reading("node", "energy", 100.0 * min(t, 3600) + 1000.0 * max(t - 3600, 0),
+                                              "J", "node")],
+         [{"event": "begin", "session": "s1", "t": 0}, {"event": "end", "status": 0, "t": 7200}])
+    intensity = Intensity.from_config({"series": str(series), "source": "grid"})
+    frame = join(tmp_path / "job" / "trace.csv", tmp_path / "job" / "markers.jsonl", None, intensity)
+    assert _carbon_g(frame, "job", Factor(1.0, "ratio", "s"), intensity) == pytest.approx(510.0, rel=1e-3)
+    assert energy_of(frame, "job")["energy_j"] == pytest.approx(1.1 * 3.6e6)
+    late = Intensity.from_config({"series": str(series), "source": "grid"})
+    with pytest.raises(ValueError, match="grid.csv"):  # a job a day later is outside the series
+        late.at(np.array([T0 + 86400 * 10**9]))
+
+
+def test_idle_and_dynamic_energy_and_a_gpu_job_without_gpu_readings(tmp_path: Path) -> None:
+    from svbench.energy.sensors.base import Reading
+
+    frame = _job(tmp_path / "job", lambda t: [Reading("package-0", "energy", 50.0 * t + 50.0 * max(t - 100, 0),
+                                                      "J", "cpu")],
+                 [{"event": "begin", "session": "s1", "t": 0},
+                  {"event": "start", "phase": "idle_baseline", "index": None, "pid": 1, "t": 0},
+                  {"event": "stop", "phase": "idle_baseline", "index": None, "pid": 1, "ok": True, "t": 100},
+                  {"event": "end", "status": 0, "t": 1000}], seconds=1000)
+    e = energy_of(frame, "job")
+    assert e["seconds"] == pytest.approx(900.0) and e["energy_j"] == pytest.approx(100.0 * 900)
+    assert e["idle_j"] == pytest.approx(50.0 * 900) and e["dynamic_j"] == pytest.approx(50.0 * 900)
+    assert e["basis"] == "measured"
+    assert energy_of(frame, "job", gpus=None)["basis"] == "partial"  # GPUs given, none read
+
+
+def test_missing_energy_stays_missing_in_embodied_carbon(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,), energy=False)
+    frame = pd.DataFrame(summary_rows(tmp_path / "results", config))
+    assert frame["embodied_co2e_g"].isna().all() and frame["train_energy_kwh"].isna().all()
+
+
+def test_inference_figures_share_one_basis_per_trial_list(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,))
+    row = pd.DataFrame(summary_rows(tmp_path / "results", config)).iloc[0]
+    # embed_test E × (3 s that "syn" uses / 8 s of test audio) + the list's own scoring
+    e_list = row["embed_test_energy_j"] * 3 / 8 + row["score_energy_j"]
+    assert row["inference_j_per_trial_syn"] == pytest.approx(e_list / 20)
+    assert row["inference_kj_per_audio_hour_syn"] == pytest.approx(e_list / 1e3 / (3 / 3600))
+    assert row["inference_co2e_g_syn"] == pytest.approx(e_list / 3.6e6 * 1.2 * 100.0)
+    assert row["inference_j_per_trial"] == pytest.approx(row["inference_j_per_trial_syn"])  # one list: the same
+    assert row["embed_train_energy_j"] > 0  # the cohort and training mean, reported apart

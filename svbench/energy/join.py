@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from svbench.energy.carbon import Intensity
 from svbench.energy.markers import BASELINE, Attempt, Phase, attempts, phases, read_markers
 from svbench.energy.sensors.counter import BREAK_QUANTITY
 from svbench.energy.slurm import consumed_energy_j
@@ -390,8 +391,11 @@ def closure_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
-         intensity_at: IntensityAt | None = None) -> pd.DataFrame:
+         intensity: Intensity | None = None) -> pd.DataFrame:
     """Read a trace and its markers, join them, and write ``energy.csv`` if ``out_path`` is given.
+
+    With an ``intensity`` (:class:`svbench.energy.carbon.Intensity`), every row's ``intensity_g_per_kwh`` is
+    the intensity weighted by the energy of the row's sample intervals (each at the intensity in force then).
 
     A missing or empty trace or markers file, or markers without a ``begin``, is an error naming the file:
     an empty ``energy.csv`` would read as a job that cost nothing.
@@ -406,7 +410,10 @@ def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
     if not job_attempts:
         raise ValueError(f"{markers_path}: no 'begin' marker: not the markers of a monitored job")
     job_phases = phases(records)
-    frame = join_trace(Path(trace_path), job_phases, job_attempts, intensity_at)
+    frame = join_trace(Path(trace_path), job_phases, job_attempts, None if intensity is None else intensity.at)
+    if intensity is not None and intensity.edge_used:
+        frame["notes"] = [f"{n}; " if n else "" for n in frame["notes"]]
+        frame["notes"] += f"intensity: {intensity.label}"
     frame = _typed(pd.concat([frame, slurm_crosscheck(records, job_phases)], ignore_index=True))
     if out_path is not None:
         out_path = Path(out_path)

@@ -25,7 +25,6 @@ from svbench.energy.markers import (
     read_markers,  # noqa: E402
 )
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
-from svbench.energy.trace import read_trace  # noqa: E402
 from svbench.study.analysis import by_arch, knee, pareto_front  # noqa: E402,F401  (pareto_front re-exported)
 
 log = logging.getLogger("svbench.figures")
@@ -384,6 +383,9 @@ def power_series(trace: pd.DataFrame) -> pd.DataFrame:
     Channels of one component (several GPUs) are summed on a common time grid.
     """
     rows = trace[trace["quantity"].isin(["energy", "power"])].dropna(subset=["value"])
+    if "session" in rows:  # a streamed chunk: a counter is differentiated within its own sidecar session
+        own = rows["channel"] + "@" + rows["session"]
+        rows = rows.assign(channel=rows["channel"].where(rows["session"] == "", own))
     if rows.empty:
         return pd.DataFrame(columns=["t", "channel", "component", "watts", "estimated"])
     parts = []
@@ -407,9 +409,50 @@ def power_series(trace: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+TIMELINE_BINS = 600  # points across a timeline: what a panel can show, whatever the trace's length
+
+
+def _wall_range(trace_path: Path) -> tuple[int, int] | None:
+    """First and last wall-clock time of a trace, reading that one column a chunk at a time."""
+    lo, hi = None, None
+    for chunk in pd.read_csv(trace_path, usecols=["t_wall_ns"], chunksize=1_000_000, on_bad_lines="skip"):
+        t = pd.to_numeric(chunk["t_wall_ns"], errors="coerce").dropna()
+        if len(t):
+            lo = int(t.min()) if lo is None else min(lo, int(t.min()))
+            hi = int(t.max()) if hi is None else max(hi, int(t.max()))
+    return None if lo is None or hi is None or hi <= lo else (lo, hi)
+
+
+def binned_power(trace_path: Path, bins: int = TIMELINE_BINS) -> pd.DataFrame:
+    """Mean power per channel in ``bins`` equal slices of the trace's wall-clock span, streamed (bounded
+    memory for a trace of any length); the columns of :func:`power_series`, ``t`` at each slice's centre
+    (empty slices are left out)."""
+    from svbench.energy.trace import iter_trace
+
+    span = _wall_range(trace_path) if Path(trace_path).exists() else None
+    if span is None:
+        return power_series(pd.DataFrame(columns=["quantity", "value"]))
+    edges = np.linspace(span[0] / 1e9, span[1] / 1e9, bins + 1)
+    sums: dict[tuple, np.ndarray] = {}
+    counts: dict[tuple, np.ndarray] = {}
+    meta: dict[tuple, tuple[str, bool]] = {}
+    for chunk in iter_trace(Path(trace_path)):
+        part = power_series(chunk)
+        for (channel, component), g in part.groupby(["channel", "component"], sort=False):
+            k = np.clip(np.searchsorted(edges, g["t"].to_numpy(), side="right") - 1, 0, bins - 1)
+            key = (channel, component)
+            sums[key] = sums.get(key, np.zeros(bins)) + np.bincount(k, g["watts"].to_numpy(), bins)
+            counts[key] = counts.get(key, np.zeros(bins)) + np.bincount(k, minlength=bins)
+            meta[key] = (component, meta.get(key, (component, False))[1] or bool(g["estimated"].any()))
+    centres = (edges[:-1] + edges[1:]) / 2
+    parts = [pd.DataFrame({"t": centres[counts[key] > 0], "channel": key[0], "component": key[1],
+                           "watts": (sums[key] / np.where(counts[key] > 0, counts[key], 1))[counts[key] > 0],
+                           "estimated": meta[key][1]}) for key in sums]
+    return pd.concat(parts, ignore_index=True) if parts else power_series(pd.DataFrame(columns=["quantity", "value"]))
+
+
 def _timeline_panel(ax: plt.Axes, folder: Path, title: str) -> None:
-    trace = read_trace(folder / "trace.csv") if (folder / "trace.csv").exists() else pd.DataFrame()
-    series = power_series(trace) if len(trace) else power_series(pd.DataFrame(columns=["quantity", "value"]))
+    series = binned_power(folder / "trace.csv")
     ax.set_title(title, fontsize=8)
     if series.empty:
         _note(ax, "no power trace")

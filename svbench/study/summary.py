@@ -138,13 +138,22 @@ def inference_rows(energy: dict[str, pd.DataFrame], metrics: dict, test_seconds:
                  "score_energy_j": energy_of(energy["score"], "score")["energy_j"]}
     sums = {"j": 0.0, "g": 0.0, "trials": 0, "hours": 0.0}
     bases = set()
-    for name, m in metrics.items():
-        if not isinstance(m, dict):
-            continue
+    lists = {name: m for name, m in metrics.items() if isinstance(m, dict)}
+    scores = _of_phase(energy["score"], "score")
+    by_list = len(scores) and any("trials" in _detail_of(d) for d in scores.get("detail", []))
+    all_trials = sum(m["trials"] for m in lists.values())
+    for name, m in lists.items():
         share = list_seconds.get(name, math.nan) / total_audio if total_audio else math.nan
-        score = energy_of(energy["score"], "score", trials=name)
+        if by_list:  # each list's own scoring spans
+            score = energy_of(energy["score"], "score", trials=name)
+            score_g = _carbon_g(energy["score"], "score", pue, intensity, trials=name)
+        else:  # markers that did not name the list (older svbench): scoring split by trial count
+            score = energy_of(energy["score"], "score")
+            part = m["trials"] / all_trials if all_trials else math.nan
+            score = score | {"energy_j": score["energy_j"] * part}
+            score_g = _carbon_g(energy["score"], "score", pue, intensity) * part
         joules = embed["energy_j"] * share + score["energy_j"]
-        grams = embed_g * share + _carbon_g(energy["score"], "score", pue, intensity, trials=name)
+        grams = embed_g * share + score_g
         hours = list_seconds.get(name, math.nan) / 3600
         row |= {f"inference_j_per_trial_{name}": joules / m["trials"] if m["trials"] else math.nan,
                 f"inference_kj_per_audio_hour_{name}": joules / 1e3 / hours if hours else math.nan,

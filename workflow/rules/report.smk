@@ -21,6 +21,9 @@ rule study_summary:
         energy=STUDY_ENERGY,
         metrics=expand("results/scores/{arch}/seed{seed}/metrics.json", arch=ARCHS, seed=SEEDS),
         specs=expand("results/models/{arch}/seed{seed}/spec.json", arch=ARCHS, seed=SEEDS),
+        # the inference figures: audio seconds of the test utterances each list uses
+        test="results/corpus/test.tsv",
+        trials=expand("results/corpus/trials/{name}.txt", name=TRIAL_LISTS),
     output:
         csv="results/study/summary.csv",
         html=report("results/study/summary.html", category="Study", caption="../report/summary.rst"),
