@@ -34,7 +34,7 @@ COMPONENT_COLOURS = {"gpu": "#4c72b0", "cpu": "#dd8452", "dram": "#55a868", "res
                      "node": "#222222"}
 COMPONENT_LABELS = {"gpu": "GPU", "cpu": "CPU package", "dram": "DRAM", "rest of node": "rest of node"}
 STEP_TITLES = {"train": "training", "embed": "embedding (inference)", "score": "scoring (inference)"}
-FIGURES = ["eer_vs_training_energy.png", "energy_by_component.png", "energy_by_phase.png",
+FIGURES = ["eer_vs_training_energy.png", "energy_by_component.png", "energy_by_phase.png", "idle_vs_dynamic.png",
            "energy_vs_size.png", "inference_energy_vs_eer.png", "stage_distribution.png",
            "power_timeline_train.png", "power_timeline_embed.png", "power_timeline_score.png"]
 
@@ -227,6 +227,29 @@ def energy_by_component(phases: pd.DataFrame, out: Path) -> Path:
                       hatch="//" if _estimated(job["basis"]) else "")
     fig.suptitle("Energy by component" + (" (hatched: estimated)" if _estimated(phases.get("basis", pd.Series(
         dtype=str))) else ""), fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def idle_vs_dynamic(phases: pd.DataFrame, out: Path) -> Path:
+    """Energy of each job split into idle (the idle baseline's power × the job's seconds) and dynamic
+    (the rest): what the node would have drawn anyway against what the workload added."""
+    steps = [s for s in STEP_TITLES if len(phases) and (phases["step"] == s).any()] or ["train"]
+    fig, axes = plt.subplots(1, len(steps), figsize=(4.2 * len(steps), 3.8), squeeze=False)
+    colours = {"idle": "#bbbbbb", "dynamic": "#d95f02"}
+    for ax, step in zip(axes[0], steps, strict=True):
+        job = _phase_jobs(phases, step)
+        job = job[job["phase"] == "job"] if len(job) and "idle_j" in job else job.iloc[0:0]
+        if not len(job) or job["idle_j"].isna().all():
+            _stacked_bars(ax, pd.DataFrame(), colours, "J", False, STEP_TITLES[step])
+            _note(ax, "no idle baseline (energy.baseline_s)")
+            continue
+        table = job.groupby("arch", sort=False)[["idle_j", "dynamic_j"]].mean()
+        table.columns = ["idle", "dynamic"]
+        table, unit = _in_readable_unit(table)
+        _stacked_bars(ax, table, colours, unit, _estimated(job["basis"]), STEP_TITLES[step],
+                      hatch="//" if _estimated(job["basis"]) else "")
+    fig.suptitle("Idle and dynamic energy of each job (mean over seeds)", fontsize=11)
     fig.tight_layout()
     return _save(fig, out)
 
@@ -533,6 +556,7 @@ def make_figures(summary: Path, out_dir: Path, phases: Path | None = None, resul
     made = [eer_vs_training_energy(frame, out_dir / "eer_vs_training_energy.png"),
             energy_by_component(phase_frame, out_dir / "energy_by_component.png"),
             energy_by_phase(phase_frame, out_dir / "energy_by_phase.png"),
+            idle_vs_dynamic(phase_frame, out_dir / "idle_vs_dynamic.png"),
             energy_vs_size(frame, out_dir / "energy_vs_size.png"),
             inference_energy_vs_eer(frame, out_dir / "inference_energy_vs_eer.png"),
             stage_distribution(frame, out_dir / "stage_distribution.png")]

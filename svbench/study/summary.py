@@ -375,8 +375,15 @@ def build_summary(results: Path, config: dict, out_dir: Path) -> pd.DataFrame:
     numbers, shown = by_arch_tables(frame)
     write_table(numbers, out_dir / "summary_by_arch", shown=shown,
                 caption="svbench study summary: one row per architecture, mean ± sd over seeds")
-    write_table(pd.DataFrame(phase_rows(results, config)), out_dir / "phases",
+    phases = pd.DataFrame(phase_rows(results, config))
+    write_table(phases, out_dir / "phases",
                 caption="Energy (J) and operational CO2e (g) per phase of every job, all spans and attempts summed")
+    jobs_only = phases[phases["phase"] == "job"] if len(phases) else phases
+    closure_cols = ["arch", "seed", "step", "node_j", "gpu_j", "cpu_j", "dram_j", "rest_of_node_j", "total_from",
+                    "energy_j", "closure"]
+    write_table(jobs_only.reindex(columns=closure_cols), out_dir / "closure",
+                caption="Energy closure per job (J): node meter against GPU + CPU + DRAM, the rest of the node, "
+                        "and how the total was made")
     carbon_cols = ["arch", "seed", "train_energy_kwh", "train_idle_kwh", "train_dynamic_kwh", "train_energy_basis",
                    "train_total_from", "pue", "intensity_g_per_kwh", "intensity_source",
                    "train_co2e_g", "inference_co2e_g", "train_gpus", "embodied_gpu_co2e_g", "embodied_server_co2e_g",

@@ -6,6 +6,7 @@ FIGURES = {
     "stage_distribution": "Accuracy",
     "energy_by_component": "Energy",
     "energy_by_phase": "Energy",
+    "idle_vs_dynamic": "Energy",
     "energy_vs_size": "Energy",
     "power_timeline_train": "Energy",
     "power_timeline_embed": "Energy",
@@ -32,6 +33,8 @@ rule study_summary:
         by_arch_csv="results/study/summary_by_arch.csv",
         phases=report("results/study/phases.html", category="Energy", caption="../report/phases.rst"),
         phases_csv="results/study/phases.csv",
+        closure=report("results/study/closure.html", category="Energy", caption="../report/closure.rst"),
+        closure_csv="results/study/closure.csv",
         carbon=report("results/study/carbon.html", category="Carbon", caption="../report/carbon.rst"),
         provenance=report("results/study/provenance.html", category="Carbon", caption="../report/provenance.rst"),
     params:
