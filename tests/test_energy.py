@@ -394,8 +394,9 @@ class Node:
         (folder / "pynvml.py").write_text(PYNVML_WRAPPER.format(fake=fake, watts=GPU_W))
         self.monkeypatch.setenv("PYTHONPATH", str(folder))
 
-    def with_rapl(self) -> None:
-        """Package (wrapping soon after the start) and DRAM counters advanced by a thread, like the CPU would."""
+    def with_rapl(self, reset_after_s: float | None = None) -> None:
+        """Package (wrapping soon after the start) and DRAM counters advanced by a thread, like the CPU would;
+        with ``reset_after_s`` the package counter restarts from 0 then (a driver reload, a firmware reset)."""
         root = self.tmp / "powercap"
         root.mkdir()
         tree = PowercapTree(root)
@@ -413,8 +414,11 @@ class Node:
             try:
                 while not self._stop.wait(0.01):
                     el = time.monotonic() - t0
-                    for fd, start, watts, top in files:
-                        os.pwrite(fd, f"{int(start + watts * 1e6 * el) % top:015d}\n".encode(), 0)
+                    for k, (fd, start, watts, top) in enumerate(files):
+                        value = int(start + watts * 1e6 * el) % top
+                        if k == 0 and reset_after_s is not None and el > reset_after_s:
+                            value = int(watts * 1e6 * (el - reset_after_s))
+                        os.pwrite(fd, f"{value:015d}\n".encode(), 0)
             finally:
                 for fd, *_ in files:
                     os.close(fd)
@@ -1025,3 +1029,39 @@ def test_baseline_is_its_own_phase_before_the_job(node, tmp_path):
     assert base["seconds"] == pytest.approx(1.0, abs=0.1)
     assert job["seconds"] >= 1.1  # load 0.3 s + work 0.8 s, and the workload's start-up
     assert job["t_start_wall_ns"] >= base["t_end_wall_ns"]  # the workload alone: after the baseline, not around it
+
+
+def test_a_rapl_counter_reset_mid_job_is_not_counted_as_a_wrap(node, tmp_path):
+    """Through the monitor: the package counter restarts from 0 one second in; the job's energy stays near
+    20 W × its seconds (a reset unwrapped as a wrap would add the 60-J range) and coverage says a read is
+    missing."""
+    node.with_rapl(reset_after_s=1.0)
+    node.monkeypatch.setenv("WORK_S", "2.0")
+    out = tmp_path / "run"
+    status, output = node.run(out)
+    assert status == 0, output
+    trace = read_trace(out / "trace.csv")
+    assert (trace["quantity"] == "counter_break").sum() == 1
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    job = frame[(frame["phase"] == "job") & (frame["channel"] == "package-0")].iloc[0]
+    assert job["energy_j"] == pytest.approx(CPU_W * job["seconds"], rel=0.15)
+    assert 0.8 < job["coverage"] < 1.0 and "counter break" in job["notes"]
+
+
+def test_a_node_meter_below_the_gpus_is_not_the_total(node, tmp_path):
+    """Fake NVML (300 W) and RAPL (25 W) under a BMC that reads 100 W: it leaves the GPUs out."""
+    from svbench.energy.join import total_rows, total_sources
+
+    node.all_sensors()
+    node.monkeypatch.setenv("FAKE_IPMI_WATTS", "100")
+    out = tmp_path / "run"
+    status, output = node.run(out)
+    assert status == 0, output
+    frame = join(out / "trace.csv", out / "markers.jsonl")
+    job = frame[frame["phase"] == "job"]
+    assert total_sources(job)[0] == "node+gpu"
+    seconds = job[job["component"] == "node"]["seconds"].iloc[0]
+    assert total_rows(job)["energy_j"].sum() == pytest.approx((100 + GPU_W) * seconds, rel=0.25)
+    rest = job[job["component"] == "rest_of_node"].iloc[0]
+    assert rest["energy_j"] == pytest.approx((100 - CPU_W - DRAM_W) * seconds, rel=0.3)
+    assert "leaves the GPUs out" in rest["notes"]

@@ -7,6 +7,7 @@ export from the grid operator) averaged over the time span of the energy it appl
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,19 @@ def read_intensity_series(path: Path) -> pd.Series:
 def operational_g(energy_j: float, start_ns: int, end_ns: int, pue: Factor, intensity: Intensity) -> float:
     """gCO2e of ``energy_j`` of IT energy spent between two wall-clock times."""
     return energy_j / 3.6e6 * pue.value * intensity.mean_over(start_ns, end_ns)
+
+
+def rows_g(rows: pd.DataFrame, pue: Factor, intensity: Intensity) -> float:
+    """Operational gCO2e of energy.csv rows (those of a total): each row's energy at its own intensity,
+    the one weighted by energy over its samples where the join had the series (``intensity_g_per_kwh``),
+    else the time-weighted mean over its span (exact for a constant). NaN when no row has energy."""
+    grams = []
+    for r in rows.itertuples():
+        level = getattr(r, "intensity_g_per_kwh", math.nan)
+        if level is None or math.isnan(level):
+            level = intensity.mean_over(int(r.t_start_wall_ns), int(r.t_end_wall_ns))
+        grams.append(r.energy_j / 3.6e6 * pue.value * level)
+    return float(pd.Series(grams, dtype=float).sum(min_count=1))
 
 
 def gpu_count(energy: pd.DataFrame, sidecar: dict | None = None) -> int | None:

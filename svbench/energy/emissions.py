@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from svbench.energy.carbon import Factor, Intensity, factors_from_config, gpu_count, operational_g
+from svbench.energy.carbon import Factor, Intensity, factors_from_config, gpu_count, rows_g
 from svbench.energy.join import energy_basis, total_rows
 
 # CodeCarbon 3.3.0 EmissionsData, field order (mlco2/codecarbon tag 3.3.0, commit 4dde6e30)
@@ -87,8 +87,7 @@ def emissions_frame(energy: pd.DataFrame, sidecar: dict, pue: Factor, intensity:
                 row[f"{col}_power"] = kwh * 3.6e6 / seconds if seconds > 0 else ""
         if len(used):
             joules = float(used["energy_j"].sum(min_count=1))
-            kg = sum(operational_g(r.energy_j, int(r.t_start_wall_ns), int(r.t_end_wall_ns), pue, intensity)
-                     for r in used.itertuples()) / 1e3
+            kg = rows_g(used, pue, intensity) / 1e3
             row |= {"energy_consumed": joules / 3.6e6 * pue.value, "emissions": kg,
                     "emissions_rate": kg / seconds if seconds > 0 else ""}
         row["energy_basis"] = energy_basis(used)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from svbench.corpus.manifest import read_manifest, read_trials
-from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count
+from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, rows_g
 from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total_rows, total_sources
 from svbench.energy.markers import BASELINE, read_markers
 from svbench.study.analysis import by_arch, mean_sd_text
@@ -82,19 +82,8 @@ def energy_of(frame: pd.DataFrame, phase: str, gpus: int | None = 0, trials: str
 
 
 def _carbon_g(frame: pd.DataFrame, phase: str, pue: Factor, intensity: Intensity, trials: str | None = None) -> float:
-    """Operational gCO2e of every span named ``phase``: each row's energy at its own intensity, weighted by
-    energy over the row's samples where the join was given the intensity series (``intensity_g_per_kwh``),
-    else the series' time-weighted mean over the row's span (exact for a constant intensity)."""
-    used = total_rows(_of_phase(frame, phase, trials))
-    if not len(used) or used["energy_j"].isna().all():
-        return math.nan
-    grams = []
-    for r in used.itertuples():
-        level = getattr(r, "intensity_g_per_kwh", math.nan)
-        if level is None or math.isnan(level):
-            level = intensity.mean_over(int(r.t_start_wall_ns), int(r.t_end_wall_ns))
-        grams.append(r.energy_j / 3.6e6 * pue.value * level)
-    return float(pd.Series(grams).sum(min_count=1))
+    """Operational gCO2e of every span named ``phase`` (:func:`svbench.energy.carbon.rows_g` of its total)."""
+    return rows_g(total_rows(_of_phase(frame, phase, trials)), pue, intensity)
 
 
 def _read_energy(path: Path) -> pd.DataFrame:
