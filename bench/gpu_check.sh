@@ -43,7 +43,8 @@ OUT=$(mktemp -d "${TMPDIR:-/tmp}/svbench-gpu-check.XXXXXX")
 echo "gpu_check: working in $OUT"
 nvidia-smi --query-gpu=index,name,uuid,driver_version,power.limit,clocks.max.sm --format=csv | tee "$OUT/nvidia-smi.csv"
 
-CONFIG='{"sensors": ["nvml"], "nvml": {"interval_s": 0.025, "context_interval_s": 0.1}, "estimate": {"enabled": false}}'
+CONFIG="$OUT/energy.json"
+echo '{"sensors": ["nvml"], "nvml": {"interval_s": 0.025, "context_interval_s": 0.1}, "estimate": {"enabled": false}}' > "$CONFIG"
 status=0
 timeout --signal=TERM --kill-after=15 240 \
     "$PY" -m svbench.cli monitor --out "$OUT/run" --config "$CONFIG" --baseline 5 -- \

@@ -78,8 +78,10 @@ def tools_cpu_s(proc: psutil.Process) -> float:
 def run_sidecar(out: Path, config: dict, seconds: float, env: dict) -> dict:
     """One sidecar beside ``sleep``: % of one core, its own and with its tools, over the steady part."""
     workload = subprocess.Popen(["sleep", str(seconds + 10)])
+    (out / "bench_config.json").parent.mkdir(parents=True, exist_ok=True)
+    (out / "bench_config.json").write_text(json.dumps(config))
     cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out), "--track-pid", str(workload.pid),
-           "--config", json.dumps(config)]
+           "--config-file", str(out / "bench_config.json")]
     sidecar = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     proc = psutil.Process(sidecar.pid)
     try:

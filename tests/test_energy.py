@@ -451,7 +451,9 @@ class Node:
             self._thread.join(timeout=5)
 
     def monitor_cmd(self, out: Path, mode: str = "exit", arg: str = "0", baseline: float = 0.0) -> list[str]:
-        return [sys.executable, "-m", "svbench.cli", "monitor", "--out", str(out), "--config", json.dumps(self.config),
+        config = self.tmp / "energy config.json"  # a space on purpose: paths are never split
+        config.write_text(json.dumps(self.config))
+        return [sys.executable, "-m", "svbench.cli", "monitor", "--out", str(out), "--config", str(config),
                 "--baseline", str(baseline), "--", sys.executable, "-c", WORKLOAD, mode, arg]
 
     def monitor(self, out: Path, mode: str = "exit", arg: str = "0", baseline: float = 0.0) -> subprocess.Popen:
@@ -854,9 +856,9 @@ def test_several_ranks_mark_each_epoch_once_and_rest_of_job_is_not_negative(tiny
     monkeypatch.setenv("PATH", f"{BIN}:{os.environ['PATH']}")
     out = tmp_path / "energy"
     recipe = {k: v for k, v in asdict(RECIPE).items() if k != "extra"}
+    (tmp_path / "energy.json").write_text(json.dumps({"sensors": [], "estimate": {"interval_s": 0.05}}))
     run = subprocess.run(
-        [str(BIN / "svbench"), "monitor", "--out", str(out), "--config",
-         json.dumps({"sensors": [], "estimate": {"interval_s": 0.05}}), "--",
+        [str(BIN / "svbench"), "monitor", "--out", str(out), "--config", str(tmp_path / "energy.json"), "--",
          str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python", "svbench", "train",
          "--features", str(tiny_corpus / "features" / "train"), "--manifest", str(tiny_corpus / "corpus" / "train.tsv"),
          "--arch", json.dumps(SPEC.to_dict()), "--recipe", json.dumps(recipe), "--seed", "0",

@@ -16,7 +16,7 @@ import pytest
 from fakes.powercap import PowercapTree, two_socket_server
 
 from svbench.energy.sensors import ipmi, nvml, rapl
-from svbench.energy.sensors.base import Reading, Sensor, SensorUnavailable
+from svbench.energy.sensors.base import Reading, Sensor, SensorConfigError, SensorUnavailable
 
 FAKES = Path(__file__).parent / "fakes"
 
@@ -640,18 +640,18 @@ def test_ipmi_retries_a_flaky_bmc(fake_ipmi, monkeypatch, tmp_path, persistent):
     [
         (
             "ipmitool",
-            ["-I", "lanplus", "-H", "bmc-host.example", "-U", "admin-user", "-P", "s3cret-pw"],
-            ["bmc-host.example", "admin-user", "s3cret-pw"],
+            ["-I", "lanplus", "-H", "bmc-host.example", "-U", "admin-user"],
+            ["bmc-host.example", "admin-user"],
         ),
         (
             "ipmitool",
-            ["-I", "lanplus", "-Hbmc-host.example", "-Uadmin-user", "-Ps3cret-pw", "-y", "abcdef0123"],
-            ["bmc-host.example", "admin-user", "s3cret-pw", "abcdef0123"],
+            ["-I", "lanplus", "-Hbmc-host.example", "-Uadmin-user", "-y", "abcdef0123"],
+            ["bmc-host.example", "admin-user", "abcdef0123"],
         ),
         (
             "ipmi-dcmi",
-            ["-h", "bmc-host.example", "--username=admin-user", "--password", "s3cret-pw"],
-            ["bmc-host.example", "admin-user", "s3cret-pw"],
+            ["-h", "bmc-host.example", "--username=admin-user"],
+            ["bmc-host.example", "admin-user"],
         ),
     ],
 )
@@ -679,6 +679,27 @@ def test_ipmi_credentials_never_leak(fake_ipmi, monkeypatch, caplog, binary, arg
     assert "connection timeout" in texts[1] or "RMCP+ session" in texts[1]  # the rest of the message survives
 
 
+@pytest.mark.parametrize("args", [["-P", "pw"], ["-Ppw"], ["--password=pw"], ["-p", "pw"]])
+def test_ipmi_password_on_the_command_line_is_refused(args):
+    with pytest.raises(SensorConfigError, match="password_file.*password_env"):
+        ipmi.IpmiSensor(extra_args=["-I", "lanplus", *args])
+
+
+def test_ipmi_password_from_a_file_or_a_variable_never_in_argv(fake_ipmi, monkeypatch, tmp_path):
+    secret_file = tmp_path / "bmc.pw"
+    secret_file.write_text("s3cret-pw\n")
+    sensor = ipmi.IpmiSensor(extra_args=["-H", "bmc"], password_file=str(secret_file), retries=0)
+    sensor.open()
+    assert fake_ipmi.read_text().split()[:4] == ["-H", "bmc", "-f", str(secret_file)]
+    sensor.close()
+    monkeypatch.setenv("MY_BMC_PW", "s3cret-pw")
+    sensor = ipmi.IpmiSensor(extra_args=["-H", "bmc"], password_env="MY_BMC_PW", retries=0, persistent=False)
+    assert sensor._env["IPMI_PASSWORD"] == "s3cret-pw" and "s3cret-pw" not in " ".join(sensor._argv())
+    assert "-E" in sensor._argv()
+    with pytest.raises(SensorConfigError, match="NO_SUCH_VAR"):
+        ipmi.IpmiSensor(password_env="NO_SUCH_VAR")
+
+
 def test_ipmi_secret_values_and_redact():
     args = ["-I", "lanplus", "-H", "bmc7", "-U", "root", "-Ppw-root-7", "-L", "USER"]
     secrets = ipmi.secret_values(args, "ipmitool")
@@ -686,3 +707,20 @@ def test_ipmi_secret_values_and_redact():
     # longest first, so a secret containing another is removed whole
     assert ipmi.redact("login root@bmc7 with pw-root-7", secrets) == "login ***@*** with ***"
     assert ipmi.secret_values(["--hostname=h", "-u", "u", "-p", "p", "-D", "LAN_2_0"], "freeipmi") == ["h", "u", "p"]
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+@pytest.mark.parametrize("mode", ["flood", "binary"])
+def test_ipmi_flooding_or_undecodable_tool_is_a_failed_reading(fake_ipmi, monkeypatch, persistent, mode):
+    """A tool that floods its output is cut at MAX_ANSWER and killed, within the timeout; bytes that are
+    not UTF-8 are a failed reading; both retried, never a crash or a sidecar that grows without end."""
+    sensor = ipmi.IpmiSensor(retries=1, timeout_s=5, persistent=persistent)
+    sensor.open()
+    monkeypatch.setenv("FAKE_IPMI_MODE", mode)
+    set_ipmi_mode(mode)
+    t0 = time.monotonic()
+    with pytest.raises(ipmi.IpmiError, match="2 tries") as info:
+        sensor.read()
+    assert time.monotonic() - t0 < 5 and info.value.kind in ("parse", "exit")
+    sensor.close()
+    assert not ipmi._IN_FLIGHT

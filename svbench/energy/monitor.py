@@ -1,47 +1,137 @@
-"""``svbench monitor --out DIR -- COMMAND``: run a command beside the sensor sidecar.
+"""``svbench monitor --out DIR --config FILE -- COMMAND``: run a command beside the sensor sidecar.
 
 Order matters for honest numbers: the sidecar is sampling before the ``begin`` marker and is stopped
 only after the ``end`` marker, so every marked phase lies inside the trace. SIGTERM/SIGINT (SLURM time
 limit, preemption, Ctrl-C) are forwarded to the workload so it can checkpoint; the monitor then exits
 with the workload's status.
+
+Whatever kills the monitor, the workload does not outlive it: the workload leads a process group of
+its own and gets SIGKILL when the monitor dies (``PR_SET_PDEATHSIG``), and the sidecar, which watches
+the monitor, ends that group (``workload.json``). One monitor at a time measures a folder: it holds an
+``flock`` on ``DIR/monitor.lock`` (shared with its sidecar, so a killed monitor's sidecar finishes
+before the next attempt appends to the trace). The energy config comes as a file, never as argv.
 """
 
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from svbench.energy.markers import ENV, read_markers, write_marker
-from svbench.energy.sidecar import READY_FILE
+from svbench.energy.markers import BASELINE, ENV, read_markers, write_marker
+from svbench.energy.sidecar import READY_FILE, READY_WAIT_S, WORKLOAD_FILE
 from svbench.energy.slurm import job_context
 from svbench.energy.trace import drop_torn_tail
+from svbench.errors import UserError
 
 log = logging.getLogger("svbench.monitor")
 
 
-def _start_sidecar(out_dir: Path, config: dict) -> subprocess.Popen:
+LOCK_FILE = "monitor.lock"
+CONFIG_FILE = "sidecar_config.json"
+LOCK_WAIT_S = 30.0  # for the sidecar of a killed monitor to notice and finish (it checks every second)
+PR_SET_PDEATHSIG = 1
+
+
+def _lock(out_dir: Path) -> int:
+    """Hold ``out_dir/monitor.lock`` for this run; a second monitor on the folder is a UserError naming the
+    holder. A holder whose monitor is gone (its sidecar still finishing) is waited for, briefly."""
+    path = out_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            holder = _holder(path)
+            alive = holder.get("host") == socket.gethostname() and _pid_alive(int(holder.get("pid", 0)))
+            if alive or time.monotonic() > deadline:
+                os.close(fd)
+                who = f"svbench monitor PID {holder.get('pid', '?')} on {holder.get('host', '?')}"
+                raise UserError(f"{out_dir}: already being measured by {who} (lock {path}); "
+                                "one monitor per folder") from None
+            time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                              "since_wall_ns": time.time_ns()}).encode(), 0)
+    return fd
+
+
+def _holder(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _start_sidecar(out_dir: Path, config: dict, lock_fd: int) -> subprocess.Popen:
     ready = out_dir / READY_FILE
     ready.unlink(missing_ok=True)
+    config_file = out_dir / CONFIG_FILE
+    tmp = config_file.with_name(config_file.name + ".tmp")
+    tmp.write_text(json.dumps(config))
+    os.replace(tmp, config_file)
     cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out_dir), "--track-pid", str(os.getpid()),
-           "--config", json.dumps(config)]
-    # its own session: a Ctrl-C meant for the workload must not stop the measurement first
-    proc = subprocess.Popen(cmd, start_new_session=True)
-    deadline = time.monotonic() + 60
+           "--config-file", str(config_file)]
+    # its own session: a Ctrl-C meant for the workload must not stop the measurement first; the lock's
+    # descriptor goes with it, so the folder stays locked until the sidecar has ended too
+    proc = subprocess.Popen(cmd, start_new_session=True, pass_fds=(lock_fd,), stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+    threading.Thread(target=_relay, args=(proc, said), name="sidecar-stderr", daemon=True).start()
+    deadline = time.monotonic() + READY_WAIT_S
     while not ready.exists():
         if proc.poll() is not None:
-            raise RuntimeError(f"the sensor sidecar exited with status {proc.returncode} before sampling")
+            time.sleep(0.1)  # the relay's last lines
+            error = next((ln for ln in reversed(said) if "error: " in ln), said[-1] if said else "")
+            if proc.returncode == 2 and error:  # a config the sensors refuse: the user's to fix
+                raise UserError(error.split("error: ", 1)[-1].strip())
+            raise RuntimeError(f"the sensor sidecar exited with status {proc.returncode} before sampling: {error}")
         if time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError("the sensor sidecar did not start within 60 s")
+            raise RuntimeError(f"the sensor sidecar did not start within {READY_WAIT_S:g} s")
         time.sleep(0.05)
     return proc
+
+
+def _relay(proc: subprocess.Popen, said: list[str]) -> None:
+    """The sidecar's stderr to ours, line by line; kept for the message of a sidecar that failed."""
+    for line in proc.stderr:
+        sys.stderr.write(line)
+        said.append(line)
+
+
+def _die_with_parent() -> None:
+    """In the workload, before exec: SIGKILL when the monitor dies, however it dies."""
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+try:  # looked up in the monitor, not in the forked child
+    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: the sidecar still ends an orphaned workload
+    _PRCTL = None
 
 
 def _stop_sidecar(proc: subprocess.Popen) -> None:
@@ -58,6 +148,24 @@ def _stop_sidecar(proc: subprocess.Popen) -> None:
         except (ProcessLookupError, PermissionError):
             pass
     proc.wait()
+
+
+def _wait_watching(child: subprocess.Popen, sidecar: subprocess.Popen) -> int:
+    """Wait for the workload; if the sidecar dies meanwhile, clear its process group at once (a tool it
+    left hanging must not live on for the rest of the job) and say that the measurement stopped."""
+    watching = True
+    while True:
+        try:
+            return child.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        if watching and sidecar.returncode is None and _exited(sidecar.pid, timeout_s=0):
+            watching = False
+            try:
+                os.killpg(sidecar.pid, signal.SIGKILL)  # not reaped yet: the group id is still its own
+            except (ProcessLookupError, PermissionError):
+                pass
+            log.warning("the sensor sidecar ended during the job: the rest of the job is not measured")
 
 
 def _exited(pid: int, timeout_s: float) -> bool:
@@ -110,16 +218,51 @@ def _prepare_out_dir(out_dir: Path) -> None:
     log.info("%s: a completed run was moved to %s", out_dir, previous)
 
 
+def read_energy_config(path: Path) -> dict:
+    """The energy config of ``svbench monitor --config FILE`` (JSON or YAML: the config's ``energy``
+    block, or a whole study config that has one), checked by the schema the workflow uses."""
+    import yaml
+
+    from svbench.energy.config import validate_energy_config
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the energy config ({exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}{where}: not a JSON or YAML energy config ({getattr(exc, 'problem', exc)})") from None
+    data = data or {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: the energy config must be a mapping of keys")
+    if isinstance(data.get("energy"), dict):
+        data = data["energy"]
+    return validate_energy_config(data)
+
+
 def run_monitored(out_dir: Path, command: list[str], config: dict | None = None, baseline_s: float = 0.0) -> int:
     """Run ``command`` measured; returns its exit status (128+N when killed by signal N)."""
     if not command:
         raise ValueError("svbench monitor: no command given after --")
     config = config or {}
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(out_dir)
+    except PermissionError as exc:
+        raise UserError(f"{out_dir}: cannot write the measurement folder ({exc.strerror})") from None
+    try:
+        return _run_locked(out_dir, command, config, baseline_s, lock_fd)
+    finally:
+        os.close(lock_fd)
+
+
+def _run_locked(out_dir: Path, command: list[str], config: dict, baseline_s: float, lock_fd: int) -> int:
     markers = out_dir / "markers.jsonl"
     _prepare_out_dir(out_dir)
-    sidecar = _start_sidecar(out_dir, config)
+    sidecar = _start_sidecar(out_dir, config, lock_fd)
     child: subprocess.Popen | None = None
     received: list[int] = []
     forwarded: list[int] = []
@@ -142,18 +285,22 @@ def run_monitored(out_dir: Path, command: list[str], config: dict | None = None,
                      sidecar_started_mono_ns=ready.get("started_mono_ns"),
                      job=job_context())
         if baseline_s > 0:
-            write_marker(markers, "start", phase="idle_baseline", index=None, pid=os.getpid())
+            write_marker(markers, "start", phase=BASELINE, index=None, pid=os.getpid())
             time.sleep(baseline_s)
-            write_marker(markers, "stop", phase="idle_baseline", index=None, pid=os.getpid(), ok=True)
+            write_marker(markers, "stop", phase=BASELINE, index=None, pid=os.getpid(), ok=True)
         if not received:
             env = os.environ | {ENV: str(markers.resolve())}
             try:
-                child = subprocess.Popen(command, env=env)
+                # a group of its own (the sidecar can end it all) that dies with the monitor
+                child = subprocess.Popen(command, env=env, process_group=0,
+                                         preexec_fn=_die_with_parent if _PRCTL is not None else None)
             except OSError as exc:
-                raise RuntimeError(f"svbench monitor: cannot run {command[0]!r}: {exc}") from exc
+                raise UserError(f"svbench monitor: cannot run {command[0]!r}: {exc.strerror}") from None
+            (out_dir / WORKLOAD_FILE).write_text(json.dumps({"pid": child.pid, "pgid": child.pid}))
             if received and not forwarded:  # a signal that came while the child was being started
                 child.send_signal(received[-1])
-            returncode = child.wait()
+            returncode = _wait_watching(child, sidecar)
+            (out_dir / WORKLOAD_FILE).unlink(missing_ok=True)
             status = 128 - returncode if returncode < 0 else returncode
         else:
             status = 128 + received[0]

@@ -35,33 +35,58 @@ import psutil
 from svbench.energy.sensors import EstimateSensor, Reading, Sensor, SensorStatus, SensorUnavailable, physical_sensors
 from svbench.energy.sensors.base import SensorConfigError
 from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
+from svbench.errors import UserError
 
 log = logging.getLogger("svbench.sidecar")
 
 READY_FILE = "sidecar.json"
-FIRST_READING_WAIT_S = 30.0  # the monitor gives up on the sidecar after 60 s
+WORKLOAD_FILE = "workload.json"  # the monitor's workload (pid, process group): ended if the monitor dies
+OPEN_BUDGET_S = 20.0  # every sensor's open() together: a sensor still probing then is unavailable
+FIRST_READING_WAIT_S = 20.0  # then each sensor's first reading
+READY_WAIT_S = OPEN_BUDGET_S + FIRST_READING_WAIT_S + 20.0  # what the monitor waits for the ready file
 OWN_THREAD = frozenset({"ipmi"})  # sensors whose read blocks on another process: never share a thread
 SHARE_S = 0.005  # readings due within this of each other are taken in the same wake-up
 WATCH_S = 1.0  # how often the main thread checks that the watched process is still there
 FLUSH_S = 0.5  # the trace reaches the OS at least this often: what a SIGKILL may lose
 
 
-def open_sensors(config: dict, track_pid: int) -> tuple[list[Sensor], list[SensorStatus]]:
-    """Open every configured sensor; the estimate stands in only when no RAPL covers the CPU."""
-    opened: list[Sensor] = []
-    statuses: list[SensorStatus] = []
-    for sensor in physical_sensors(config):
+def _open_bounded(sensor: Sensor, deadline: float) -> BaseException | None:
+    """Open ``sensor`` in a thread of its own, waiting until ``deadline`` at most; returns what it raised.
+    A probe that hangs (a BMC that never answers, a stuck driver) must not hold the job back."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
         try:
             sensor.open()
-        except SensorUnavailable as exc:
-            statuses.append(SensorStatus(sensor.name, False, str(exc)))
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name=f"open-{sensor.name}", daemon=True)
+    thread.start()
+    thread.join(max(deadline - time.monotonic(), 0.0))
+    if not outcome:
+        return TimeoutError(f"did not answer within the {OPEN_BUDGET_S:g}-s start-up budget")
+    return outcome[0]
+
+
+def open_sensors(config: dict, track_pid: int) -> tuple[list[Sensor], list[SensorStatus]]:
+    """Open every configured sensor; the estimate stands in only when no RAPL covers the CPU.
+
+    All opens together get ``OPEN_BUDGET_S``: a sensor still probing then is recorded as unavailable
+    and closed (which ends any tool it started), so the job starts in bounded time whatever the BMC does.
+    """
+    opened: list[Sensor] = []
+    statuses: list[SensorStatus] = []
+    deadline = time.monotonic() + OPEN_BUDGET_S
+    for sensor in physical_sensors(config):
+        exc = _open_bounded(sensor, deadline)
+        if isinstance(exc, SensorConfigError):
             sensor.close()
-            continue
-        except SensorConfigError:
-            sensor.close()
-            raise  # a config value the sensor cannot work with: the user must change it, not lose the sensor
-        except Exception as exc:  # a broken driver must not stop the job: record it and go on
-            statuses.append(SensorStatus(sensor.name, False, f"{type(exc).__name__}: {exc}"))
+            raise exc  # a config value the sensor cannot work with: the user must change it, not lose the sensor
+        if exc is not None:
+            reason = str(exc) if isinstance(exc, SensorUnavailable | TimeoutError) else f"{type(exc).__name__}: {exc}"
+            statuses.append(SensorStatus(sensor.name, False, reason))
             sensor.close()
             continue
         opened.append(sensor)
@@ -238,6 +263,7 @@ def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Eve
     while not stop.wait(WATCH_S):
         if not psutil.pid_exists(track_pid) or os.getppid() != parent:
             log.warning("monitored process %d is gone: stopping", track_pid)
+            end_orphaned_workload(out_dir)
             break
     stop.set()
     latch.set()
@@ -251,17 +277,57 @@ def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Eve
     writer.close()
 
 
+def end_orphaned_workload(out_dir: Path) -> None:
+    """The monitor died without ending its workload (SIGKILL, the OOM killer): end the workload's process
+    group, TERM then KILL, so nothing keeps the GPU. The monitor writes ``workload.json`` when it starts the
+    workload and removes it once the workload has ended; the group is checked to still be that workload's."""
+    path = Path(out_dir) / WORKLOAD_FILE
+    try:
+        info = json.loads(path.read_text())
+        pgid, pid = int(info["pgid"]), int(info["pid"])
+    except (OSError, ValueError, KeyError):
+        return
+    try:
+        if os.getpgid(pid) != pgid:
+            return  # the leader is gone and its id reused, or it left the group: not ours to kill
+    except ProcessLookupError:
+        pass  # the leader died; its group may live on
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.05)
+    log.warning("ended the orphaned workload (process group %d)", pgid)
+    path.unlink(missing_ok=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m svbench.energy.sidecar")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--track-pid", type=int, required=True)
-    parser.add_argument("--config", default="{}", help="energy config as JSON")
+    parser.add_argument("--config-file", type=Path, required=True,
+                        help="the energy config as a JSON file (never on the command line: ps shows argv to all)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[sidecar] %(message)s", stream=sys.stderr)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    run_sidecar(args.out, json.loads(args.config), args.track_pid, stop)
+    try:
+        run_sidecar(args.out, json.loads(args.config_file.read_text()), args.track_pid, stop)
+    except UserError as exc:
+        print(f"svbench sidecar: error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

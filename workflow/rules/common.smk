@@ -1,6 +1,7 @@
 # Shared by every rule: the grid, seeds, trial lists and the JSON handed to svbench commands.
 import json
 import math
+import os
 
 from svbench.study.grid import specs_from_grid
 
@@ -25,15 +26,35 @@ def arch_json(wildcards):
     return json.dumps(SPECS[wildcards.arch].to_dict())
 
 
-def energy_json():
-    return json.dumps(config["energy"])
+# The energy config reaches `svbench monitor` as a file, never on its command line (ps shows every
+# user every argv). Written when the workflow is read, and only when it changed, so that its time stamp
+# tells Snakemake the measured jobs must rerun exactly when the energy config did.
+ENERGY_CONFIG = "results/energy/config.json"
+
+
+def _write_energy_config(path=ENERGY_CONFIG):
+    text = json.dumps(config["energy"], indent=2, sort_keys=True) + "\n"
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return
+    except OSError:
+        pass
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+_write_energy_config()
 
 
 def monitor(step):
     """The prefix of a measured command: the sidecar samples sensors into the step's energy folder."""
     return (
         f"svbench monitor --out results/energy/{step}/{{wildcards.arch}}/seed{{wildcards.seed}} "
-        f"--baseline {config['energy']['baseline_s']} --config {{params.energy:q}} --"
+        f"--baseline {config['energy']['baseline_s']} --config {{input.energy:q}} --"
     )
 
 

@@ -1,5 +1,6 @@
 rule embed:
     input:
+        energy=ENERGY_CONFIG,
         model="results/models/{arch}/seed{seed}/model.pt",
         test="results/features/test/index.tsv",
         train="results/features/train/index.tsv",
@@ -9,7 +10,6 @@ rule embed:
         test="results/embeddings/{arch}/seed{seed}/test.npz",
         train="results/embeddings/{arch}/seed{seed}/train.npz",
     params:
-        energy=energy_json(),
         crop=config["embedding"]["crop_frames"],
         device=config["embedding"]["device"],
     threads: config["training"]["threads"]
@@ -22,11 +22,12 @@ rule embed:
         + " svbench embed --model {input.model} --test-features results/features/test"
         " --test-manifest {input.test_manifest} --train-features results/features/train"
         " --train-manifest {input.train_manifest} --crop-frames {params.crop} --seed {wildcards.seed}"
-        " --device {params.device} --out results/embeddings/{wildcards.arch}/seed{wildcards.seed} > {log} 2>&1"
+        " --device {params.device:q} --out results/embeddings/{wildcards.arch}/seed{wildcards.seed} > {log} 2>&1"
 
 
 rule score:
     input:
+        energy=ENERGY_CONFIG,
         test="results/embeddings/{arch}/seed{seed}/test.npz",
         train="results/embeddings/{arch}/seed{seed}/train.npz",
         trials=expand("results/corpus/trials/{name}.txt", name=TRIAL_LISTS),
@@ -34,7 +35,6 @@ rule score:
         metrics="results/scores/{arch}/seed{seed}/metrics.json",
         scores=expand("results/scores/{{arch}}/seed{{seed}}/{name}.tsv", name=TRIAL_LISTS),
     params:
-        energy=energy_json(),
         trials=" ".join(f"{name}=results/corpus/trials/{name}.txt" for name in TRIAL_LISTS),
         top_n=config["scoring"]["top_n"],
     log:

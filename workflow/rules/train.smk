@@ -9,6 +9,7 @@ LAUNCH = f"torchrun --standalone --nproc-per-node {NPROC} --no-python " if NPROC
 # preempted job must keep both its checkpoint and the energy its attempt already spent.
 rule train:
     input:
+        energy=ENERGY_CONFIG,
         features="results/features/train/index.tsv",
         manifest="results/corpus/train.tsv",
     output:
@@ -18,7 +19,6 @@ rule train:
     params:
         arch=arch_json,
         recipe=json.dumps(config["training"]),
-        energy=energy_json(),
     threads: config["training"]["threads"]
     resources:
         # one GPU per training process; on SLURM the plugin turns this into --gpus=N

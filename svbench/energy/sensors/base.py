@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from svbench.errors import UserError
+
 
 class SensorUnavailable(RuntimeError):
     """The sensor cannot be used here; ``str(exc)`` says why in a few words."""
 
 
-class SensorConfigError(ValueError):
+class SensorConfigError(UserError):
     """A config value the sensor cannot work with; the message names the key (``energy.rapl.interval_s``)."""
 
 

@@ -24,8 +24,14 @@ Measured with ipmitool 1.8.19 and a LAN BMC (``bench/ipmitool.py``), a process p
 ~0.2 ms of each. When the shell cannot start (ipmitool built without readline, ...) the sensor runs one
 process per reading instead, and says so in its metadata; FreeIPMI has no shell and always does.
 
-BMC credentials passed in ``extra_args`` (``-H/-U/-P/-k/-y/-f`` for ipmitool, ``-h/-u/-p/-k`` and
-their long forms for FreeIPMI) never appear in error messages, metadata or logs.
+The BMC password never reaches an argument list (``ps`` shows every user the argv of every process):
+``password_file`` passes ipmitool ``-f FILE`` (the file holds the password), ``password_env: VAR`` passes
+``-E`` with the value of ``VAR`` as ``IPMI_PASSWORD`` in the tool's environment only. A ``-P`` in
+``extra_args`` is refused. Other credentials passed in ``extra_args`` (``-H/-U/-k/-y`` for ipmitool,
+``-h/-u/-k`` and their long forms for FreeIPMI) never appear in error messages, metadata or logs.
+
+Every answer is read with a bound (``MAX_ANSWER`` bytes): a tool that floods its output is a failed
+reading, not a sidecar that grows without end; undecodable bytes are a failed reading too, retried.
 """
 
 from __future__ import annotations
@@ -34,12 +40,13 @@ import os
 import re
 import select
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from svbench.energy.sensors.base import Reading, SensorUnavailable
+from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
+
+MAX_ANSWER = 64 * 1024  # bytes: a DCMI reading is ~300; anything past this is a broken or flooding tool
 
 _SECRET_FLAGS = {
     "ipmitool": ("-H", "-U", "-P", "-k", "-y", "-f"),
@@ -103,8 +110,9 @@ class IpmitoolShell:
     (on a LAN interface ipmitool 1.8.19 keeps running, busy, once its input is closed).
     """
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], env: dict | None = None) -> None:
         self.argv = argv
+        self.env = env
         self._proc: subprocess.Popen | None = None
         self._poll = select.poll()
 
@@ -123,7 +131,7 @@ class IpmitoolShell:
     def _start(self, deadline: float, timeout_s: float) -> None:
         try:
             proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=os.environ | SHELL_ENV)
+                                    stderr=subprocess.STDOUT, env=(self.env or os.environ) | SHELL_ENV)
         except OSError as exc:
             raise IpmiError("run", f"cannot run {os.path.basename(self.argv[0])}: {exc.strerror}") from None
         self._proc = proc
@@ -168,7 +176,10 @@ class IpmitoolShell:
                 raise IpmiError("exit", f"ipmitool shell ended (exit status {proc.returncode})"
                                         + (f": {detail[:200]}" if detail else ""))
             buf += chunk
-        return buf[: -len(PROMPT)].decode(errors="replace")
+            if len(buf) > MAX_ANSWER:
+                self.stop(graceful=False)
+                raise IpmiError("parse", f"answer longer than {MAX_ANSWER // 1024} KiB: not a DCMI reading")
+        return _decode(bytes(buf[: -len(PROMPT)]))
 
     def stop(self, graceful: bool = True) -> None:
         """End the shell: ``exit`` and a second to go when ``graceful``, then SIGKILL."""
@@ -190,6 +201,70 @@ class IpmitoolShell:
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 pipe.close()
+
+
+def _decode(data: bytes) -> str:
+    """The tool's answer as text; bytes that are not UTF-8 make a failed reading (retried), not a crash."""
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise IpmiError("parse", f"undecodable output (byte {exc.start})") from None
+
+
+def run_bounded(argv: list[str], timeout_s: float, env: dict | None = None,
+                limit: int = MAX_ANSWER) -> tuple[int, bytes, bytes]:
+    """Run ``argv``; its exit status, stdout and stderr, each at most ``limit`` bytes. IpmiError on a
+    timeout or a flood (the process is killed). The process stays in the caller's process group, so that
+    whatever kills the sidecar's group also ends a hung tool."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env)
+    except OSError as exc:  # not executable, removed since open(), ...
+        raise IpmiError("run", f"cannot run {os.path.basename(argv[0])}: {exc.strerror}") from None
+    _IN_FLIGHT.add(proc)
+    try:
+        bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+        poll = select.poll()
+        for fd in bufs:
+            poll.register(fd, select.POLLIN)
+        open_fds = set(bufs)
+        deadline = time.monotonic() + timeout_s
+        while open_fds:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise IpmiError("timeout", f"no answer within {timeout_s:g} s")
+            for fd, _ in poll.poll(left * 1000):
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    poll.unregister(fd)
+                    open_fds.discard(fd)
+                    continue
+                bufs[fd] += chunk
+                if len(bufs[fd]) > limit:
+                    raise IpmiError("parse", f"output longer than {limit // 1024} KiB: not a DCMI reading")
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            raise IpmiError("timeout", f"no answer within {timeout_s:g} s") from None
+        return proc.returncode, bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()])
+    finally:
+        _end(proc)
+
+
+_IN_FLIGHT: set[subprocess.Popen] = set()  # per-reading tools running now: close() ends them
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        try:
+            proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            pass  # stuck in the kernel (a hung IPMI driver): the monitor clears the sidecar's group
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    _IN_FLIGHT.discard(proc)
 
 
 def parse_power(text: str, tool: str) -> float:
@@ -228,6 +303,8 @@ class IpmiSensor:
         retries: int = 2,
         extra_args: list[str] | None = None,
         persistent: bool = True,
+        password_file: str | None = None,
+        password_env: str | None = None,
     ) -> None:
         self.binary = binary or os.environ.get("SVBENCH_IPMITOOL") or "ipmitool"
         self.interval_s = interval_s
@@ -235,6 +312,24 @@ class IpmiSensor:
         self.retries = max(0, retries)
         self.extra_args = list(extra_args or [])
         self.tool = "freeipmi" if os.path.basename(self.binary) == "ipmi-dcmi" else "ipmitool"
+        if any(a == "-P" or (a.startswith("-P") and not a.startswith("--")) for a in self.extra_args) \
+                or any(a in ("-p", "--password") or a.startswith("--password=") for a in self.extra_args):
+            raise SensorConfigError("energy.ipmi.extra_args: a password on the command line is visible to every "
+                                    "user in ps; use energy.ipmi.password_file (ipmitool -f) or "
+                                    "energy.ipmi.password_env (ipmitool -E) instead")
+        self._env: dict | None = None  # the tool's environment when it differs from ours
+        if password_file or password_env:
+            if self.tool != "ipmitool":
+                raise SensorConfigError("energy.ipmi.password_file/password_env: supported with ipmitool only "
+                                        "(FreeIPMI reads its password from its own config file)")
+            if password_file:
+                self.extra_args += ["-f", str(password_file)]
+            else:
+                if password_env not in os.environ:
+                    raise SensorConfigError(f"energy.ipmi.password_env: the variable {password_env} is not set "
+                                            "in the job's environment")
+                self.extra_args += ["-E"]
+                self._env = os.environ | {"IPMI_PASSWORD": os.environ[password_env]}
         self._secrets = secret_values(self.extra_args, self.tool)
         self._path: str | None = None
         self.persistent = persistent and self.tool == "ipmitool"  # FreeIPMI has no shell
@@ -256,7 +351,7 @@ class IpmiSensor:
         if self._path is None:
             raise SensorUnavailable(f"binary not found: {redact(self.binary, self._secrets)}")
         if self.persistent:
-            self._shell = IpmitoolShell([self._path, *self.extra_args, "shell"])
+            self._shell = IpmitoolShell([self._path, *self.extra_args, "shell"], self._env)
             try:
                 self._shell.start(self.timeout_s)
             except IpmiError as exc:
@@ -272,39 +367,14 @@ class IpmiSensor:
             raise SensorUnavailable(f"{_reason(exc)}: {exc}") from exc
 
     def _run_once(self) -> str:
-        # Own session, so a timeout can kill the tool and anything it started: a grandchild holding
-        # the pipes open would otherwise keep communicate() waiting after the tool itself is dead.
         # subprocess, not os.posix_spawn (which costs the parent less CPU): CPython drops the GIL around
         # subprocess's vfork (gh-104372) but holds it through posix_spawn until the child has exec'ed,
         # so a slow exec (ipmitool on a busy or network filesystem) would stall the NVML/RAPL thread.
-        try:
-            proc = subprocess.Popen(
-                self._argv(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        except OSError as exc:  # not executable, removed since open(), ...
-            raise IpmiError("run", f"cannot run {os.path.basename(self.binary)}: {exc.strerror}") from None
-        try:
-            out, err = proc.communicate(timeout=self.timeout_s)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.communicate(timeout=1.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()  # something escaped the group; give up on its output
-            raise IpmiError("timeout", f"no answer within {self.timeout_s:g} s") from None
-        if proc.returncode != 0:
-            detail = _first_line(err + "\n" + out)
-            message = f"exit status {proc.returncode}: {redact(detail, self._secrets)[:200]}"
-            raise IpmiError("exit", message)
-        return out
+        code, out, err = run_bounded(self._argv(), self.timeout_s, self._env)
+        if code != 0:
+            detail = _first_line(err.decode(errors="replace") + "\n" + out.decode(errors="replace"))
+            raise IpmiError("exit", f"exit status {code}: {redact(detail, self._secrets)[:200]}")
+        return _decode(out)
 
     def _shell_once(self) -> float:
         """One try through the shell. A shell that died or timed out is started again by the next try;
@@ -361,8 +431,11 @@ class IpmiSensor:
         }
 
     def close(self) -> None:
+        """End the shell and any per-reading tool still running (a probe abandoned at the start-up bound)."""
         if self._shell is not None:
             self._shell.stop()
+        for proc in list(_IN_FLIGHT):
+            _end(proc)
 
 
 def make(config: dict) -> IpmiSensor:
@@ -370,8 +443,9 @@ def make(config: dict) -> IpmiSensor:
 
     Keys: ``binary`` (default env ``SVBENCH_IPMITOOL`` or ``ipmitool``; a basename of ``ipmi-dcmi``
     selects FreeIPMI), ``interval_s`` (2.0), ``timeout_s`` (5.0), ``retries`` (2), ``extra_args``
-    (list, e.g. ``["-I", "lanplus", "-H", host, "-U", user, "-P", password]``; credentials are
-    redacted everywhere), ``persistent`` (true: one long-lived ipmitool shell; false: one process per
+    (list, e.g. ``["-I", "lanplus", "-H", host, "-U", user]``; credentials are redacted everywhere; a
+    ``-P`` is refused), ``password_file`` (ipmitool ``-f``), ``password_env`` (a variable name: ipmitool
+    ``-E``), ``persistent`` (true: one long-lived ipmitool shell; false: one process per
     reading). Other keys are ignored.
     """
     return IpmiSensor(
@@ -381,4 +455,6 @@ def make(config: dict) -> IpmiSensor:
         retries=int(config.get("retries", 2)),
         extra_args=[str(a) for a in config.get("extra_args") or []],
         persistent=bool(config.get("persistent", True)),
+        password_file=config.get("password_file"),
+        password_env=config.get("password_env"),
     )
