@@ -205,3 +205,16 @@ def test_dry_run_never_prints_the_energy_config(tmp_path):
                        str(configfile))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "svbench monitor" in result.stdout and "bmc-user-xyz" not in result.stdout + result.stderr
+
+
+def test_an_unwritable_out_folder_is_one_line_not_a_traceback(node, tmp_path):
+    """Root ignores file modes, so the folder is made impossible by a file standing where its parent must be."""
+    blocker = tmp_path / "not a folder"
+    blocker.write_text("")
+    out = blocker / "run"
+    config = tmp_path / "energy.json"
+    config.write_text(json.dumps(node.config))
+    for cmd in (["monitor", "--out", str(out), "--config", str(config), "--", sys.executable, "-c", "pass"],):
+        run = subprocess.run([sys.executable, "-m", "svbench.cli", *cmd], capture_output=True, text=True,
+                             timeout=TIMEOUT)
+        assert run.returncode == 2 and str(out) in run.stderr and "Traceback" not in run.stderr, run.stderr

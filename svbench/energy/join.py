@@ -41,6 +41,7 @@ from svbench.energy.markers import BASELINE, Attempt, Phase, attempts, phases, r
 from svbench.energy.sensors.counter import BREAK_QUANTITY
 from svbench.energy.slurm import consumed_energy_j
 from svbench.energy.trace import SESSION_QUANTITY, iter_trace
+from svbench.errors import UserError
 
 log = logging.getLogger("svbench.energy")
 
@@ -402,13 +403,13 @@ def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
     """
     for path, what in ((trace_path, "trace"), (markers_path, "markers")):
         if not Path(path).is_file():
-            raise ValueError(f"{path}: no {what} file (was the step run under svbench monitor?)")
+            raise UserError(f"{path}: no {what} file (was the step run under svbench monitor?)")
         if Path(path).stat().st_size == 0:
-            raise ValueError(f"{path}: the {what} file is empty")
+            raise UserError(f"{path}: the {what} file is empty")
     records = read_markers(markers_path)
     job_attempts = attempts(records)
     if not job_attempts:
-        raise ValueError(f"{markers_path}: no 'begin' marker: not the markers of a monitored job")
+        raise UserError(f"{markers_path}: no 'begin' marker: not the markers of a monitored job")
     job_phases = phases(records)
     frame = join_trace(Path(trace_path), job_phases, job_attempts, None if intensity is None else intensity.at)
     if intensity is not None and intensity.edge_used:
@@ -418,8 +419,11 @@ def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
     if out_path is not None:
         out_path = Path(out_path)
         tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-        frame.to_csv(tmp, index=False)
-        tmp.replace(out_path)
+        try:
+            frame.to_csv(tmp, index=False)
+            tmp.replace(out_path)
+        except OSError as exc:  # read-only, a file in the way, no space
+            raise UserError(f"{out_path}: cannot write the energy table ({exc.strerror})") from None
     return frame
 
 

@@ -251,7 +251,7 @@ def run_monitored(out_dir: Path, command: list[str], config: dict | None = None,
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         lock_fd = _lock(out_dir)
-    except PermissionError as exc:
+    except OSError as exc:  # read-only, a file in the way, no space: the user's to fix
         raise UserError(f"{out_dir}: cannot write the measurement folder ({exc.strerror})") from None
     try:
         return _run_locked(out_dir, command, config, baseline_s, lock_fd)
