@@ -77,8 +77,9 @@ def cmd_train(a: argparse.Namespace) -> int:
     from svbench.training import Preempted, Recipe, train
 
     spec = ArchSpec.from_dict(a.arch, where="--arch")
+    recipe = Recipe.from_dict(a.recipe)  # errors name the config key (training.batch_size), as in the workflow
     try:
-        train(a.features, a.manifest, spec, Recipe.from_dict(a.recipe, where="--recipe"), a.out, seed=a.seed)
+        train(a.features, a.manifest, spec, recipe, a.out, seed=a.seed)
     except Preempted as exc:
         logging.getLogger("svbench").warning("%s", exc)
         return 143  # as if terminated: the scheduler retries and training resumes
@@ -104,10 +105,11 @@ def cmd_score(a: argparse.Namespace) -> int:
 
 
 def cmd_monitor(a: argparse.Namespace) -> int:
-    from svbench.energy.monitor import run_monitored
+    from svbench.energy.monitor import read_energy_config, run_monitored
 
     command = a.command[1:] if a.command and a.command[0] == "--" else a.command
-    return run_monitored(a.out, command, a.config, baseline_s=a.baseline)
+    config = read_energy_config(a.config) if a.config else {}
+    return run_monitored(a.out, command, config, baseline_s=a.baseline)
 
 
 def cmd_energy_join(a: argparse.Namespace) -> int:
@@ -186,8 +188,11 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_arch_list(a: argparse.Namespace) -> int:
+    from svbench.errors import UserError
     from svbench.study.grid import arch_table, grid_from_config
 
+    if a.frames < 1:
+        raise UserError(f"--frames: must be an integer >= 1, got {a.frames}")
     specs = grid_from_config(a.config)
     print(arch_table(specs, frames=a.frames))
     return 0
@@ -283,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("monitor", help="run a command beside the sensor sidecar: monitor --out DIR -- CMD ...")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--config", type=_json, default={}, help="energy config (sensors, intervals) as JSON")
+    s.add_argument("--config", type=Path, help="the energy config (sensors, intervals) as a JSON or YAML file: "
+                   "a file, not an argument, because every user sees argv in ps")
     s.add_argument("--baseline", type=float, default=0.0, help="seconds of idle baseline before the command")
     s.add_argument("command", nargs=argparse.REMAINDER)
     s.set_defaults(func=cmd_monitor)

@@ -20,11 +20,13 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import Field, InitVar, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from svbench.augment import SPEEDS, Augmenter, speed_segment
 from svbench.corpus.manifest import read_manifest
 from svbench.energy.markers import phase
+from svbench.errors import UserError
 from svbench.features import FbankConfig, FeatureStore, fbank
 from svbench.models import AAMSoftmax, ArchSpec, build, summarize
 
@@ -44,53 +47,96 @@ HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "lr", "margin", "seconds", "samp
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
 
+def _check_field(f: Field, value: object, key: str) -> object:
+    """``value`` if it has the field's type (its annotation) and bounds, else a UserError naming ``key``."""
+    kinds = f.type.replace(" ", "").split("|")
+    if value is None and "None" in kinds:
+        return None
+    kind, limits = kinds[0], f.metadata
+    number = isinstance(value, int | float) and not isinstance(value, bool)  # bool is an int to Python, not here
+    ok = {"int": number and isinstance(value, int), "float": number and math.isfinite(value),
+          "bool": isinstance(value, bool), "str": isinstance(value, str), "dict": isinstance(value, dict)}[kind]
+    if ok and "choices" in limits:
+        ok = value in limits["choices"]
+    if ok and "pattern" in limits:
+        ok = re.match(limits["pattern"], value) is not None
+    if ok and number:
+        ok = (value >= limits.get("ge", -math.inf) and value > limits.get("gt", -math.inf)
+              and value <= limits.get("le", math.inf))
+    if ok:
+        return float(value) if kind == "float" else value
+    if "choices" in limits:
+        want = f"one of {', '.join(limits['choices'])}"
+    elif "pattern" in limits:
+        want = f"a string matching {limits['pattern']}"
+    else:
+        want = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+                "dict": "a mapping"}[kind]
+        bounds = [f"{op} {limits[name]}" for name, op in (("ge", ">="), ("gt", ">"), ("le", "<=")) if name in limits]
+        want += (" " + " and ".join(bounds)) if bounds else ""
+    if "None" in kinds:
+        want += " or null"
+    raise UserError(f"{key}: must be {want}, got {value!r}")
+
+
+def _f(default: object, **limits: object) -> Any:
+    """A field with its bounds (ge, gt, le: numbers; choices, pattern: strings), checked on construction."""
+    return field(default=default, metadata=limits)
+
+
 @dataclass
 class Recipe:
-    """Training hyper-parameters (config section ``training``); defaults follow WeSpeaker's recipe."""
+    """Training hyper-parameters (config section ``training``); defaults follow WeSpeaker's recipe.
 
-    epochs: int = 150
-    batch_size: int = 128  # per process
-    crop_frames: int = 200
-    samples_per_epoch: int | None = None  # None: one crop per training utterance
-    lr: float = 0.1
-    final_lr: float = 5e-5
-    warmup_epochs: int = 6
+    The types (annotations) and bounds (field metadata) of every field are checked on construction;
+    workflow/schemas/config.schema.yaml states the same bounds (tests/test_config_validation.py).
+    """
+
+    epochs: int = _f(150, ge=1)
+    batch_size: int = _f(128, ge=1)  # per process
+    crop_frames: int = _f(200, ge=8)
+    samples_per_epoch: int | None = _f(None, ge=1)  # None: one crop per training utterance
+    lr: float = _f(0.1, gt=0)
+    final_lr: float = _f(5e-5, gt=0)
+    warmup_epochs: int = _f(6, ge=0)
     scale_lr_by_batch: bool = True  # lr × global batch / 64
-    momentum: float = 0.9
+    momentum: float = _f(0.9, ge=0)
     nesterov: bool = True
-    weight_decay: float = 1e-4
-    aam_scale: float = 32.0
-    margin: float = 0.2
-    margin_start_epoch: int = 20
-    margin_end_epoch: int = 40
+    weight_decay: float = _f(1e-4, ge=0)
+    aam_scale: float = _f(32.0, gt=0)
+    margin: float = _f(0.2, ge=0)
+    margin_start_epoch: int = _f(20, ge=0)
+    margin_end_epoch: int = _f(40, ge=0)
     speed_perturb: bool = False  # speeds 0.9/1.0/1.1, each its own class (3x the speakers)
     musan: str | None = None  # MUSAN folder (noise/, speech/, music/) for additive noise
     rir: str | None = None  # folder of room impulse responses (*.wav) for reverberation
-    aug_prob: float = 0.6  # share of samples augmented (half noise, half reverb when both are set)
-    average_last: int = 1  # model.pt = mean of the weights after the last N epochs
-    checkpoint_minutes: float = 10.0  # also checkpoint mid-epoch this often: a SIGKILL loses at most this much
-    amp: str = "auto"  # auto: bf16 on CUDA where supported, else fp16 with a grad scaler; off on CPU
+    aug_prob: float = _f(0.6, ge=0, le=1)  # share of samples augmented (half noise, half reverb when both are set)
+    average_last: int = _f(1, ge=1)  # model.pt = mean of the weights after the last N epochs
+    checkpoint_minutes: float = _f(10.0, ge=0)  # also checkpoint mid-epoch this often: a SIGKILL loses at most this
+    amp: str = _f("auto", choices=AMP_MODES)  # auto: bf16 on CUDA where supported, else fp16 + grad scaler; CPU: off
     channels_last: bool = True  # CUDA only
     cudnn_benchmark: bool = True  # CUDA only
-    processes: int = 1  # processes per job (one per GPU); the workflow launches them with torchrun
-    num_workers: int = 0
-    device: str = "auto"
-    threads: int | None = None
+    processes: int = _f(1, ge=1)  # processes per job (one per GPU); the workflow launches them with torchrun
+    num_workers: int = _f(0, ge=0)
+    device: str = _f("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+    threads: int | None = _f(None, ge=1)
     extra: dict = field(default_factory=dict)
+
+    where: InitVar[str] = "training"  # the config key named in errors; not a field
+
+    def __post_init__(self, where: str) -> None:
+        """UserError naming the first field of a wrong type or out of its bounds; ints become floats where
+        a float is expected."""
+        for f in fields(self):
+            setattr(self, f.name, _check_field(f, getattr(self, f.name), f"{where}.{f.name}"))
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "training") -> Recipe:
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        known = {f.name for f in fields(cls) if f.name != "extra"}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"config key {where}.{unknown[0]}: unknown training option "
-                             f"(known: {', '.join(sorted(known))})")
-        recipe = cls(**d)
-        if recipe.amp not in AMP_MODES:
-            raise ValueError(f"config key {where}.amp: expected one of {', '.join(AMP_MODES)}, got {recipe.amp!r}")
-        if recipe.average_last < 1:
-            raise ValueError(f"config key {where}.average_last: expected at least 1, got {recipe.average_last}")
-        return recipe
+            raise UserError(f"{where}.{unknown[0]}: unknown training option (known: {', '.join(sorted(known))})")
+        return cls(**d, where=where)
 
     def peak_lr(self, world_size: int = 1) -> float:
         return self.lr * (self.batch_size * world_size / 64 if self.scale_lr_by_batch else 1.0)
@@ -212,10 +258,46 @@ def amp_mode(amp: str, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
-def _save_atomic(obj: object, path: Path) -> None:
+def _save_atomic(obj: object, path: Path, previous: Path | None = None) -> None:
+    """Write ``path`` through a temporary file; with ``previous``, the former ``path`` is kept there."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before the rename: a node crash must not leave a truncated file
+    if previous is not None and path.exists():
+        os.replace(path, previous)
     os.replace(tmp, path)
+
+
+CHECKPOINT_KEYS = ("spec", "n_classes", "model", "head", "optimiser", "epoch", "step", "history", "running",
+                   "torch_rng")
+
+
+def load_checkpoint(current: Path, previous: Path, device: torch.device) -> tuple[dict, Path] | None:
+    """The checkpoint to resume from and its file: ``current``, else (damaged or missing) ``previous``.
+
+    None when neither exists (a fresh start); a UserError naming both when neither loads."""
+    if not current.exists() and not previous.exists():
+        return None
+    problems = []
+    for path in (current, previous):
+        if not path.exists():
+            problems.append(f"{path}: missing")
+            continue
+        try:
+            ckpt = torch.load(path, map_location=device, weights_only=False)
+        except Exception as exc:  # truncated, empty, not a torch file, ...: all mean "damaged"
+            detail = (str(exc).splitlines() or [""])[0][:160]  # torch's messages run to a paragraph
+            problems.append(f"{path}: cannot load ({type(exc).__name__}: {detail})")
+        else:
+            if isinstance(ckpt, dict) and all(k in ckpt for k in CHECKPOINT_KEYS):
+                if path != current:
+                    log.warning("resuming from %s, the checkpoint before %s", path, current)
+                return ckpt, path
+            problems.append(f"{path}: cannot load (not a training checkpoint)")
+        log.warning("%s", problems[-1])
+    raise UserError(f"no checkpoint to resume from: {'; '.join(problems)}; remove both to train from scratch")
 
 
 class _StopRequested:
@@ -276,9 +358,10 @@ def average_state(paths: list[Path]) -> dict:
 
 def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_dir: Path, seed: int = 0,
           stop_after_steps: int | None = None) -> Path:
-    """Train one architecture; resumes from ``out_dir/checkpoint.pt`` if present.
+    """Train one architecture; resumes from ``out_dir/checkpoint.pt`` (or ``checkpoint.prev.pt``) if present.
 
-    Writes ``checkpoint.pt`` (every epoch, and on SIGTERM), ``history.csv``, ``spec.json`` (with params
+    Writes ``checkpoint.pt`` (every epoch, and on SIGTERM; the one before is kept as ``checkpoint.prev.pt``,
+    resumed from when ``checkpoint.pt`` is damaged), ``history.csv``, ``spec.json`` (with params
     and MACs of the built model) and finally ``model.pt`` (the mean of the last ``average_last`` epochs'
     weights, kept in ``epochs/``). ``stop_after_steps`` simulates a kill (tests). Under ``torchrun`` or
     ``srun`` with several processes it trains with DDP and only rank 0 writes.
@@ -322,7 +405,7 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
     speaker_index = {s: k for k, s in enumerate(speakers)}
     missing = [u.utt for u in utts if u.utt not in store]
     if missing:
-        raise KeyError(f"{features}: {len(missing)} training utterances have no features, e.g. {missing[0]!r}")
+        raise UserError(f"{features}: {len(missing)} training utterances have no features, e.g. {missing[0]!r}")
     ids = [u.utt for u in utts]
     labels = [speaker_index[u.speaker] for u in utts]
     n_classes = len(speakers) * (len(SPEEDS) if recipe.speed_perturb else 1)
@@ -347,14 +430,17 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
         ids_ = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=ids_)
 
-    ckpt_path = out_dir / "checkpoint.pt"
+    ckpt_path, prev_path = out_dir / "checkpoint.pt", out_dir / "checkpoint.prev.pt"
     epochs_dir = out_dir / "epochs"
     epoch, step, history = 0, 0, []
     running = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0, "wait": 0.0}
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+    found = load_checkpoint(ckpt_path, prev_path, device)
+    # a checkpoint.pt that did not load must not be rotated into checkpoint.prev.pt: the next write replaces it
+    keep_previous = [found is None or found[1] == ckpt_path]
+    if found is not None:
+        ckpt, source = found
         if ckpt["spec"] != spec.to_dict() or ckpt["n_classes"] != n_classes:
-            raise ValueError(f"{ckpt_path}: checkpoint is for another architecture or corpus; remove it to restart")
+            raise UserError(f"{source}: checkpoint is for another architecture or corpus; remove it to restart")
         model.load_state_dict(ckpt["model"])
         head.load_state_dict(ckpt["head"])
         optimiser.load_state_dict(ckpt["optimiser"])
@@ -364,7 +450,12 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
         if not lead:  # the saved sums are already totals over all ranks: count them once
             running |= {"loss": 0.0, "correct": 0, "seen": 0}
         torch.set_rng_state(ckpt["torch_rng"])
-        log.info("resumed from %s at epoch %d step %d", ckpt_path, epoch, step)
+        log.info("resumed from %s at epoch %d step %d", source, epoch, step)
+    if world > 1:  # every rank must resume from the same position, or the all-reduces pair different steps
+        positions: list = [None] * world
+        dist.all_gather_object(positions, (epoch, step))
+        if len(set(positions)) != 1:
+            raise RuntimeError(f"DDP ranks resumed from different checkpoints (epoch, step): {positions}")
 
     def reduce_running() -> None:
         """Sum the loss/accuracy counters over ranks (rank 0 then holds the totals, the others zero)."""
@@ -382,7 +473,8 @@ def _train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_d
                           "head": head.state_dict(), "optimiser": optimiser.state_dict(),
                           "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "history": history,
                           "running": running, "torch_rng": torch.get_rng_state(), "recipe": asdict(recipe),
-                          "seed": seed, "world_size": world}, ckpt_path)
+                          "seed": seed, "world_size": world}, ckpt_path, prev_path if keep_previous[0] else None)
+            keep_previous[0] = True
 
     last_checkpoint = [time.monotonic()]
     last_progress = [time.monotonic()]

@@ -679,10 +679,12 @@ def test_ipmi_credentials_never_leak(fake_ipmi, monkeypatch, caplog, binary, arg
     assert "connection timeout" in texts[1] or "RMCP+ session" in texts[1]  # the rest of the message survives
 
 
-@pytest.mark.parametrize("args", [["-P", "pw"], ["-Ppw"], ["--password=pw"], ["-p", "pw"]])
-def test_ipmi_password_on_the_command_line_is_refused(args):
+@pytest.mark.parametrize("binary, args", [("ipmitool", ["-P", "pw"]), ("ipmitool", ["-Ppw"]),
+                                          ("ipmi-dcmi", ["--password=pw"]), ("ipmi-dcmi", ["-p", "pw"])])
+def test_ipmi_password_on_the_command_line_is_refused(binary, args):
     with pytest.raises(SensorConfigError, match="password_file.*password_env"):
-        ipmi.IpmiSensor(extra_args=["-I", "lanplus", *args])
+        ipmi.IpmiSensor(binary=binary, extra_args=["-I", "lanplus", *args])
+    ipmi.IpmiSensor(extra_args=["-p", "623"])  # ipmitool's -p is the remote port
 
 
 def test_ipmi_password_from_a_file_or_a_variable_never_in_argv(fake_ipmi, monkeypatch, tmp_path):

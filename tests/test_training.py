@@ -297,3 +297,47 @@ def test_sigkill_mid_epoch_resumes_from_the_periodic_checkpoint(tiny_corpus: Pat
     b = torch.load(out / "model.pt")["model"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+# --- damaged checkpoints ---
+
+def _cli_train(args: tuple, out: Path, recipe: Recipe) -> subprocess.CompletedProcess:
+    fields = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "extra"}
+    cmd = [sys.executable, "-m", "svbench.cli", "train", "--features", str(args[0]), "--manifest", str(args[1]),
+           "--arch", json.dumps(args[2].to_dict()), "--recipe", json.dumps(fields), "--out", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(tiny_corpus: Path, tmp_path: Path) -> None:
+    args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC, RECIPE)
+    train(*args, tmp_path / "straight", seed=0)
+    out = tmp_path / "resumed"
+    with pytest.raises(Preempted):  # checkpoints at the end of epoch 1, then at the stop in epoch 2
+        train(*args, out, seed=0, stop_after_steps=8)
+    prev = torch.load(out / "checkpoint.prev.pt", weights_only=False)
+    assert (prev["epoch"], prev["step"]) == (1, 0)
+    ckpt = out / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # e.g. a node that died while writing
+    run = _cli_train(args, out, RECIPE)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"{ckpt}: cannot load" in run.stderr and f"resuming from {out / 'checkpoint.prev.pt'}" in run.stderr
+    a = torch.load(tmp_path / "straight" / "model.pt")["model"]
+    b = torch.load(out / "model.pt")["model"]
+    for key in a:  # resumed from the end of epoch 1: still the same weights
+        assert torch.equal(a[key], b[key]), key
+    assert len(pd.read_csv(out / "history.csv")) == 3
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):  # the damaged file is gone from the rotation
+        torch.load(out / name, weights_only=False)
+
+
+def test_no_loadable_checkpoint_is_one_error_naming_both(tiny_corpus: Path, tmp_path: Path) -> None:
+    args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC, RECIPE)
+    with pytest.raises(Preempted):
+        train(*args, tmp_path, stop_after_steps=8)
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        (tmp_path / name).write_bytes(b"")
+    run = _cli_train(args, tmp_path, RECIPE)
+    assert run.returncode == 2, run.stderr[-3000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("svbench: error: ") and "Traceback" not in run.stderr
+    assert str(tmp_path / "checkpoint.pt") in last and str(tmp_path / "checkpoint.prev.pt") in last

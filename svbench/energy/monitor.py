@@ -239,7 +239,10 @@ def read_energy_config(path: Path) -> dict:
         raise UserError(f"{path}: the energy config must be a mapping of keys")
     if isinstance(data.get("energy"), dict):
         data = data["energy"]
-    return validate_energy_config(data)
+    try:
+        return validate_energy_config(data)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}") from None
 
 
 def run_monitored(out_dir: Path, command: list[str], config: dict | None = None, baseline_s: float = 0.0) -> int:

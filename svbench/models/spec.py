@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from svbench.errors import UserError
+
 BLOCKS = ("basic", "bottleneck")
 POOLINGS = ("tstp", "asp")
 FIELDS = ("name", "block", "stages", "width", "widths", "embedding", "pooling", "n_mels")
@@ -60,37 +62,37 @@ class ArchSpec:
     def from_dict(cls, d: dict[str, Any], where: str = "architecture") -> ArchSpec:
         """Build a spec from a config mapping, either complete or `{"preset": ..., overrides...}`.
 
-        Errors are ValueError naming `where` and the offending key, e.g.
+        Errors are UserError (a ValueError) naming `where` and the offending key, e.g.
         "config key grid[2].stages: expected 4 positive integers, got [3, 4]".
         """
         if not isinstance(d, dict):
-            raise ValueError(f"{where}: expected a mapping, got {d!r}")
+            raise UserError(f"{where}: expected a mapping, got {d!r}")
         unknown = [k for k in d if k not in FIELDS and k != "preset"]
         if unknown:
-            raise ValueError(f"{where}.{unknown[0]}: unknown key (known: preset, {', '.join(FIELDS)})")
+            raise UserError(f"{where}.{unknown[0]}: unknown key (known: preset, {', '.join(FIELDS)})")
         values = dict(d)
         if "preset" in values:
             base_name = values.pop("preset")
             if not isinstance(base_name, str) or base_name.lower() not in _PRESET_KEYS:
-                raise ValueError(f"{where}.preset: unknown preset {base_name!r} (known: {', '.join(PRESETS)})")
+                raise UserError(f"{where}.preset: unknown preset {base_name!r} (known: {', '.join(PRESETS)})")
             width = values.get("width", 32)
             _check_positive_int(width, f"{where}.width")
             base = preset(base_name, width).to_dict()
             # A preset's name only describes it when nothing but the width changed.
             changed = [k for k in values if k not in ("name", "width")]
             if changed and "name" not in values:
-                raise ValueError(f"{where}.name: required when preset {base_name!r} is modified ({', '.join(changed)})")
+                raise UserError(f"{where}.name: required when preset {base_name!r} is modified ({', '.join(changed)})")
             values = {**base, **values}
         for key in ("name", "block", "stages"):
             if key not in values:
-                raise ValueError(f"{where}.{key}: missing (or give a 'preset')")
+                raise UserError(f"{where}.{key}: missing (or give a 'preset')")
         return cls(**_validate(values, where))
 
 
 def _check_positive_int(value: Any, key: str) -> int:
     # bool is an int subclass; True is not a width.
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{key}: expected a positive integer, got {value!r}")
+        raise UserError(f"{key}: expected a positive integer, got {value!r}")
     return value
 
 
@@ -102,13 +104,13 @@ def _check_four(value: Any, key: str) -> tuple[int, int, int, int]:
     )
     if not ok:
         shown = list(value) if isinstance(value, tuple) else value
-        raise ValueError(f"{key}: expected 4 positive integers, got {shown!r}")
+        raise UserError(f"{key}: expected 4 positive integers, got {shown!r}")
     return tuple(value)
 
 
 def _check_choice(value: Any, key: str, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+        raise UserError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
     return value.lower()
 
 
@@ -116,7 +118,7 @@ def _validate(values: dict[str, Any], where: str) -> dict[str, Any]:
     """Check every field; return the normalised values (tuples, lower-case choices)."""
     name = values["name"]
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ValueError(
+        raise UserError(
             f"{where}.name: expected letters, digits, '_', '.', '-' (starting with a letter or digit), got {name!r}"
         )
     widths = values.get("widths")
@@ -152,7 +154,7 @@ def preset(name: str, width: int = 32) -> ArchSpec:
     """A named ResNet (case-insensitive). Its name gets a `_w{width}` suffix when width != 32."""
     key = _PRESET_KEYS.get(name.lower()) if isinstance(name, str) else None
     if key is None:
-        raise ValueError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+        raise UserError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
     _check_positive_int(width, "width")
     if width == 32:
         return PRESETS[key]

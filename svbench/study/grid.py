@@ -6,28 +6,40 @@ from pathlib import Path
 
 import yaml
 
+from svbench.errors import UserError
 from svbench.models import ArchSpec, summarize
 
 
 def specs_from_grid(grid: list[dict], where: str = "grid") -> list[ArchSpec]:
     """Validate every grid entry (preset + overrides or a full spec); names must be unique."""
     if not grid:
-        raise ValueError(f"config key {where}: the grid is empty")
+        raise UserError(f"config key {where}: the grid is empty")
     specs = [ArchSpec.from_dict(entry, where=f"{where}[{i}]") for i, entry in enumerate(grid)]
     seen: dict[str, int] = {}
     for i, spec in enumerate(specs):
         if spec.name in seen:
             first = seen[spec.name]
-            raise ValueError(f"config key {where}[{i}].name: {spec.name!r} is already used by {where}[{first}]")
+            raise UserError(f"config key {where}[{i}].name: {spec.name!r} is already used by {where}[{first}]")
         seen[spec.name] = i
     return specs
 
 
 def grid_from_config(path: Path) -> list[ArchSpec]:
-    """The specs of a config file's ``grid`` key."""
-    config = yaml.safe_load(Path(path).read_text()) or {}
+    """The specs of a config file's ``grid`` key; a file that cannot be read or parsed is a UserError naming it."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as exc:  # missing, a directory, unreadable, not text
+        raise UserError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)  # yaml names the string it parsed, not the file: we do
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise UserError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: expected a mapping of config keys, got {type(config).__name__}")
     if "grid" not in config:
-        raise ValueError(f"{path}: no 'grid' key")
+        raise UserError(f"{path}: no 'grid' key")
     return specs_from_grid(config["grid"], where=f"{path}: grid")
 
 

@@ -3,6 +3,7 @@ import json
 import math
 import os
 
+from svbench.energy.config import validate_energy_config
 from svbench.study.grid import specs_from_grid
 
 SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}
@@ -47,6 +48,8 @@ def _write_energy_config(path=ENERGY_CONFIG):
     os.replace(tmp, path)
 
 
+# the rules the monitor applies (a password in extra_args, ...), at plan time, before any job runs
+validate_energy_config(config["energy"])
 _write_energy_config()
 
 

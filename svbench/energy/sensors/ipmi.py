@@ -312,8 +312,12 @@ class IpmiSensor:
         self.retries = max(0, retries)
         self.extra_args = list(extra_args or [])
         self.tool = "freeipmi" if os.path.basename(self.binary) == "ipmi-dcmi" else "ipmitool"
-        if any(a == "-P" or (a.startswith("-P") and not a.startswith("--")) for a in self.extra_args) \
-                or any(a in ("-p", "--password") or a.startswith("--password=") for a in self.extra_args):
+        ipmitool_pw = any(a == "-P" or (a.startswith("-P") and not a.startswith("--")) for a in self.extra_args)
+        # FreeIPMI's -p is the password; ipmitool's -p is the remote port
+        freeipmi_pw = self.tool == "freeipmi" and any(
+            a in ("-p", "--password") or a.startswith("--password=") or (a.startswith("-p") and len(a) > 2)
+            for a in self.extra_args)
+        if ipmitool_pw or freeipmi_pw:
             raise SensorConfigError("energy.ipmi.extra_args: a password on the command line is visible to every "
                                     "user in ps; use energy.ipmi.password_file (ipmitool -f) or "
                                     "energy.ipmi.password_env (ipmitool -E) instead")
