@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
+from svbench.errors import UserError
+
 SAMPLE_RATE = 16000
 SPEEDS = (1.0, 0.9, 1.1)  # index k: class offset k * n_speakers
 SNR_DB = {"noise": (0.0, 15.0), "speech": (10.0, 30.0), "music": (5.0, 15.0)}
@@ -28,10 +30,10 @@ def wav_files(root: Path, key: str) -> list[Path]:
     """All ``*.wav`` under ``root`` (sorted, so choices are reproducible); errors name the config key."""
     root = Path(root)
     if not root.exists():
-        raise FileNotFoundError(f"config key {key}: {root} does not exist")
+        raise UserError(f"config key {key}: {root} does not exist")
     files = sorted(root.rglob("*.wav"))
     if not files:
-        raise ValueError(f"config key {key}: no .wav files under {root}")
+        raise UserError(f"config key {key}: no .wav files under {root}")
     return files
 
 
@@ -39,7 +41,7 @@ def read_segment(path: Path, start: int, length: int) -> np.ndarray:
     """``length`` samples from ``start`` of a 16-bit PCM mono 16 kHz wav (fewer at the end), as float32."""
     with wave.open(str(path), "rb") as w:
         if w.getframerate() != SAMPLE_RATE or w.getsampwidth() != 2 or w.getnchannels() != 1:
-            raise ValueError(f"{path}: expected 16-bit mono {SAMPLE_RATE} Hz PCM wav for augmentation")
+            raise UserError(f"{path}: expected 16-bit mono {SAMPLE_RATE} Hz PCM wav for augmentation")
         n = w.getnframes()
         w.setpos(min(max(start, 0), n))
         data = w.readframes(max(length, 0))
@@ -89,7 +91,7 @@ class Augmenter:
                 if files:
                     self.noises[kind] = files
             if not self.noises:
-                raise ValueError(f"config key training.musan: {musan} has no noise/, speech/ or music/ folder "
+                raise UserError(f"config key training.musan: {musan} has no noise/, speech/ or music/ folder "
                                  "with .wav files")
         self.rirs = wav_files(rir, "training.rir") if rir is not None else []
 

@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from svbench.errors import UserError
+
 
 def _json(text: str) -> dict:
     try:
@@ -172,7 +174,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         try:
             spec = ArchSpec.from_dict(json.loads(text), where="--arch")
         except json.JSONDecodeError as exc:
-            raise ValueError(f"--arch: not valid JSON ({exc})") from None
+            raise UserError(f"--arch: not valid JSON ({exc})") from None
     else:
         spec = preset(text, a.width)
     p = predict_training_energy(spec, pd.read_csv(a.summary), a.epochs, a.samples)
@@ -353,10 +355,10 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:
         status = args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as exc:
-        # bad input: one clear line naming the file, line or key, not a traceback
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"svbench: error: {message}", file=sys.stderr)
+    except (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        # bad input (or a path the OS refused, which its message names): one line, not a traceback;
+        # anything else is a bug in svbench and keeps its traceback
+        print(f"svbench: error: {exc}", file=sys.stderr)
         sys.exit(2)
     sys.exit(status)
 

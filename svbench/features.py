@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from svbench.corpus.audio import read_wav
 from svbench.corpus.manifest import Utterance, read_manifest
+from svbench.errors import UserError
 
 log = logging.getLogger("svbench.features")
 PROGRESS_EVERY_S = 30.0  # how often a long shard logs its progress
@@ -38,7 +39,7 @@ class FbankConfig:
 def fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig = FbankConfig()) -> np.ndarray:
     """(frames, n_mels) float32 log-mel filterbank with the utterance mean removed."""
     if sample_rate != cfg.sample_rate:
-        raise ValueError(f"expected {cfg.sample_rate} Hz audio, got {sample_rate} Hz")
+        raise UserError(f"expected {cfg.sample_rate} Hz audio, got {sample_rate} Hz")
     wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).unsqueeze(0) * 32768.0
     feats = kaldi.fbank(wave, num_mel_bins=cfg.n_mels, frame_length=cfg.frame_length_ms,
                         frame_shift=cfg.frame_shift_ms, dither=0.0, sample_frequency=sample_rate,
@@ -50,7 +51,7 @@ def fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig = FbankConfig(
 def shard_utterances(utts: list[Utterance], shard: int, num_shards: int) -> list[Utterance]:
     """The utterances of one shard: a contiguous slice, so shards stay balanced and stable."""
     if not 0 <= shard < num_shards:
-        raise ValueError(f"shard {shard} out of range for {num_shards} shards")
+        raise UserError(f"shard {shard} out of range for {num_shards} shards")
     bounds = np.linspace(0, len(utts), num_shards + 1).round().astype(int)
     return utts[bounds[shard]: bounds[shard + 1]]
 
@@ -105,7 +106,7 @@ def merge_index(out_dir: Path, num_shards: int) -> Path:
     out_dir = Path(out_dir)
     missing = [shard_name(k) for k in range(num_shards) if not (out_dir / f"{shard_name(k)}.index.tsv").exists()]
     if missing:
-        raise FileNotFoundError(f"{out_dir}: shards not extracted yet: {', '.join(missing)}")
+        raise UserError(f"{out_dir}: shards not extracted yet: {', '.join(missing)}")
     lines = ["utt\tshard\toffset\tframes\n"]
     for k in range(num_shards):
         lines += (out_dir / f"{shard_name(k)}.index.tsv").read_text().splitlines(keepends=True)[1:]
@@ -122,14 +123,14 @@ class FeatureStore:
         self.directory = Path(directory)
         index = self.directory / "index.tsv"
         if not index.exists():
-            raise FileNotFoundError(f"{index}: feature index missing (run `svbench features` first)")
+            raise UserError(f"{index}: feature index missing (run `svbench features` first)")
         self._where: dict[str, tuple[int, int, int]] = {}
         for n, line in enumerate(index.read_text().splitlines()[1:], 2):
             try:
                 utt, shard, offset, frames = line.split("\t")
                 self._where[utt] = (int(shard), int(offset), int(frames))
             except ValueError as exc:
-                raise ValueError(f"{index}:{n}: expected 'utt shard offset frames', got {line!r}") from exc
+                raise UserError(f"{index}:{n}: expected 'utt shard offset frames', got {line!r}") from exc
         self._shards: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -155,7 +156,7 @@ class FeatureStore:
         try:
             shard, offset, frames = self._where[utt]
         except KeyError:
-            raise KeyError(f"utterance {utt!r} is not in the feature store {self.directory}") from None
+            raise UserError(f"utterance {utt!r} is not in the feature store {self.directory}") from None
         return self._shard(shard)[offset: offset + frames]
 
     def crop(self, utt: str, frames: int, rng: np.random.Generator) -> np.ndarray:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from svbench.errors import UserError
+
 DEFINITION = "EER: linear interpolation of the DET crossing; minDCF: normalised NIST SRE (C_miss=C_fa=1)"
 
 
@@ -26,23 +28,23 @@ def _check(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
     if s.ndim != 1 or y.ndim != 1:
-        raise ValueError(f"scores and labels must be 1-D, got shapes {s.shape} and {y.shape}")
+        raise UserError(f"scores and labels must be 1-D, got shapes {s.shape} and {y.shape}")
     if s.shape != y.shape:
-        raise ValueError(f"scores and labels differ in length: {s.size} vs {y.size}")
+        raise UserError(f"scores and labels differ in length: {s.size} vs {y.size}")
     if np.isnan(s).any():
-        raise ValueError(f"scores contain {int(np.isnan(s).sum())} NaN value(s)")
+        raise UserError(f"scores contain {int(np.isnan(s).sum())} NaN value(s)")
     if np.isinf(s).any():
-        raise ValueError(f"scores contain {int(np.isinf(s).sum())} infinite value(s)")
+        raise UserError(f"scores contain {int(np.isinf(s).sum())} infinite value(s)")
     if y.dtype != np.bool_:
         if y.dtype.kind not in "iuf" or not ((y == 0) | (y == 1)).all():
             bad = sorted({str(v) for v in np.unique(y) if v not in (0, 1)})[:5]
-            raise ValueError(f"labels must be 0 (non-target) or 1 (target); found {', '.join(bad)}")
+            raise UserError(f"labels must be 0 (non-target) or 1 (target); found {', '.join(bad)}")
         y = y == 1
     n_tgt = int(np.count_nonzero(y))
     if n_tgt < 1:
-        raise ValueError("need at least one target trial (label 1), found none")
+        raise UserError("need at least one target trial (label 1), found none")
     if n_tgt == y.size:
-        raise ValueError("need at least one non-target trial (label 0), found none")
+        raise UserError("need at least one non-target trial (label 0), found none")
     return s, y
 
 
@@ -83,9 +85,9 @@ def _eer(fpr: np.ndarray, fnr: np.ndarray) -> float:
 
 def _min_dcf(fpr: np.ndarray, fnr: np.ndarray, p_target: float, c_miss: float, c_fa: float) -> float:
     if not 0 < p_target < 1:
-        raise ValueError(f"p_target must be in (0, 1), got {p_target}")
+        raise UserError(f"p_target must be in (0, 1), got {p_target}")
     if c_miss <= 0 or c_fa <= 0:
-        raise ValueError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
+        raise UserError(f"c_miss and c_fa must be positive, got {c_miss} and {c_fa}")
     c_det = np.min(c_miss * fnr * p_target + c_fa * fpr * (1 - p_target))
     # Normalise by the best system that always accepts or always rejects.
     c_default = min(c_miss * p_target, c_fa * (1 - p_target))

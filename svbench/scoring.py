@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from svbench.errors import UserError
+
 BACKENDS = ("cosine", "asnorm")
 _CHUNK = 4096  # rows per block, bounds the memory of the utterance × cohort score matrix
 
@@ -25,16 +27,16 @@ def normalize(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:
     """Subtract ``mean`` (if given) from each row and scale rows to unit L2 norm (float64)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"embeddings must be a 2-D array (rows = utterances), got shape {x.shape}")
+        raise UserError(f"embeddings must be a 2-D array (rows = utterances), got shape {x.shape}")
     if mean is not None:
         mean = np.asarray(mean, dtype=np.float64)
         if mean.shape != (x.shape[1],):
-            raise ValueError(f"mean has shape {mean.shape}, expected ({x.shape[1]},)")
+            raise UserError(f"mean has shape {mean.shape}, expected ({x.shape[1]},)")
         x = x - mean
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if not np.all(norms > 0):
         rows = np.flatnonzero(norms[:, 0] <= 0)[:5].tolist()
-        raise ValueError(f"zero-length embedding(s) after mean subtraction at rows {rows}")
+        raise UserError(f"zero-length embedding(s) after mean subtraction at rows {rows}")
     return x / norms
 
 
@@ -42,7 +44,7 @@ def cosine_scores(enroll: np.ndarray, test: np.ndarray, mean: np.ndarray | None 
     """Cosine score of each pair of rows ``enroll[i]``, ``test[i]`` after mean subtraction."""
     e, t = normalize(enroll, mean), normalize(test, mean)
     if e.shape != t.shape:
-        raise ValueError(f"enroll and test differ in shape: {e.shape} vs {t.shape}")
+        raise UserError(f"enroll and test differ in shape: {e.shape} vs {t.shape}")
     return np.einsum("ij,ij->i", e, t)
 
 
@@ -50,7 +52,7 @@ def speaker_means(embeddings: np.ndarray, speakers: Sequence[str]) -> tuple[list
     """Per-speaker mean embeddings (an AS-norm cohort): (sorted speaker ids, matrix)."""
     x = np.asarray(embeddings, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] != len(speakers):
-        raise ValueError(f"need one speaker per embedding row: {len(speakers)} speakers, shape {x.shape}")
+        raise UserError(f"need one speaker per embedding row: {len(speakers)} speakers, shape {x.shape}")
     names, inverse = np.unique(np.asarray(speakers), return_inverse=True)
     sums = np.zeros((names.size, x.shape[1]))
     np.add.at(sums, inverse, x)
@@ -64,11 +66,11 @@ def cohort_stats(x: np.ndarray, cohort: np.ndarray, top_n: int = 300) -> tuple[n
     ``top_n`` is capped at the cohort size.
     """
     if top_n < 2:
-        raise ValueError(f"top_n must be at least 2 (a standard deviation needs two scores), got {top_n}")
+        raise UserError(f"top_n must be at least 2 (a standard deviation needs two scores), got {top_n}")
     if cohort.shape[0] < 2:
-        raise ValueError(f"AS-norm needs a cohort of at least 2 embeddings, got {cohort.shape[0]}")
+        raise UserError(f"AS-norm needs a cohort of at least 2 embeddings, got {cohort.shape[0]}")
     if cohort.shape[1] != x.shape[1]:
-        raise ValueError(f"cohort dimension {cohort.shape[1]} differs from embeddings' {x.shape[1]}")
+        raise UserError(f"cohort dimension {cohort.shape[1]} differs from embeddings' {x.shape[1]}")
     n = min(top_n, cohort.shape[0])
     mu = np.empty(x.shape[0])
     sigma = np.empty(x.shape[0])
@@ -97,7 +99,7 @@ def as_norm(
     """
     e, t, c = normalize(enroll, mean), normalize(test, mean), normalize(cohort, mean)
     if e.shape != t.shape:
-        raise ValueError(f"enroll and test differ in shape: {e.shape} vs {t.shape}")
+        raise UserError(f"enroll and test differ in shape: {e.shape} vs {t.shape}")
     raw = np.einsum("ij,ij->i", e, t)
     mu_e, sd_e = cohort_stats(e, c, top_n)
     mu_t, sd_t = cohort_stats(t, c, top_n)
@@ -119,9 +121,9 @@ def score_trials(
     Raises KeyError naming the first utterance that has no embedding.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown scoring backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        raise UserError(f"unknown scoring backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "asnorm" and cohort is None:
-        raise ValueError("backend 'asnorm' needs a cohort (per-speaker mean training embeddings)")
+        raise UserError("backend 'asnorm' needs a cohort (per-speaker mean training embeddings)")
 
     if isinstance(embeddings, Mapping):
         ids = list(embeddings)
@@ -129,17 +131,17 @@ def score_trials(
     else:
         ids, matrix = list(embeddings[0]), np.asarray(embeddings[1])
         if matrix.ndim != 2 or matrix.shape[0] != len(ids):
-            raise ValueError(f"{len(ids)} utterance ids but an embedding matrix of shape {matrix.shape}")
+            raise UserError(f"{len(ids)} utterance ids but an embedding matrix of shape {matrix.shape}")
     row = {u: i for i, u in enumerate(ids)}
     if len(row) != len(ids):
         dup = next(u for i, u in enumerate(ids) if row[u] != i)
-        raise ValueError(f"utterance {dup!r} has more than one embedding")
+        raise UserError(f"utterance {dup!r} has more than one embedding")
 
     enroll_rows, test_rows = [], []
     for n, trial in enumerate(trials, start=1):
         for utt, rows in ((trial.enroll, enroll_rows), (trial.test, test_rows)):
             if utt not in row:
-                raise KeyError(f"trial {n}: no embedding for utterance {utt!r}")
+                raise UserError(f"trial {n}: no embedding for utterance {utt!r}")
             rows.append(row[utt])
     if not enroll_rows:
         return np.empty(0)

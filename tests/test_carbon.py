@@ -91,7 +91,7 @@ def test_series_file_errors_name_the_file(tmp_path):
     ragged.write_text("timestamp,gco2e_per_kwh\n2024-03-01T00:00:00Z,100,7\n")
     with pytest.raises(ValueError, match=r"ragged\.csv"):
         read_intensity_series(ragged)
-    with pytest.raises(FileNotFoundError, match=r"nowhere\.csv.*carbon\.intensity\.series"):
+    with pytest.raises(ValueError, match=r"nowhere\.csv.*carbon\.intensity\.series"):
         read_intensity_series(tmp_path / "nowhere.csv")
 
 

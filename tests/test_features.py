@@ -65,13 +65,13 @@ def test_finished_shard_is_not_recomputed(tmp_path: Path) -> None:
 
 
 def test_merge_names_missing_shards(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="shard0001"):
+    with pytest.raises(ValueError, match="shard0001"):
         (tmp_path / "shard0000.index.tsv").write_text("utt\tshard\toffset\tframes\n")
         merge_index(tmp_path, 2)
 
 
 def test_store_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="index.tsv"):
+    with pytest.raises(ValueError, match="index.tsv"):
         FeatureStore(tmp_path)
     (tmp_path / "index.tsv").write_text("utt\tshard\toffset\tframes\nbroken line\n")
     with pytest.raises(ValueError, match=r"index.tsv:2"):

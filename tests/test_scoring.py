@@ -124,7 +124,7 @@ def test_speaker_means():
 def test_unknown_utterance_is_named(data):
     ids, emb, _, _, trials = data
     bad = trials[:3] + [Trial(1, ids[0], "id99999/nowhere/00001.wav")]
-    with pytest.raises(KeyError, match="id99999/nowhere/00001.wav") as err:
+    with pytest.raises(ValueError, match="id99999/nowhere/00001.wav") as err:
         score_trials((ids, emb), bad)
     assert "trial 4" in str(err.value)
 

@@ -183,7 +183,7 @@ def test_missing_augmentation_path_names_the_key(tiny_corpus: Path, tmp_path: Pa
     args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC)
     for key in ("musan", "rir"):
         recipe = dataclasses.replace(RECIPE, **{key: str(tmp_path / "nowhere")})
-        with pytest.raises(FileNotFoundError, match=f"training.{key}: .*nowhere"):
+        with pytest.raises(ValueError, match=f"training.{key}: .*nowhere"):
             train(*args, recipe, tmp_path / key)
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from svbench.errors import UserError
+
 
 @dataclass(frozen=True)
 class Factor:
@@ -25,9 +27,9 @@ class Factor:
     @classmethod
     def from_config(cls, d: dict, key: str, unit: str) -> Factor:
         if not isinstance(d, dict) or "value" not in d:
-            raise ValueError(f"config key {key}: expected {{value: ..., source: ...}}")
+            raise UserError(f"config key {key}: expected {{value: ..., source: ...}}")
         if not d.get("source"):
-            raise ValueError(f"config key {key}.source: every carbon factor needs its source")
+            raise UserError(f"config key {key}.source: every carbon factor needs its source")
         return cls(float(d["value"]), d.get("unit", unit), str(d["source"]))
 
 
@@ -48,7 +50,7 @@ class Intensity:
         if (value is None) == (series is None):
             raise ValueError("grid intensity needs exactly one of a value or a series")
         if outside not in OUTSIDE:
-            raise ValueError(f"config key carbon.intensity.outside: {outside!r} is not one of {', '.join(OUTSIDE)}")
+            raise UserError(f"config key carbon.intensity.outside: {outside!r} is not one of {', '.join(OUTSIDE)}")
         self.value, self.series, self.source, self.path, self.outside = value, series, source, path, outside
         self.edge_used = False
         if series is not None:
@@ -60,13 +62,13 @@ class Intensity:
     @classmethod
     def from_config(cls, d: dict, key: str = "carbon.intensity") -> Intensity:
         if not d.get("source"):
-            raise ValueError(f"config key {key}.source: the grid intensity needs its source")
+            raise UserError(f"config key {key}.source: the grid intensity needs its source")
         outside = str(d.get("outside", "error"))
         if d.get("series"):
             path = Path(d["series"])
             return cls(series=read_intensity_series(path), source=str(d["source"]), path=path, outside=outside)
         if "value" not in d:
-            raise ValueError(f"config key {key}: give a value (gCO2e/kWh) or a series (CSV path)")
+            raise UserError(f"config key {key}: give a value (gCO2e/kWh) or a series (CSV path)")
         return cls(value=float(d["value"]), source=str(d["source"]), outside=outside)
 
     @property
@@ -82,7 +84,7 @@ class Intensity:
             return
         span = f"{pd.Timestamp(int(self._times[0]), tz='UTC')} to {pd.Timestamp(self._end, tz='UTC')}"
         when = pd.Timestamp(int(start_ns if start_ns < self._times[0] else end_ns), tz="UTC")
-        raise ValueError(f"{self.path}: the grid intensity series covers {span}; energy was spent at {when}, "
+        raise UserError(f"{self.path}: the grid intensity series covers {span}; energy was spent at {when}, "
                          "outside it (extend the series, or set carbon.intensity.outside: edge)")
 
     def at(self, t_ns: np.ndarray) -> np.ndarray:
@@ -116,20 +118,20 @@ def read_intensity_series(path: Path) -> pd.Series:
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a row with extra fields: not silently cut
             frame = pd.read_csv(path, dtype=str, index_col=False)
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: grid intensity series not found "
+        raise UserError(f"{path}: grid intensity series not found "
                                 "(config key carbon.intensity.series)") from None
     except (pd.errors.ParserError, pd.errors.ParserWarning, pd.errors.EmptyDataError) as exc:
-        raise ValueError(f"{path}: not a timestamp,gco2e_per_kwh CSV ({exc})") from None
+        raise UserError(f"{path}: not a timestamp,gco2e_per_kwh CSV ({exc})") from None
     missing = {"timestamp", "gco2e_per_kwh"} - set(frame.columns)
     if missing:
-        raise ValueError(f"{path}: missing column(s) {sorted(missing)}; expected timestamp,gco2e_per_kwh")
+        raise UserError(f"{path}: missing column(s) {sorted(missing)}; expected timestamp,gco2e_per_kwh")
     if frame.empty:
-        raise ValueError(f"{path}: the grid intensity series has no rows")
+        raise UserError(f"{path}: the grid intensity series has no rows")
     times = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce", format="ISO8601")
     values = pd.to_numeric(frame["gco2e_per_kwh"], errors="coerce")  # "n/a" or "12 g" is an error, not a crash
     bad = frame.index[times.isna() | values.isna() | (values < 0)]
     if len(bad):
-        raise ValueError(f"{path}:{bad[0] + 2}: unreadable timestamp or intensity "
+        raise UserError(f"{path}:{bad[0] + 2}: unreadable timestamp or intensity "
                          f"{frame['timestamp'].iloc[bad[0]]!r},{frame['gco2e_per_kwh'].iloc[bad[0]]!r}")
     # pandas 3 parses to µs; mean_over works in ns since the epoch
     series = pd.Series(values.to_numpy(float), index=pd.DatetimeIndex(times).as_unit("ns")).sort_index()

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from svbench.errors import UserError
+
 ENV = "SVBENCH_MARKERS"
 
 
@@ -107,7 +109,7 @@ def read_markers(path: Path | str) -> list[dict]:
         except json.JSONDecodeError as exc:
             if n == len(lines):
                 break  # torn by a kill mid-write
-            raise ValueError(f"{path}:{n}: not a JSON marker ({exc.msg})") from exc
+            raise UserError(f"{path}:{n}: not a JSON marker ({exc.msg})") from exc
     return records
 
 

@@ -248,7 +248,7 @@ def read_energy_config(path: Path) -> dict:
 def run_monitored(out_dir: Path, command: list[str], config: dict | None = None, baseline_s: float = 0.0) -> int:
     """Run ``command`` measured; returns its exit status (128+N when killed by signal N)."""
     if not command:
-        raise ValueError("svbench monitor: no command given after --")
+        raise UserError("svbench monitor: no command given after --")
     config = config or {}
     out_dir = Path(out_dir)
     try:

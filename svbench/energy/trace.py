@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from svbench.energy.sensors.base import Reading
+from svbench.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -142,7 +143,7 @@ def iter_trace(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFram
     for raw in reader:
         missing = [c for c in COLUMNS if c not in raw.columns]
         if missing:
-            raise ValueError(f"{path}: not an svbench trace (missing columns {missing})")
+            raise UserError(f"{path}: not an svbench trace (missing columns {missing})")
         frame = _clean(raw)
         if held is not None:
             frame = pd.concat([held, frame], ignore_index=True)

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
+from svbench.errors import UserError
+
 
 def pareto_front(cost: np.ndarray, error: np.ndarray) -> np.ndarray:
     """Indices of the points no other point beats on both cost and error, by increasing cost."""
@@ -127,10 +129,10 @@ def fit_energy_model(frame: pd.DataFrame) -> EnergyModel:
     need = ["macs_g", "samples_per_epoch", "epochs", "train_energy_kwh"]
     missing = [c for c in need if c not in frame]
     if missing:
-        raise ValueError(f"summary: missing column(s) {missing} for the energy model")
+        raise UserError(f"summary: missing column(s) {missing} for the energy model")
     data = frame.assign(work=training_work(frame)).dropna(subset=["work", "train_energy_kwh"])
     if data["arch"].nunique() < 2:
-        raise ValueError("the energy model needs the training energy of at least 2 architectures")
+        raise UserError("the energy model needs the training energy of at least 2 architectures")
     a, b = _fit(data["work"].to_numpy(), data["train_energy_kwh"].to_numpy() * 3.6e6)
     rows = []
     for arch, g in data.groupby("arch", sort=False):
@@ -154,7 +156,7 @@ def predict_training_energy(spec: object, summary: pd.DataFrame, epochs: int, sa
     from svbench.models import summarize  # torch: only when predicting
 
     if epochs <= 0 or samples <= 0:
-        raise ValueError("--epochs and --samples must be positive")
+        raise UserError("--epochs and --samples must be positive")
     frames = int(summary["macs_frames"].iloc[0]) if "macs_frames" in summary else 200
     size = summarize(spec, frames=frames)
     model = fit_energy_model(summary)

@@ -25,6 +25,7 @@ from svbench.energy.markers import (
     read_markers,  # noqa: E402
 )
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
+from svbench.errors import UserError
 from svbench.study.analysis import by_arch, knee, pareto_front  # noqa: E402,F401  (pareto_front re-exported)
 
 log = logging.getLogger("svbench.figures")
@@ -46,7 +47,7 @@ def primary_eer_column(frame: pd.DataFrame) -> str:
     """The cosine EER of the first trial list (the summary's headline accuracy)."""
     cols = [c for c in frame.columns if c.startswith("eer_cosine_")]
     if not cols:
-        raise ValueError("summary has no eer_cosine_* column")
+        raise UserError("summary has no eer_cosine_* column")
     return cols[0]
 
 

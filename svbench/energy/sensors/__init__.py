@@ -6,6 +6,7 @@ import importlib
 
 from svbench.energy.sensors.base import Reading, Sensor, SensorStatus, SensorUnavailable
 from svbench.energy.sensors.estimate import EstimateSensor
+from svbench.errors import UserError
 
 __all__ = ["Reading", "Sensor", "SensorStatus", "SensorUnavailable", "EstimateSensor", "physical_sensors"]
 
@@ -17,7 +18,7 @@ def physical_sensors(config: dict) -> list[Sensor]:
     out = []
     for name in config.get("sensors", list(PHYSICAL)):
         if name not in PHYSICAL:
-            raise ValueError(f"config key energy.sensors: unknown sensor {name!r} (known: {', '.join(PHYSICAL)})")
+            raise UserError(f"config key energy.sensors: unknown sensor {name!r} (known: {', '.join(PHYSICAL)})")
         module = importlib.import_module(f"svbench.energy.sensors.{name}")
         out.append(module.make(config.get(name) or {}))
     return out
