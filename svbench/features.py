@@ -93,7 +93,7 @@ def extract_shard(manifest: Path, out_dir: Path, shard: int = 0, num_shards: int
         np.save(f, data)
     os.replace(npy.with_suffix(".npy.tmp"), npy)
     tmp = index.with_suffix(".tsv.tmp")
-    tmp.write_text("utt\tshard\toffset\tframes\n" + "".join(rows))
+    tmp.write_text("utt\tshard\toffset\tframes\n" + "".join(rows), encoding="utf-8")
     os.replace(tmp, index)
     elapsed = max(time.monotonic() - t0, 1e-9)
     log.info("%s: %d utterances, %.1f s of audio in %.1f s (%.0f x real time)", name, len(utts), audio_s, elapsed,
@@ -109,9 +109,9 @@ def merge_index(out_dir: Path, num_shards: int) -> Path:
         raise UserError(f"{out_dir}: shards not extracted yet: {', '.join(missing)}")
     lines = ["utt\tshard\toffset\tframes\n"]
     for k in range(num_shards):
-        lines += (out_dir / f"{shard_name(k)}.index.tsv").read_text().splitlines(keepends=True)[1:]
+        lines += (out_dir / f"{shard_name(k)}.index.tsv").read_text(encoding="utf-8").splitlines(keepends=True)[1:]
     tmp = out_dir / "index.tsv.tmp"
-    tmp.write_text("".join(lines))
+    tmp.write_text("".join(lines), encoding="utf-8")
     os.replace(tmp, out_dir / "index.tsv")
     return out_dir / "index.tsv"
 
@@ -125,7 +125,7 @@ class FeatureStore:
         if not index.exists():
             raise UserError(f"{index}: feature index missing (run `svbench features` first)")
         self._where: dict[str, tuple[int, int, int]] = {}
-        for n, line in enumerate(index.read_text().splitlines()[1:], 2):
+        for n, line in enumerate(index.read_text(encoding="utf-8").splitlines()[1:], 2):
             try:
                 utt, shard, offset, frames = line.split("\t")
                 self._where[utt] = (int(shard), int(offset), int(frames))

@@ -195,7 +195,7 @@ def score_lists(embeddings_dir: Path, trial_lists: dict[str, Path], out_dir: Pat
             values = "\t".join(f"{columns[b][i]:.6f}" for b in columns)
             lines.append(f"{t.label}\t{t.enroll}\t{t.test}\t{values}\n")
         tmp = out_dir / f"{name}.tsv.tmp"
-        tmp.write_text("".join(lines))
+        tmp.write_text("".join(lines), encoding="utf-8")
         tmp.replace(out_dir / f"{name}.tsv")
     metrics["cohort_size"] = int(train["cohort"].shape[0])
     metrics["top_n"] = top_n

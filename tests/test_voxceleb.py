@@ -19,6 +19,7 @@ from svbench.corpus.convert import convert_batch, convert_file
 from svbench.corpus.manifest import read_manifest, read_trials
 from svbench.corpus.synthetic import generate
 from svbench.corpus.voxceleb import build_voxceleb, list_audio, list_vox2
+from svbench.errors import UserError
 from svbench.features import extract_shard, merge_index
 
 REPO = Path(__file__).resolve().parent.parent
@@ -151,7 +152,7 @@ def test_only_o_list_evaluates_only_its_utterances(vox: Path, tmp_path: Path) ->
 
 
 def test_missing_tree_or_empty_tree(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nowhere"):
+    with pytest.raises(UserError, match="nowhere.*not found"):
         list_vox2(tmp_path / "nowhere", tmp_path / "l.txt")
     (tmp_path / "empty" / "id00001" / "v").mkdir(parents=True)
     with pytest.raises(ValueError, match="no .m4a or .wav"):
@@ -285,7 +286,7 @@ def test_convert_file_never_leaves_a_partial_wav(tmp_path: Path) -> None:
 
 def test_convert_without_ffmpeg_fails_clearly(tmp_path: Path) -> None:
     (tmp_path / "l.txt").write_text("id00001/v/00001.m4a\n")
-    with pytest.raises(RuntimeError, match="ffmpeg not found"):
+    with pytest.raises(UserError, match="ffmpeg not found"):
         convert_batch(tmp_path / "l.txt", tmp_path, tmp_path / "o", 0, 10, tmp_path / "r.tsv", ffmpeg="no-ffmpeg-here")
 
 
@@ -303,7 +304,7 @@ def test_interrupted_features_redo_only_unfinished_shards(vox: Path, tmp_path: P
     (feats / "shard0001.index.tsv").unlink()
     (feats / "shard0002.npy").unlink()
     (feats / "shard0002.index.tsv").unlink()
-    with pytest.raises(FileNotFoundError, match="shard0001, shard0002"):
+    with pytest.raises(UserError, match="shard0001, shard0002"):
         merge_index(feats, 3)
     for k in range(3):
         extract_shard(out / "train.tsv", feats, k, 3, progress=False)

@@ -7,19 +7,61 @@ the corpus needs, and the stdlib reads it without extra packages.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import wave
 from pathlib import Path
 
 import numpy as np
 
+from svbench.errors import UserError
 
-class AudioError(Exception):
-    """A wav file that cannot be read: not a wav, truncated, empty or in an unsupported format."""
+
+class AudioError(UserError):
+    """A wav file that cannot be read: not a wav, truncated, empty or in an unsupported format.
+
+    The message names the file and says what is wrong with it; it is bad input, not a bug."""
 
 
 # Integer PCM widths the reader understands (bytes per sample) and their full scale.
 _FULL_SCALE = {1: 128.0, 2: 32768.0, 3: 8388608.0, 4: 2147483648.0}
+
+
+def create_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside `path` (same folder, so `os.replace` onto `path` is atomic), open for writing.
+
+    Created 0666 so that the umask applies as to any other new file (`tempfile.mkstemp` makes 0600).
+    """
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+
+
+def _header_problem(path: Path) -> str:
+    """Why `wave` rejected a header when its exception says nothing (a bare EOFError or RuntimeError).
+
+    Walks the chunks as `wave` does: inside the file and inside the RIFF chunk, fmt first, up to `data`.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12:
+            return f"file ends inside the RIFF header, at byte {size}"
+        riff_end = 8 + int.from_bytes(head[4:8], "little")
+        end = min(size, riff_end)
+        pos = 12
+        while pos + 8 <= end:
+            f.seek(pos)
+            chunk = f.read(8)
+            name, n = repr(chunk[:4])[2:-1], int.from_bytes(chunk[4:], "little")  # repr: damaged ids are bytes
+            if name == "data":
+                break
+            if name == "fmt " and n < 16:
+                return f"fmt chunk size {n}, a PCM fmt chunk has at least 16 bytes"
+            if pos + 8 + n > end:
+                past = f"the RIFF chunk's end at byte {end} (RIFF size {end - 8})" if end < size else \
+                    f"the end of the file at byte {end}"
+                return f"'{name}' chunk of size {n} at byte {pos} runs past {past}"
+            pos += 8 + n + (n & 1)  # chunks are padded to even sizes
+    return f"damaged header, ends at byte {pos}"
 
 
 def _open(path: Path) -> wave.Wave_read:
@@ -29,11 +71,12 @@ def _open(path: Path) -> wave.Wave_read:
         return wave.open(str(path), "rb")
     except AudioError:
         raise
-    except (wave.Error, EOFError, ValueError) as e:
-        # EOFError: file ends inside the header; wave.Error: not RIFF/WAVE or not PCM.
-        raise AudioError(f"{path}: not a readable PCM wav file ({e or 'file ends inside the header'})") from e
     except OSError as e:
         raise AudioError(f"{path}: cannot open ({e})") from e
+    except Exception as e:
+        # A damaged header makes `wave` raise wave.Error, EOFError, struct.error or a bare RuntimeError (a
+        # chunk past the RIFF chunk's end), some without a message: all are a bad file, so say what is wrong.
+        raise AudioError(f"{path}: not a readable PCM wav file ({str(e) or _header_problem(path)})") from e
 
 
 def wav_info(path: str | os.PathLike) -> tuple[int, int, int]:
@@ -52,8 +95,8 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
             raise AudioError(f"{path}: unsupported sample width of {width} bytes")
         try:
             data = w.readframes(n_frames)
-        except (wave.Error, EOFError) as e:
-            raise AudioError(f"{path}: cannot read samples ({e})") from e
+        except Exception as e:  # as in _open: whatever a damaged file makes `wave` raise is a bad file
+            raise AudioError(f"{path}: cannot read samples ({str(e) or type(e).__name__})") from e
     if n_frames == 0:
         raise AudioError(f"{path}: no audio frames")
     if len(data) < n_frames * channels * width:
@@ -88,7 +131,7 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 1
         raise ValueError(f"{path}: samples contain NaN or infinity")
     pcm = np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temp(path)
     try:
         with os.fdopen(fd, "wb") as f, wave.open(f, "wb") as w:
             w.setnchannels(1)
@@ -97,7 +140,7 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 1
             w.writeframes(pcm.tobytes())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

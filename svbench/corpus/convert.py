@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from svbench.corpus.audio import AudioError, check_wav
+from svbench.errors import UserError
 
 log = logging.getLogger("svbench.convert")
 
@@ -72,8 +73,8 @@ def convert_batch(list_file: Path, src_root: Path, dst_root: Path, batch: int, b
                   workers: int = 4, ffmpeg: str = "ffmpeg") -> dict[str, int]:
     """Convert one batch and write its report (atomically, last). Returns counts per status."""
     if shutil.which(ffmpeg) is None:
-        raise RuntimeError(f"ffmpeg not found as {ffmpeg!r}: install it (e.g. apt-get install ffmpeg) "
-                           "or set corpus.voxceleb.convert.ffmpeg")
+        raise UserError(f"ffmpeg not found as {ffmpeg!r}: install it (e.g. apt-get install ffmpeg) "
+                        "or set corpus.voxceleb.convert.ffmpeg")
     todo = batch_sources(read_list(list_file), batch, batch_size)
     rows: list[str] = []
     counts = {"converted": 0, "kept": 0, "failed": 0}

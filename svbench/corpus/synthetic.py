@@ -28,7 +28,8 @@ from scipy import signal
 from tqdm import tqdm
 
 from svbench.corpus.audio import write_wav
-from svbench.corpus.manifest import Trial, Utterance, write_manifest, write_trials
+from svbench.corpus.manifest import Trial, Utterance, manifest_text, trials_text, write_texts_atomic
+from svbench.errors import UserError
 
 TEST_SPEAKER_BASE = 10000  # test speakers are id10001…, like VoxCeleb1's id10xxx, so they never clash with training ids
 # Difficulty. Speaker differences (TIMBRE_*) against session nuisance (the rest), calibrated so that a
@@ -488,7 +489,7 @@ def _make_trials(
             for b in ids[i + 1 :]:
                 (cross if sessions[a] != sessions[b] else same).append((a, b))
     if n_target > len(cross) + len(same):
-        raise ValueError(f"{n_trials} trials need {n_target} target pairs, the test set has {len(cross) + len(same)}")
+        raise UserError(f"{n_trials} trials need {n_target} target pairs, the test set has {len(cross) + len(same)}")
     targets = [cross[i] for i in rng.choice(len(cross), size=min(n_target, len(cross)), replace=False)]
     if n_target > len(cross):
         targets += [same[i] for i in rng.choice(len(same), size=n_target - len(cross), replace=False)]
@@ -497,7 +498,7 @@ def _make_trials(
     speaker_of = {u.utt: u.speaker for u in utts}
     n_possible = (len(all_ids) * (len(all_ids) - 1)) // 2 - len(cross) - len(same)
     if n_nontarget > n_possible:
-        raise ValueError(f"{n_trials} trials need {n_nontarget} non-target pairs, the test set has {n_possible}")
+        raise UserError(f"{n_trials} trials need {n_nontarget} non-target pairs, the test set has {n_possible}")
     nontargets: set[tuple[str, str]] = set()
     if n_nontarget > n_possible // 2:  # dense: enumerate all, then choose
         pairs = [(a, b) for i, a in enumerate(all_ids) for b in all_ids[i + 1 :] if speaker_of[a] != speaker_of[b]]
@@ -538,13 +539,13 @@ def generate(
     no manifest that points at missing audio.
     """
     if not 0 <= n_train_speakers < TEST_SPEAKER_BASE or not 2 <= n_test_speakers < TEST_SPEAKER_BASE:
-        raise ValueError("need 0-9999 training speakers and 2-9999 test speakers")
+        raise UserError("need 0-9999 training speakers and 2-9999 test speakers")
     if not 1 <= sessions_per_speaker <= utts_per_speaker:
-        raise ValueError("need 1 <= sessions_per_speaker <= utts_per_speaker")
+        raise UserError("need 1 <= sessions_per_speaker <= utts_per_speaker")
     if not 0 < min_seconds <= max_seconds:
-        raise ValueError("need 0 < min_seconds <= max_seconds")
+        raise UserError("need 0 < min_seconds <= max_seconds")
     if n_trials < 2:
-        raise ValueError("need at least 2 trials (one target, one non-target)")
+        raise UserError("need at least 2 trials (one target, one non-target)")
 
     out_dir = Path(out_dir)
     (out_dir / "trials").mkdir(parents=True, exist_ok=True)
@@ -588,9 +589,11 @@ def generate(
         bar.close()
 
     trials = _make_trials(manifests["test"], session_of, n_trials, np.random.default_rng([seed, 3]))
-    for split, utts in manifests.items():
-        write_manifest(out_dir / f"{split}.tsv", utts)
-    write_trials(out_dir / "trials" / "synthetic.txt", trials)
+    # all three at once: a failure leaves an earlier run's manifests and trial list as they were
+    texts = {out_dir / f"{split}.tsv": manifest_text(out_dir / f"{split}.tsv", utts)
+             for split, utts in manifests.items()}
+    texts[out_dir / "trials" / "synthetic.txt"] = trials_text(out_dir / "trials" / "synthetic.txt", trials)
+    write_texts_atomic(texts)
     return {
         "speakers": {split: len(numbers) for split, numbers in splits.items()},
         "utterances": {split: len(utts) for split, utts in manifests.items()},

@@ -7,7 +7,8 @@ Trees are `ROOT/idXXXXX/<video>/NNNNN.{wav,m4a}`; an utterance id is the path be
 `build_voxceleb` writes `train.tsv` (all of VoxCeleb2-dev), `test.tsv` (the VoxCeleb1 utterances of
 the trial lists, or all of VoxCeleb1 when a Vox1-E/H list is configured), `trials/{name}.txt` and
 `bad_audio.tsv`. Every file's header and size are checked first; nothing is written unless all
-checks pass, and each file is written atomically, so a failed run leaves no manifest behind.
+checks pass, and the outputs are written as one (temporary names, renamed at the end), so a failed run
+leaves no manifest behind, or an earlier run's outputs as they were.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from pathlib import Path
 
 from svbench.corpus.audio import AudioError, check_wav
 from svbench.corpus.convert import read_failures, read_list, wav_path_for
-from svbench.corpus.manifest import Utterance, _write_text_atomic, read_trials, write_manifest, write_trials
+from svbench.corpus.manifest import (
+    Utterance,
+    check_tsv_field,
+    manifest_text,
+    read_trials,
+    trials_text,
+    unstorable,
+    write_texts_atomic,
+)
+from svbench.errors import UserError
 
 log = logging.getLogger("svbench.voxceleb")
 
@@ -41,7 +51,7 @@ def list_audio(root: str | os.PathLike, suffixes: tuple[str, ...] = (".wav", ".m
     """Sorted `speaker/video/file` paths below `root` whose name ends in one of `suffixes`."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: corpus folder not found")
+        raise UserError(f"{root}: corpus folder not found")
     found = []
     for speaker in os.scandir(root):
         if not speaker.is_dir() or speaker.name.startswith("."):
@@ -60,10 +70,15 @@ def list_vox2(root: str | os.PathLike, out: str | os.PathLike) -> dict[str, int 
     m4a = [f for f in files if f.endswith(".m4a")]
     chosen = m4a or files
     if not chosen:
-        raise ValueError(f"{root}: no .m4a or .wav files in the expected layout idXXXXX/<video>/NNNNN.ext")
+        raise UserError(f"{root}: no .m4a or .wav files in the expected layout idXXXXX/<video>/NNNNN.ext")
+    odd = [f for f in chosen if unstorable(f)]
+    if odd:  # the listing has a name per line and manifests are TSV: refuse now, not after converting
+        more = f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""
+        raise UserError(f"{root}: file name {str(Path(root) / odd[0])!r}{more} holds {unstorable(odd[0])}, which "
+                        "the listing and the manifests cannot store: rename it")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(out, "".join(f"{f}\n" for f in chosen))
+    write_texts_atomic({out: "".join(f"{f}\n" for f in chosen)})
     return {"files": len(chosen), "format": "m4a" if m4a else "wav"}
 
 
@@ -95,19 +110,30 @@ def _check_all(entries: list[tuple[str, str, Path]], workers: int) -> tuple[dict
     return good, bad
 
 
+def _bad_audio_text(path: Path, bad: list[BadAudio]) -> str:
+    """The text of `bad_audio.tsv` (split, utt, path, reason); a reason is made one TSV field."""
+    rows = []
+    for b in bad:
+        check_tsv_field(path, str(b.path), "path")
+        reason = " ".join(b.reason.replace("\t", " ").splitlines())
+        rows.append(f"{b.split}\t{b.utt}\t{b.path}\t{reason}\n")
+    return BAD_AUDIO_HEADER + "".join(rows)
+
+
 def build_voxceleb(vox2_list: Path, vox2_root: Path, converted_root: Path, vox1_root: Path,
                    trials: dict[str, Path], out_dir: Path, on_bad_audio: str = "stop",
                    convert_reports: list[Path] = (), workers: int = 8) -> dict:
     """Manifests, trial lists and the bad-audio list of a VoxCeleb study (see the module docstring).
 
-    Raises ValueError naming the file, line or speaker: bad audio when `on_bad_audio` is "stop"
-    (every bad file listed), a trial list with a bad label or an utterance not in the evaluation set,
-    or a trial-list speaker that is also a training speaker.
+    Raises UserError naming the file, line or speaker: bad audio when `on_bad_audio` is "stop"
+    (every bad file listed), a trial list that is empty, has one label only, a bad label or an utterance
+    not in the evaluation set, a trial-list speaker that is also a training speaker, or a file name that
+    a manifest cannot store. Then no output is written.
     """
     if on_bad_audio not in ("stop", "skip"):
-        raise ValueError(f"on_bad_audio must be 'stop' or 'skip', got {on_bad_audio!r}")
+        raise UserError(f"on_bad_audio must be 'stop' or 'skip', got {on_bad_audio!r}")
     if not trials:
-        raise ValueError("no trial lists configured (corpus.voxceleb.trials)")
+        raise UserError("no trial lists configured (corpus.voxceleb.trials)")
     out_dir = Path(out_dir)
     failed = read_failures(list(convert_reports))
 
@@ -129,6 +155,11 @@ def build_voxceleb(vox2_list: Path, vox2_root: Path, converted_root: Path, vox1_
     vox1 = list_audio(vox1_root, (".wav",))
     vox1_set = set(vox1)
     lists = {name: read_trials(path, vox1_set) for name, path in trials.items()}
+    for name, ts in lists.items():
+        labels = {t.label for t in ts}
+        if len(labels) < 2:  # EER and minDCF need both: refuse now, not when scoring after all the training
+            only = "target trials (label 1)" if labels == {1} else "non-target trials (label 0)"
+            raise UserError(f"{trials[name]}: only {only}: EER and minDCF need target and non-target trials")
     whole = sorted(name for name in lists if name in WHOLE_VOX1_LISTS)
     wanted = vox1_set if whole else {u for ts in lists.values() for t in ts for u in (t.enroll, t.test)}
     entries += [("test", utt, Path(os.path.abspath(Path(vox1_root) / utt))) for utt in vox1 if utt in wanted]
@@ -138,39 +169,38 @@ def build_voxceleb(vox2_list: Path, vox2_root: Path, converted_root: Path, vox1_
     bad += bad_checked
     if bad and on_bad_audio == "stop":
         listing = "\n".join(f"  {b.reason}" for b in bad)
-        raise ValueError(f"{len(bad)} bad audio file(s) (set corpus.on_bad_audio: skip to leave them out):\n"
-                         f"{listing}")
+        raise UserError(f"{len(bad)} bad audio file(s) (set corpus.on_bad_audio: skip to leave them out):\n"
+                        f"{listing}")
     train, test = good["train"], good["test"]
     if not train:
-        raise ValueError(f"{vox2_root}: no usable training audio")
+        raise UserError(f"{vox2_root}: no usable training audio")
 
     # speakers: trial speakers must be unseen; E/H lists use all of VoxCeleb1, so no Vox1 speaker may train
     train_speakers = {u.speaker for u in train}
     for name, ts in lists.items():
         leaked = sorted({u.split("/")[0] for t in ts for u in (t.enroll, t.test)} & train_speakers)
         if leaked:
-            raise ValueError(f"{trials[name]}: trial speaker(s) {', '.join(leaked[:10])} also in the training "
-                             f"set ({vox2_root}): the scores would not measure unseen speakers")
+            raise UserError(f"{trials[name]}: trial speaker(s) {', '.join(leaked[:10])} also in the training "
+                            f"set ({vox2_root}): the scores would not measure unseen speakers")
     if whole:
         leaked = sorted({u.split("/")[0] for u in vox1} & train_speakers)
         if leaked:
-            raise ValueError(f"{', '.join(whole)} use all of VoxCeleb1, but VoxCeleb1 speaker(s) "
-                             f"{', '.join(leaked[:10])} are in the training set ({vox2_root})")
+            raise UserError(f"{', '.join(whole)} use all of VoxCeleb1, but VoxCeleb1 speaker(s) "
+                            f"{', '.join(leaked[:10])} are in the training set ({vox2_root})")
 
     # every trial utterance must have survived the audio checks; say why when it did not
     test_utts = {u.utt for u in test}
     why = {b.utt: f"left out as bad audio: {b.reason}" for b in bad if b.split == "test"}
     lists = {name: read_trials(trials[name], test_utts, why) for name in lists}
 
-    # write: bad-audio list and trial lists first, manifests last (each atomic)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "trials").mkdir(exist_ok=True)
-    _write_text_atomic(out_dir / "bad_audio.tsv", BAD_AUDIO_HEADER + "".join(
-        f"{b.split}\t{b.utt}\t{b.path}\t{b.reason.replace(chr(9), ' ')}\n" for b in bad))
-    for name, ts in lists.items():
-        write_trials(out_dir / "trials" / f"{name}.txt", ts)
-    write_manifest(out_dir / "test.tsv", test)
-    write_manifest(out_dir / "train.tsv", train)
+    # write: every text first (its checks may refuse a name), then all files at once
+    texts = {out_dir / "bad_audio.tsv": _bad_audio_text(out_dir / "bad_audio.tsv", bad)}
+    texts |= {out_dir / "trials" / f"{name}.txt": trials_text(out_dir / "trials" / f"{name}.txt", ts)
+              for name, ts in lists.items()}
+    texts[out_dir / "test.tsv"] = manifest_text(out_dir / "test.tsv", test)
+    texts[out_dir / "train.tsv"] = manifest_text(out_dir / "train.tsv", train)
+    (out_dir / "trials").mkdir(parents=True, exist_ok=True)
+    write_texts_atomic(texts)
     summary = {
         "speakers": {"train": len(train_speakers), "test": len({u.speaker for u in test})},
         "utterances": {"train": len(train), "test": len(test)},
