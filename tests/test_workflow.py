@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -45,10 +45,22 @@ def test_invalid_config_names_the_key(tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
-    shutil.copy(REPO / "tests/data/tiny.yaml", config)
-    run = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(config), "-c2",
-                    timeout=900)
+    # the BMC password by variable name: its value must reach no file, log or metadata of the run
+    tiny = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
+    tiny.setdefault("energy", {}).setdefault("ipmi", {})["password_env"] = "SVBENCH_TEST_BMC_SECRET"
+    config.write_text(yaml.safe_dump(tiny))
+    os.environ["SVBENCH_TEST_BMC_SECRET"] = secret = "hunter2-e2e-xyz"
+    try:
+        run = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(config), "-c2",
+                        timeout=900)
+    finally:
+        del os.environ["SVBENCH_TEST_BMC_SECRET"]
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert secret not in run.stdout + run.stderr
+    for folder in (tmp_path / ".snakemake", tmp_path / "results"):
+        for path in folder.rglob("*"):
+            if path.is_file() and path.stat().st_size < 50_000_000:
+                assert secret.encode() not in path.read_bytes(), path
     summary = pd.read_csv(tmp_path / "results/study/summary.csv")
     assert list(summary["arch"]) == ["tinyA", "tinyB"]
     assert summary["eer_cosine_synthetic"].between(0, 100).all()
