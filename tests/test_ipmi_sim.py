@@ -52,9 +52,24 @@ def test_real_ipmitool_shell_answers_one_command_at_a_time(bmc):
     assert not shell.running
 
 
+def _without_password(args: list[str]) -> list[str]:
+    k = args.index("-P")
+    return args[:k] + args[k + 2:]
+
+
 @pytest.mark.parametrize("persistent", [True, False])
-def test_real_bmc_without_dcmi_is_unavailable_and_says_why(bmc, persistent):
-    sensor = ipmi.IpmiSensor(binary=IPMITOOL, extra_args=bmc, retries=0, timeout_s=10, persistent=persistent)
+@pytest.mark.parametrize("password", ["file", "env"])
+def test_real_bmc_without_dcmi_is_unavailable_and_says_why(bmc, persistent, password, tmp_path, monkeypatch):
+    """The real ipmitool logs in with the password from a file (-f) or a variable (-E), never from argv."""
+    if password == "file":
+        (tmp_path / "bmc.pw").write_text(ipmi_sim.PASSWORD + "\n")
+        given = {"password_file": str(tmp_path / "bmc.pw")}
+    else:
+        monkeypatch.setenv("SIM_BMC_PASSWORD", ipmi_sim.PASSWORD)
+        given = {"password_env": "SIM_BMC_PASSWORD"}
+    sensor = ipmi.IpmiSensor(binary=IPMITOOL, extra_args=_without_password(bmc), retries=0, timeout_s=10,
+                             persistent=persistent, **given)
+    assert ipmi_sim.PASSWORD not in " ".join(sensor._argv())
     with pytest.raises(SensorUnavailable) as info:
         sensor.open()
     message = str(info.value)
