@@ -433,3 +433,21 @@ def test_inference_figures_share_one_basis_per_trial_list(tmp_path: Path) -> Non
     assert row["inference_co2e_g_syn"] == pytest.approx(e_list / 3.6e6 * 1.2 * 100.0)
     assert row["inference_j_per_trial"] == pytest.approx(row["inference_j_per_trial_syn"])  # one list: the same
     assert row["embed_train_energy_j"] > 0  # the cohort and training mean, reported apart
+
+
+def test_a_job_outside_the_series_is_refused_or_labelled(tmp_path: Path) -> None:
+    from svbench.energy.carbon import Intensity
+    from svbench.energy.join import join
+    from svbench.energy.sensors.base import Reading
+    from svbench.study.summary import _edge_used
+
+    series = tmp_path / "grid.csv"
+    series.write_text("timestamp,gco2e_per_kwh\n2020-01-01T00:00:00Z,100\n2020-01-01T01:00:00Z,200\n")
+    _job(tmp_path / "job", lambda t: [Reading("node", "power", 100.0, "W", "node")],
+         [{"event": "begin", "session": "s1", "t": 0}, {"event": "end", "status": 0, "t": 600}], seconds=600)
+    paths = tmp_path / "job" / "trace.csv", tmp_path / "job" / "markers.jsonl"
+    with pytest.raises(ValueError, match="grid.csv: the grid intensity series covers"):
+        join(*paths, None, Intensity.from_config({"series": str(series), "source": "grid"}))
+    edge = Intensity.from_config({"series": str(series), "source": "grid", "outside": "edge"})
+    frame = join(*paths, None, edge)
+    assert (frame.loc[frame["sensor"] == "x", "intensity_g_per_kwh"] == 200.0).all() and _edge_used(frame)

@@ -281,7 +281,7 @@ def _run_locked(out_dir: Path, command: list[str], config: dict, baseline_s: flo
     try:
         # a retried or requeued job appends to the same markers: count the attempts already there
         attempt = 1 + sum(1 for rec in read_markers(markers) if rec.get("event") == "begin")
-        # where this attempt's samples begin: phases a killed earlier attempt left open end before it
+        # this attempt's sidecar session: its samples, on this node's clock, are the ones its phases join
         ready = json.loads((out_dir / READY_FILE).read_text())
         write_marker(markers, "begin", command=command, pid=os.getpid(), attempt=attempt,
                      slurm_job_id=os.environ.get("SLURM_JOB_ID"), session=ready.get("session"),

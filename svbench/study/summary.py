@@ -93,6 +93,11 @@ def _read_energy(path: Path) -> pd.DataFrame:
     return read_energy(path)
 
 
+def _edge_used(frame: pd.DataFrame) -> bool:
+    """Whether the join weighted some of these rows with the series' edge value (its notes say so)."""
+    return "notes" in frame and frame["notes"].astype(str).str.contains("edge value used").any()
+
+
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -213,7 +218,8 @@ def summary_rows(results: Path, config: dict) -> list[dict]:
                     # the intensity the training's energy met (weighted by it); none without measured energy
                     "pue": pue.value, "intensity_g_per_kwh": train_g / (train["energy_j"] / 3.6e6 * pue.value)
                     if train["energy_j"] > 0 else math.nan,
-                    "intensity_source": intensity.label}
+                    "intensity_source": intensity.label if not _edge_used(energy["train"])
+                    else f"{intensity.source} (edge value used outside the series)"}
             rows.append(row)
     return rows
 
