@@ -19,8 +19,8 @@ from tqdm import tqdm
 from svbench.corpus.manifest import read_manifest
 from svbench.energy.markers import phase
 from svbench.features import FeatureStore
+from svbench.models.loading import load_model, resolve_device
 from svbench.scoring import speaker_means
-from svbench.training import load_model, resolve_device
 
 log = logging.getLogger("svbench.embedding")
 

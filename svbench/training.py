@@ -39,6 +39,7 @@ from svbench.energy.markers import phase
 from svbench.errors import UserError
 from svbench.features import FbankConfig, FeatureStore, fbank
 from svbench.models import AAMSoftmax, ArchSpec, build, summarize
+from svbench.models.loading import resolve_device
 
 log = logging.getLogger("svbench.training")
 
@@ -233,15 +234,6 @@ def _slurm_master() -> None:
         except (OSError, subprocess.SubprocessError, IndexError):
             os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", 0)) % 20000))
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → CUDA when there is a GPU, else CPU; ``cuda`` → this process's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":  # one GPU per process
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 def amp_mode(amp: str, device: torch.device) -> torch.dtype | None:
@@ -604,12 +596,3 @@ def _write_history(path: Path, history: list[dict]) -> None:
             writer.writerow({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v)
                              for k, v in row.items()})
     os.replace(tmp, path)
-
-
-def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, ArchSpec]:
-    """The trained backbone (eval mode) and its spec from ``model.pt``."""
-    blob = torch.load(path, map_location=device, weights_only=False)
-    spec = ArchSpec.from_dict(blob["spec"], where=str(path))
-    model = build(spec).to(device)
-    model.load_state_dict(blob["model"])
-    return model.eval(), spec

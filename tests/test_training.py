@@ -16,6 +16,7 @@ from svbench.corpus.audio import write_wav
 from svbench.corpus.manifest import read_manifest
 from svbench.features import FeatureStore
 from svbench.models import ArchSpec
+from svbench.models.loading import load_model
 from svbench.training import (
     CropDataset,
     Preempted,
@@ -23,7 +24,6 @@ from svbench.training import (
     amp_mode,
     dist_env,
     epoch_order,
-    load_model,
     rank_batches,
     train,
 )
@@ -341,3 +341,14 @@ def test_no_loadable_checkpoint_is_one_error_naming_both(tiny_corpus: Path, tmp_
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("svbench: error: ") and "Traceback" not in run.stderr
     assert str(tmp_path / "checkpoint.pt") in last and str(tmp_path / "checkpoint.prev.pt") in last
+
+
+def test_a_damaged_model_file_is_named(tmp_path: Path) -> None:
+    from svbench.errors import UserError
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"PK\x03\x04 not a whole torch file")
+    with pytest.raises(UserError, match="model.pt: not a readable svbench model"):
+        load_model(bad)
+    with pytest.raises(UserError, match="no trained model"):
+        load_model(tmp_path / "absent.pt")

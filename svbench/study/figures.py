@@ -26,6 +26,7 @@ from svbench.energy.markers import (
 )
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
 from svbench.errors import UserError
+from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import by_arch, knee, pareto_front  # noqa: E402,F401  (pareto_front re-exported)
 
 log = logging.getLogger("svbench.figures")
@@ -35,9 +36,7 @@ COMPONENT_COLOURS = {"gpu": "#4c72b0", "cpu": "#dd8452", "dram": "#55a868", "res
                      "node": "#222222"}
 COMPONENT_LABELS = {"gpu": "GPU", "cpu": "CPU package", "dram": "DRAM", "rest of node": "rest of node"}
 STEP_TITLES = {"train": "training", "embed": "embedding (inference)", "score": "scoring (inference)"}
-FIGURES = ["eer_vs_training_energy.png", "energy_by_component.png", "energy_by_phase.png", "idle_vs_dynamic.png",
-           "energy_vs_size.png", "inference_energy_vs_eer.png", "stage_distribution.png",
-           "power_timeline_train.png", "power_timeline_embed.png", "power_timeline_score.png"]
+FIGURES = [f"{name}.png" for name in catalog.FIGURES]
 
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
                      "axes.spines.top": False, "axes.spines.right": False})

@@ -4,6 +4,7 @@ import math
 import os
 
 from svbench.energy.config import validate_energy_config
+from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid
 
 SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}

@@ -1,17 +1,6 @@
 # The study: tables, figures and the findings, each marked for `snakemake --report` with a caption
-# (workflow/report/*.rst) that says how it was measured and what to beware of.
-FIGURES = {
-    "eer_vs_training_energy": "Accuracy",
-    "inference_energy_vs_eer": "Accuracy",
-    "stage_distribution": "Accuracy",
-    "energy_by_component": "Energy",
-    "energy_by_phase": "Energy",
-    "idle_vs_dynamic": "Energy",
-    "energy_vs_size": "Energy",
-    "power_timeline_train": "Energy",
-    "power_timeline_embed": "Energy",
-    "power_timeline_score": "Energy",
-}
+# (workflow/report/*.rst) that says how it was measured and what to beware of. The figures are those of
+# svbench.study.catalog.FIGURES (imported in common.smk), the one list of them.
 STUDY_ENERGY = expand(
     "results/energy/{step}/{arch}/seed{seed}/energy.csv", step=["train", "embed", "score"], arch=ARCHS, seed=SEEDS
 )
