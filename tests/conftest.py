@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +25,22 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
             extract_shard(root / "corpus" / f"{split}.tsv", root / "features" / split, shard, 2, progress=False)
         merge_index(root / "features" / split, 2)
     return root
+
+
+FAKES = Path(__file__).parent / "fakes"
+
+
+@pytest.fixture
+def fake_nvml(monkeypatch):
+    """The fake pynvml first on sys.path, freshly imported, with no GPUs yet (tests/test_sensors.py,
+    tests/test_counters.py)."""
+    monkeypatch.syspath_prepend(str(FAKES / "fake_pynvml"))
+    cached = sys.modules.pop("pynvml", None)
+    module = importlib.import_module("pynvml")
+    assert module.__file__.startswith(str(FAKES)), module.__file__
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
+    yield module
+    sys.modules.pop("pynvml", None)
+    if cached is not None:
+        sys.modules["pynvml"] = cached

@@ -6,8 +6,6 @@ NVML against the fake pynvml; time is a fake monotonic clock, so elapsed times a
 
 from __future__ import annotations
 
-import importlib
-import sys
 import time
 from pathlib import Path
 
@@ -200,21 +198,6 @@ def test_rapl_make_max_power_key():
 
 
 # --- NVML --------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fake_nvml(monkeypatch):
-    """The fake pynvml first on sys.path, freshly imported, with no GPUs yet (as in test_sensors)."""
-    monkeypatch.syspath_prepend(str(FAKES / "fake_pynvml"))
-    cached = sys.modules.pop("pynvml", None)
-    module = importlib.import_module("pynvml")
-    assert module.__file__.startswith(str(FAKES)), module.__file__
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    yield module
-    sys.modules.pop("pynvml", None)
-    if cached is not None:
-        sys.modules["pynvml"] = cached
 
 
 def test_nvml_counter_reset_is_a_break_not_negative_energy(fake_nvml, clock):

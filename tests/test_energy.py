@@ -954,6 +954,7 @@ def test_counter_break_and_clock_step_back_are_not_counted(tmp_path):
     ipmi = frame[(frame["phase"] == "job") & (frame["sensor"] == "ipmi")].iloc[0]
     # the samples after the step lie 20 s back, outside the job: it has 0..7.5 s of them, not the step
     assert ipmi["energy_j"] == pytest.approx(750.0) and "monotonic clock" in ipmi["notes"]
+    assert ipmi["samples"] == 16  # 0, 0.5 … 7.5 s; the readings after the step lie outside the job
 
 
 def test_an_old_trace_whose_counters_restart_is_not_counted_across_the_restart(tmp_path):

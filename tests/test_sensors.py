@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -223,21 +222,6 @@ def test_rapl_make_reads_its_keys(tmp_path):
 
 UUID_A = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 UUID_B = "GPU-bbbbbbbb-5555-6666-7777-888888888888"
-
-
-@pytest.fixture
-def fake_nvml(monkeypatch):
-    """The fake pynvml first on sys.path, freshly imported, with no GPUs yet."""
-    monkeypatch.syspath_prepend(str(FAKES / "fake_pynvml"))
-    cached = sys.modules.pop("pynvml", None)
-    module = importlib.import_module("pynvml")
-    assert module.__file__.startswith(str(FAKES)), module.__file__
-    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.delenv("CUDA_DEVICE_ORDER", raising=False)
-    yield module
-    sys.modules.pop("pynvml", None)
-    if cached is not None:
-        sys.modules["pynvml"] = cached
 
 
 def two_gpus(fake) -> None:

@@ -101,9 +101,9 @@ class _Channel:
     def feed(self, t: np.ndarray, v: np.ndarray, wall: np.ndarray, broken: np.ndarray,
              intensity_at: IntensityAt | None) -> None:
         """Add the samples of one chunk (in file order); ``broken``: the interval ending at this sample broke."""
-        inside = np.searchsorted(t, self.b, side="right") - np.searchsorted(t, self.a, side="left") \
-            if (np.diff(t) >= 0).all() else ((t[None, :] >= self.a[:, None]) & (t[None, :] <= self.b[:, None])).sum(1)
-        np.add.at(self.samples, self.owner, inside)
+        for piece in np.split(t, np.flatnonzero(np.diff(t) < 0) + 1):  # sorted runs (a clock step splits)
+            inside = np.searchsorted(piece, self.b, side="right") - np.searchsorted(piece, self.a, side="left")
+            np.add.at(self.samples, self.owner, inside)
         if self.prev is not None:
             t = np.concatenate(([self.prev[0]], t))
             v = np.concatenate(([self.prev[1]], v))
@@ -469,13 +469,20 @@ def span_total(g: pd.DataFrame) -> tuple[Closure, pd.DataFrame]:
     return c, g[g["component"].isin(used)]
 
 
+def total(rows: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
+    """:func:`total_rows` and :func:`total_sources` in one pass over the spans."""
+    spans = [span_total(g) for g in _spans(rows)]
+    used = pd.concat([u for _, u in spans]) if spans else rows.iloc[0:0]
+    sources = "/".join(dict.fromkeys(c.total_from for c, _ in spans)) or "none"
+    return used, sources, "; ".join(dict.fromkeys(c.note for c, _ in spans if c.note))
+
+
 def total_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``energy.csv`` that make up a total, span by span (attempt × index): the node meter when
     it covers the components (:func:`closure`), node + GPU when it leaves the GPUs out, else GPU + CPU
     package + DRAM. RAPL ``psys``/nested domains (component ``other``), ``rest_of_node`` and the SLURM
     cross-check never count, so nothing is added twice."""
-    parts = [span_total(g)[1] for g in _spans(rows)]
-    return pd.concat(parts) if parts else rows.iloc[0:0]
+    return total(rows)[0]
 
 
 def _spans(rows: pd.DataFrame) -> list[pd.DataFrame]:
@@ -490,9 +497,7 @@ def _spans(rows: pd.DataFrame) -> list[pd.DataFrame]:
 def total_sources(rows: pd.DataFrame) -> tuple[str, str]:
     """How the spans of ``rows`` were totalled (``node``, ``node+gpu``, ``components``, joined by ``/`` when
     spans differ) and the closure notes, for the summary and the report."""
-    closures = [span_total(g)[0] for g in _spans(rows)]
-    sources = "/".join(dict.fromkeys(c.total_from for c in closures)) or "none"
-    return sources, "; ".join(dict.fromkeys(c.note for c in closures if c.note))
+    return total(rows)[1:]
 
 
 def energy_basis(rows: pd.DataFrame) -> str:

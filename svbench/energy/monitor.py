@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 from svbench.energy.markers import BASELINE, ENV, read_markers, write_marker
@@ -99,7 +100,7 @@ def _start_sidecar(out_dir: Path, config: dict, lock_fd: int) -> subprocess.Pope
     # its own session: a Ctrl-C meant for the workload must not stop the measurement first; the lock's
     # descriptor goes with it, so the folder stays locked until the sidecar has ended too
     proc = subprocess.Popen(cmd, start_new_session=True, pass_fds=(lock_fd,), stderr=subprocess.PIPE, text=True)
-    said: list[str] = []
+    said: deque[str] = deque(maxlen=20)  # the last lines: what a failed start says; bounded for a week-long job
     threading.Thread(target=_relay, args=(proc, said), name="sidecar-stderr", daemon=True).start()
     deadline = time.monotonic() + READY_WAIT_S
     while not ready.exists():
@@ -116,7 +117,7 @@ def _start_sidecar(out_dir: Path, config: dict, lock_fd: int) -> subprocess.Pope
     return proc
 
 
-def _relay(proc: subprocess.Popen, said: list[str]) -> None:
+def _relay(proc: subprocess.Popen, said: deque[str]) -> None:
     """The sidecar's stderr to ours, line by line; kept for the message of a sidecar that failed."""
     for line in proc.stderr:
         sys.stderr.write(line)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from svbench.corpus.manifest import read_manifest, read_trials
 from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, rows_g
-from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total_rows, total_sources
+from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total, total_rows
 from svbench.energy.markers import BASELINE, read_markers
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
@@ -63,11 +63,10 @@ def energy_of(frame: pd.DataFrame, phase: str, gpus: int | None = 0, trials: str
         part = rows[rows["component"] == c]
         if len(part):
             out[f"{c}_j"] = float(part["energy_j"].sum(min_count=1))
-    used = total_rows(rows)
+    used, out["total_from"], out["closure_note"] = total(rows)
     if not len(used):
-        return out
+        return out | {"total_from": "none", "closure_note": ""}
     out["energy_j"] = float(used["energy_j"].sum(min_count=1))
-    out["total_from"], out["closure_note"] = total_sources(rows)
     out["basis"] = energy_basis(used)
     if gpus is None and not (used["component"] == "gpu").any() and out["total_from"] != "node":
         out["basis"] = "partial"  # the GPUs ran unmeasured: the figure leaves them out
