@@ -8,7 +8,6 @@ cosine scoring subtracts and the per-speaker means that AS-norm uses as its coho
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from tqdm import tqdm
 from svbench.corpus.manifest import read_manifest
 from svbench.energy.markers import phase
 from svbench.features import FeatureStore
+from svbench.fileio import atomic_write
 from svbench.models.loading import load_model, resolve_device
 from svbench.scoring import speaker_means
 
@@ -61,9 +61,8 @@ def embed_crops(model: torch.nn.Module, store: FeatureStore, utts: list[str], fr
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def embed(model_path: Path, test_features: Path, test_manifest: Path, train_features: Path, train_manifest: Path,

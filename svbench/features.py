@@ -10,7 +10,6 @@ complete. Reading memory-maps the shards, so a training job touches only the cro
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from svbench.corpus.audio import read_wav
 from svbench.corpus.manifest import Utterance, read_manifest
 from svbench.errors import UserError
+from svbench.fileio import atomic_write, write_text_atomic
 
 log = logging.getLogger("svbench.features")
 PROGRESS_EVERY_S = 30.0  # how often a long shard logs its progress
@@ -89,12 +89,9 @@ def extract_shard(manifest: Path, out_dir: Path, shard: int = 0, num_shards: int
                      audio_s / (last - t0))
     data = np.concatenate(arrays) if arrays else np.zeros((0, cfg.n_mels), np.float16)
     # write data first, index last: the index is what says "this shard is complete"
-    with open(npy.with_suffix(".npy.tmp"), "wb") as f:
+    with atomic_write(npy, "wb") as f:
         np.save(f, data)
-    os.replace(npy.with_suffix(".npy.tmp"), npy)
-    tmp = index.with_suffix(".tsv.tmp")
-    tmp.write_text("utt\tshard\toffset\tframes\n" + "".join(rows), encoding="utf-8")
-    os.replace(tmp, index)
+    write_text_atomic(index, "utt\tshard\toffset\tframes\n" + "".join(rows))
     elapsed = max(time.monotonic() - t0, 1e-9)
     log.info("%s: %d utterances, %.1f s of audio in %.1f s (%.0f x real time)", name, len(utts), audio_s, elapsed,
              audio_s / elapsed)
@@ -110,9 +107,7 @@ def merge_index(out_dir: Path, num_shards: int) -> Path:
     lines = ["utt\tshard\toffset\tframes\n"]
     for k in range(num_shards):
         lines += (out_dir / f"{shard_name(k)}.index.tsv").read_text(encoding="utf-8").splitlines(keepends=True)[1:]
-    tmp = out_dir / "index.tsv.tmp"
-    tmp.write_text("".join(lines), encoding="utf-8")
-    os.replace(tmp, out_dir / "index.tsv")
+    write_text_atomic(out_dir / "index.tsv", "".join(lines))
     return out_dir / "index.tsv"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from svbench.errors import UserError
+from svbench.fileio import write_text_atomic
 
 BACKENDS = ("cosine", "asnorm")
 _CHUNK = 4096  # rows per block, bounds the memory of the utterance × cohort score matrix
@@ -194,12 +195,8 @@ def score_lists(embeddings_dir: Path, trial_lists: dict[str, Path], out_dir: Pat
         for i, t in enumerate(trials):
             values = "\t".join(f"{columns[b][i]:.6f}" for b in columns)
             lines.append(f"{t.label}\t{t.enroll}\t{t.test}\t{values}\n")
-        tmp = out_dir / f"{name}.tsv.tmp"
-        tmp.write_text("".join(lines), encoding="utf-8")
-        tmp.replace(out_dir / f"{name}.tsv")
+        write_text_atomic(out_dir / f"{name}.tsv", "".join(lines))
     metrics["cohort_size"] = int(train["cohort"].shape[0])
     metrics["top_n"] = top_n
-    tmp = out_dir / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2))
-    tmp.replace(out_dir / "metrics.json")
+    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -38,6 +38,7 @@ from svbench.corpus.manifest import read_manifest
 from svbench.energy.markers import phase
 from svbench.errors import UserError
 from svbench.features import FbankConfig, FeatureStore, fbank
+from svbench.fileio import atomic_write
 from svbench.models import AAMSoftmax, ArchSpec, build, summarize
 from svbench.models.loading import resolve_device
 
@@ -252,14 +253,9 @@ def amp_mode(amp: str, device: torch.device) -> torch.dtype | None:
 
 def _save_atomic(obj: object, path: Path, previous: Path | None = None) -> None:
     """Write ``path`` through a temporary file; with ``previous``, the former ``path`` is kept there."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
+    # durable: on disk before the rename, a node crash must not leave a truncated checkpoint
+    with atomic_write(path, "wb", durable=True, previous=previous) as f:
         torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())  # on disk before the rename: a node crash must not leave a truncated file
-    if previous is not None and path.exists():
-        os.replace(path, previous)
-    os.replace(tmp, path)
 
 
 CHECKPOINT_KEYS = ("spec", "n_classes", "model", "head", "optimiser", "epoch", "step", "history", "running",
@@ -588,11 +584,9 @@ def _keep_epoch_weights(epochs_dir: Path, epoch: int, model: torch.nn.Module, ke
 
 
 def _write_history(path: Path, history: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path) as f:
         writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in history:
             writer.writerow({k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v)
                              for k, v in row.items()})
-    os.replace(tmp, path)

@@ -285,7 +285,7 @@ def test_outputs_follow_the_umask(vox: Path, tmp_path: Path, umask: None, mask: 
 
 
 def test_outputs_written_as_one_leave_old_files_on_failure(tmp_path: Path) -> None:
-    from svbench.corpus.manifest import write_texts_atomic
+    from svbench.fileio import write_texts_atomic
 
     (tmp_path / "a.txt").write_text("old a")
     with pytest.raises(FileNotFoundError):  # the second file's folder is missing: nothing is replaced

@@ -7,13 +7,13 @@ the corpus needs, and the stdlib reads it without extra packages.
 from __future__ import annotations
 
 import os
-import secrets
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from svbench.errors import UserError
+from svbench.fileio import atomic_write
 
 
 class AudioError(UserError):
@@ -24,15 +24,6 @@ class AudioError(UserError):
 
 # Integer PCM widths the reader understands (bytes per sample) and their full scale.
 _FULL_SCALE = {1: 128.0, 2: 32768.0, 3: 8388608.0, 4: 2147483648.0}
-
-
-def create_temp(path: Path) -> tuple[int, Path]:
-    """A new temporary file beside `path` (same folder, so `os.replace` onto `path` is atomic), open for writing.
-
-    Created 0666 so that the umask applies as to any other new file (`tempfile.mkstemp` makes 0600).
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
 
 
 def _header_problem(path: Path) -> str:
@@ -131,17 +122,11 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, sample_rate: int = 1
         raise ValueError(f"{path}: samples contain NaN or infinity")
     pcm = np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
 
-    fd, tmp = create_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as f, wave.open(f, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(int(sample_rate))
-            w.writeframes(pcm.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f, wave.open(f, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
 
 
 def _data_offset(path: Path) -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from svbench.corpus.audio import AudioError, check_wav
 from svbench.errors import UserError
+from svbench.fileio import write_text_atomic
 
 log = logging.getLogger("svbench.convert")
 
@@ -98,9 +99,7 @@ def convert_batch(list_file: Path, src_root: Path, dst_root: Path, batch: int, b
                 log.info("batch %d: %d/%d files, %.1f files/s", batch, n, len(todo), n / (last - t0))
     report = Path(report)
     report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(f".{report.name}.tmp")
-    tmp.write_text(REPORT_HEADER + "".join(rows), encoding="utf-8")
-    os.replace(tmp, report)
+    write_text_atomic(report, REPORT_HEADER + "".join(rows))
     elapsed = max(time.monotonic() - t0, 1e-9)
     log.info("batch %d: %s in %.1f s (%.1f files/s)", batch, counts, elapsed, len(todo) / elapsed)
     return counts

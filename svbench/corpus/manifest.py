@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from svbench.corpus.audio import create_temp
 from svbench.errors import UserError
+from svbench.fileio import write_texts_atomic
 
 MANIFEST_HEADER = ("utt", "speaker", "path", "seconds")
 
@@ -39,27 +39,6 @@ class Trial:
     label: int
     enroll: str
     test: str
-
-
-def write_texts_atomic(texts: Mapping[Path, str]) -> None:
-    """Write several UTF-8 text files as one output: each to a temporary name beside it, then all renamed.
-
-    A failure while writing (or a KeyboardInterrupt) leaves every target as it was and no temporary file;
-    only a failing rename, in the same folder, could leave some files new and some old.
-    """
-    temps: list[tuple[Path, Path]] = []
-    try:
-        for path, text in texts.items():
-            fd, tmp = create_temp(path)
-            temps.append((tmp, path))
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write(text)
-        for tmp, path in temps:
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
-        raise
 
 
 def unstorable(name: str) -> str | None:

@@ -28,8 +28,9 @@ from scipy import signal
 from tqdm import tqdm
 
 from svbench.corpus.audio import write_wav
-from svbench.corpus.manifest import Trial, Utterance, manifest_text, trials_text, write_texts_atomic
+from svbench.corpus.manifest import Trial, Utterance, manifest_text, trials_text
 from svbench.errors import UserError
+from svbench.fileio import write_texts_atomic
 
 TEST_SPEAKER_BASE = 10000  # test speakers are id10001…, like VoxCeleb1's id10xxx, so they never clash with training ids
 # Difficulty. Speaker differences (TIMBRE_*) against session nuisance (the rest), calibrated so that a

@@ -29,9 +29,9 @@ from svbench.corpus.manifest import (
     read_trials,
     trials_text,
     unstorable,
-    write_texts_atomic,
 )
 from svbench.errors import UserError
+from svbench.fileio import write_texts_atomic
 
 log = logging.getLogger("svbench.voxceleb")
 

@@ -28,6 +28,7 @@ import pandas as pd
 
 from svbench.energy.carbon import Factor, Intensity, factors_from_config, gpu_count, rows_g
 from svbench.energy.join import energy_basis, total_rows
+from svbench.fileio import atomic_write
 
 # CodeCarbon 3.3.0 EmissionsData, field order (mlco2/codecarbon tag 3.3.0, commit 4dde6e30)
 COLUMNS = [
@@ -104,9 +105,8 @@ def svbench_path(out: Path) -> Path:
 
 
 def _write_csv(frame: pd.DataFrame, out: Path) -> None:
-    tmp = out.with_name(out.name + ".tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(out)
+    with atomic_write(out) as f:
+        frame.to_csv(f, index=False)
 
 
 def write_emissions(energy_csv: Path, sidecar_json: Path | None, carbon: dict, project_name: str,

@@ -42,6 +42,7 @@ from svbench.energy.sensors.counter import BREAK_QUANTITY
 from svbench.energy.slurm import consumed_energy_j
 from svbench.energy.trace import SESSION_QUANTITY, iter_trace
 from svbench.errors import UserError
+from svbench.fileio import atomic_write
 
 log = logging.getLogger("svbench.energy")
 
@@ -418,10 +419,9 @@ def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
     frame = _typed(pd.concat([frame, slurm_crosscheck(records, job_phases)], ignore_index=True))
     if out_path is not None:
         out_path = Path(out_path)
-        tmp = out_path.with_suffix(out_path.suffix + ".tmp")
         try:
-            frame.to_csv(tmp, index=False)
-            tmp.replace(out_path)
+            with atomic_write(out_path) as f:
+                frame.to_csv(f, index=False)
         except OSError as exc:  # read-only, a file in the way, no space
             raise UserError(f"{out_path}: cannot write the energy table ({exc.strerror})") from None
     return frame

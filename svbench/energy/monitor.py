@@ -34,6 +34,7 @@ from svbench.energy.sidecar import READY_FILE, READY_WAIT_S, WORKLOAD_FILE
 from svbench.energy.slurm import job_context
 from svbench.energy.trace import drop_torn_tail
 from svbench.errors import UserError
+from svbench.fileio import write_text_atomic
 
 log = logging.getLogger("svbench.monitor")
 
@@ -92,9 +93,7 @@ def _start_sidecar(out_dir: Path, config: dict, lock_fd: int) -> subprocess.Pope
     ready = out_dir / READY_FILE
     ready.unlink(missing_ok=True)
     config_file = out_dir / CONFIG_FILE
-    tmp = config_file.with_name(config_file.name + ".tmp")
-    tmp.write_text(json.dumps(config))
-    os.replace(tmp, config_file)
+    write_text_atomic(config_file, json.dumps(config))
     cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out_dir), "--track-pid", str(os.getpid()),
            "--config-file", str(config_file)]
     # its own session: a Ctrl-C meant for the workload must not stop the measurement first; the lock's

@@ -36,6 +36,7 @@ from svbench.energy.sensors import EstimateSensor, Reading, Sensor, SensorStatus
 from svbench.energy.sensors.base import SensorConfigError
 from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
 from svbench.errors import UserError
+from svbench.fileio import write_text_atomic
 
 log = logging.getLogger("svbench.sidecar")
 
@@ -255,9 +256,7 @@ def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Eve
     meta = {"node": node_metadata(), "pid": os.getpid(), "track_pid": track_pid,
             "sensors": [asdict(s) for s in statuses], "started_wall_ns": started_wall_ns,
             "started_mono_ns": started_mono_ns, "session": session}
-    tmp = out_dir / (READY_FILE + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    os.replace(tmp, out_dir / READY_FILE)  # its appearance tells the monitor we are sampling
+    write_text_atomic(out_dir / READY_FILE, json.dumps(meta, indent=2, default=str))  # tells the monitor we sample
     gc.freeze()  # what start-up built lives on untouched: keep the garbage collector from walking it again
     parent = os.getppid()
     while not stop.wait(WATCH_S):

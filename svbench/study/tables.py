@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 from html import escape
 from pathlib import Path
 
 import pandas as pd
+
+from svbench.fileio import write_text_atomic
 
 STYLE = """<style>
 table.svbench {border-collapse: collapse; font: 13px/1.4 system-ui, sans-serif; margin-bottom: 1.5em}
@@ -25,12 +26,6 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def html_table(frame: pd.DataFrame, caption: str) -> str:
     """One ``<table class="svbench">`` with its caption; missing values shown as a dash."""
     shown = frame.map(_fmt) if len(frame) else frame
@@ -44,11 +39,11 @@ def write_table(frame: pd.DataFrame, stem: Path, caption: str, shown: pd.DataFra
     """``stem.csv`` (the numbers of ``frame``), ``stem.html`` and ``stem.tex`` (``shown`` when given:
     the same rows as text, e.g. ``mean ± sd``). ``extra`` tables follow in the HTML and LaTeX only."""
     stem = Path(stem)
-    _atomic(stem.with_suffix(".csv"), frame.to_csv(index=False))
+    write_text_atomic(stem.with_suffix(".csv"), frame.to_csv(index=False))
     shown = frame if shown is None else shown
     tables = [(shown, caption), *extra]
     html = "\n".join(html_table(t, c) for t, c in tables)
-    _atomic(stem.with_suffix(".html"), f"<!doctype html><meta charset='utf-8'>{STYLE}\n{html}\n"
+    write_text_atomic(stem.with_suffix(".html"), f"<!doctype html><meta charset='utf-8'>{STYLE}\n{html}\n"
             "<p>— : not measured (no sensor), never shown as zero.</p>\n")
     latex = "\n".join(t.map(_fmt).to_latex(index=False, caption=c, escape=True) for t, c in tables if len(t))
-    _atomic(stem.with_suffix(".tex"), latex)
+    write_text_atomic(stem.with_suffix(".tex"), latex)

@@ -4,6 +4,7 @@ import math
 import os
 
 from svbench.energy.config import validate_energy_config
+from svbench.fileio import write_text_atomic
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid
 
@@ -43,10 +44,7 @@ def _write_energy_config(path=ENERGY_CONFIG):
     except OSError:
         pass
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, text)
 
 
 # the rules the monitor applies (a password in extra_args, ...), at plan time, before any job runs

@@ -1,0 +1,77 @@
+"""Writing a result file so that a reader never sees half of it: a temporary file beside it, then a rename.
+
+A job killed at any line leaves either the old file or the new one, never a truncated one, and no stray
+temporary file when Python itself saw the failure. The temporary name is hidden and unique (``.name.XXXX.tmp``)
+so that two writers, or a glob over the folder, never mistake it for a result.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+def create_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path`` (same folder, so ``os.replace`` onto ``path`` is atomic), open for writing.
+
+    Created 0666 so that the umask applies as to any other new file (``tempfile.mkstemp`` makes 0600).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+
+
+@contextmanager
+def atomic_write(path: Path | str, mode: str = "w", *, durable: bool = False,
+                 previous: Path | None = None) -> Iterator[IO[Any]]:
+    """Open a temporary file for ``path``; when the block ends without error it replaces ``path``.
+
+    ``mode`` is "w" (UTF-8 text, ``\\n`` line ends) or "wb". ``durable`` fsyncs before the rename, for files a
+    node crash must not truncate (checkpoints). With ``previous``, the former ``path`` is moved there first.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_write: mode must be 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    fd, tmp = create_temp(path)
+    try:
+        with (os.fdopen(fd, mode, encoding="utf-8", newline="\n") if mode == "w" else os.fdopen(fd, mode)) as f:
+            yield f
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: Path | str, text: str) -> None:
+    """Write a UTF-8 text file atomically."""
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def write_texts_atomic(texts: Mapping[Path, str]) -> None:
+    """Write several UTF-8 text files as one output: each to a temporary name beside it, then all renamed.
+
+    A failure while writing (or a KeyboardInterrupt) leaves every target as it was and no temporary file;
+    only a failing rename, in the same folder, could leave some files new and some old.
+    """
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for path, text in texts.items():
+            fd, tmp = create_temp(path)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+        for tmp, path in temps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+        raise
