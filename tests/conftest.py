@@ -27,13 +27,13 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-FAKES = Path(__file__).parent / "fakes"
+from support import FAKES  # noqa: E402
 
 
 @pytest.fixture
 def fake_nvml(monkeypatch):
-    """The fake pynvml first on sys.path, freshly imported, with no GPUs yet (tests/test_sensors.py,
-    tests/test_counters.py)."""
+    """The fake pynvml first on sys.path, freshly imported, with no GPUs yet (tests/energy/test_sensors.py,
+    tests/energy/test_counters.py)."""
     monkeypatch.syspath_prepend(str(FAKES / "fake_pynvml"))
     cached = sys.modules.pop("pynvml", None)
     module = importlib.import_module("pynvml")
@@ -44,3 +44,13 @@ def fake_nvml(monkeypatch):
     sys.modules.pop("pynvml", None)
     if cached is not None:
         sys.modules["pynvml"] = cached
+
+
+@pytest.fixture
+def node(tmp_path, monkeypatch):
+    """A fake node (tests/fakes/node.py): no sensors until a test adds them."""
+    from fakes.node import Node
+
+    n = Node(tmp_path, monkeypatch)
+    yield n
+    n.close()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import REPO
 
 from svbench.cli import main
 from svbench.errors import UserError
 from svbench.training import Recipe
 
-REPO = Path(__file__).resolve().parent.parent
 TINY_ARCH = json.dumps({"name": "tiny", "block": "basic", "stages": [1, 1, 1, 1], "width": 4, "embedding": 32})
 
 

@@ -17,15 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from test_energy import TIMEOUT, Node, gone, kill_quietly, started, wait_for
-from test_workflow import REPO, snakemake
-
-
-@pytest.fixture
-def node(tmp_path, monkeypatch):
-    n = Node(tmp_path, monkeypatch)
-    yield n
-    n.close()
+from fakes.node import TIMEOUT, gone, kill_quietly, started, wait_for
+from support import REPO, snakemake
 
 WORKLOAD_WITH_CHILD = r"""
 import subprocess, sys, time

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from support import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PROFILE = REPO / "tests/slurm/profile"
 

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from support import BIN, REPO, snakemake
 
-REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 CONFIGS = sorted((REPO / "config").glob("*.yaml"))
-
-
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.name for c in CONFIGS])

@@ -16,7 +16,6 @@ from svbench.energy.sensors import nvml, rapl
 from svbench.energy.sensors.base import Reading, SensorConfigError
 from svbench.energy.sensors.counter import BREAK_QUANTITY, ENERGY_QUANTITY, CounterTracker, counter_readings
 
-FAKES = Path(__file__).parent / "fakes"
 UUID_A = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import REPO
 
 from svbench.energy import sidecar
 from svbench.energy.config import validate_energy_config
 from svbench.energy.sensors import ipmi, nvml, rapl
 from svbench.errors import UserError
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["energy"]
 

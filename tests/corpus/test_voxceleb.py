@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from support import REPO
 
 from svbench.corpus.audio import AudioError, check_wav, write_wav
 from svbench.corpus.convert import convert_batch, convert_file
@@ -22,7 +23,6 @@ from svbench.corpus.voxceleb import build_voxceleb, list_audio, list_vox2
 from svbench.errors import UserError
 from svbench.features import extract_shard, merge_index
 
-REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 HAVE_FFMPEG = shutil.which("ffmpeg") is not None
 needs_ffmpeg = pytest.mark.skipif(not HAVE_FFMPEG, reason="ffmpeg not installed")

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from fakes.powercap import PowercapTree, two_socket_server
+from support import FAKES
 
 from svbench.energy.sensors import ipmi, nvml, rapl
 from svbench.energy.sensors.base import Reading, Sensor, SensorConfigError, SensorUnavailable
-
-FAKES = Path(__file__).parent / "fakes"
 
 
 def by_key(readings: list[Reading]) -> dict[tuple[str, str], Reading]:

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support import FAKES
 
 from svbench.energy.sensors import ipmi
 from svbench.energy.sensors.base import Reading
 from svbench.energy.sidecar import _Slot
 
-FAKES = Path(__file__).parent / "fakes"
 TIMEOUT_S = 1.0
 
 

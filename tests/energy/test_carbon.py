@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_study import T0 as STUDY_T0  # the fake study's jobs start at this wall-clock time
-from test_study import fake_study
+from fakes.study import T0 as STUDY_T0  # the fake study's jobs start at this wall-clock time
+from fakes.study import fake_study
 
 from svbench.energy.carbon import Factor, Intensity, operational_g, read_intensity_series
 from svbench.study.summary import summary_rows

@@ -6,22 +6,15 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.multiprocessing as mp
-
-from svbench.models import ArchSpec
-from svbench.training import Preempted, Recipe, train
-
-BIN = Path(sys.executable).parent
-SPEC = ArchSpec(name="tiny", block="basic", stages=(1, 1, 1, 1), width=4, embedding=32)
-# 24 utterances, 2 processes x batch 4: 3 global steps per epoch
-RECIPE = Recipe(epochs=3, batch_size=4, crop_frames=40, lr=0.1, final_lr=0.01, warmup_epochs=1,
-                margin=0.2, margin_start_epoch=1, margin_end_epoch=2, threads=1, processes=2, device="cpu")
+from support import BIN, ddp_worker
+from support import DDP_RECIPE as RECIPE
+from support import DDP_SPEC as SPEC
 
 
 def _free_port() -> int:
@@ -30,18 +23,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, world: int, port: int, corpus: Path, out: Path, stop_after: int | None) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    try:
-        train(corpus / "features" / "train", corpus / "corpus" / "train.tsv", SPEC, RECIPE, out, seed=0,
-              stop_after_steps=stop_after)
-    except Preempted:
-        pass
-
-
 def _spawn(corpus: Path, out: Path, stop_after: int | None = None) -> None:
-    mp.spawn(_worker, args=(2, _free_port(), corpus, out, stop_after), nprocs=2, join=True)
+    mp.spawn(ddp_worker, args=(2, _free_port(), corpus, out, stop_after), nprocs=2, join=True)
 
 
 def test_two_processes_train_identical_replicas_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:

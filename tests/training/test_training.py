@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from support import REPO
 
 from svbench.augment import Augmenter
 from svbench.corpus.audio import write_wav
@@ -102,7 +103,6 @@ def test_kill_at_the_last_step_of_an_epoch_resumes(tiny_corpus: Path, tmp_path: 
 
 # --- recipe options, augmentation, averaging, AMP, process layout (issue 3) ---
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def test_schema_training_keys_are_recipe_fields_with_the_same_defaults() -> None:

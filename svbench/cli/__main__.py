@@ -1,0 +1,3 @@
+from svbench.cli import main
+
+main()

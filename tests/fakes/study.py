@@ -1,0 +1,80 @@
+"""A synthetic study: a results tree as the workflow leaves it, with energy proportional to MACs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+T0 = 1_700_000_000 * 10**9  # wall-clock ns
+GRID = [{"name": "a", "block": "basic", "stages": [1, 1, 1, 1], "width": 4},
+        {"name": "b", "block": "basic", "stages": [2, 2, 2, 2], "width": 4},
+        {"name": "b_back", "block": "basic", "stages": [1, 1, 2, 4], "width": 4},
+        {"name": "c", "block": "basic", "stages": [1, 1, 1, 1], "width": 8}]
+EER = {"a": 0.12, "b": 0.10, "b_back": 0.105, "c": 0.095}
+MACS = {"a": 1e8, "b": 2e8, "b_back": 2e8, "c": 4e8}
+
+
+def write_job(folder: Path, watts: float, seconds: float, start_ns: int, phases: list[str],
+              fields: dict | None = None) -> None:
+    """trace.csv (a CPU energy counter and DRAM power every 0.5 s), markers.jsonl and energy.csv of one job."""
+    from svbench.energy.join import join
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ["t_wall_ns,t_mono_ns,sensor,channel,quantity,value,unit,component,estimated"]
+    for k in range(int(seconds / 0.5) + 1):
+        t = k * 0.5
+        wall, mono = start_ns + int(t * 1e9), int(1e12 + t * 1e9)
+        lines.append(f"{wall},{mono},rapl,package-0,energy,{watts * t},J,cpu,0")
+        lines.append(f"{wall},{mono},rapl,dram-0,power,{watts / 10},W,dram,0")
+    (folder / "trace.csv").write_text("\n".join(lines) + "\n")
+    marks = [{"event": "begin", "t_wall_ns": start_ns, "t_mono_ns": int(1e12)}]
+    span = seconds / (len(phases) + 1)
+    for i, name in enumerate(phases):
+        a, b = (i + 0.5) * span, (i + 1.5) * span
+        marks.append({"event": "start", "phase": name, "index": i, "pid": 1, "t_wall_ns": start_ns + int(a * 1e9),
+                      "t_mono_ns": int(1e12 + a * 1e9), **(fields or {})})
+        marks.append({"event": "stop", "phase": name, "index": i, "pid": 1, "ok": True,
+                      "t_wall_ns": start_ns + int(b * 1e9), "t_mono_ns": int(1e12 + b * 1e9)})
+    marks.append({"event": "end", "status": 0, "t_wall_ns": start_ns + int(seconds * 1e9),
+                  "t_mono_ns": int(1e12 + seconds * 1e9)})
+    (folder / "markers.jsonl").write_text("".join(json.dumps(m) + "\n" for m in marks))
+    (folder / "sidecar.json").write_text(json.dumps({"node": {"host": "h", "cpu_model": "cpu", "logical_cpus": 4,
+                                                              "memory_bytes": 2**34, "gpu_devices": 0,
+                                                              "environment": {}},
+                                                     "sensors": [{"name": "rapl", "available": True, "reason": ""}]}))
+    join(folder / "trace.csv", folder / "markers.jsonl", folder / "energy.csv")
+
+
+def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0, 1), energy: bool = True) -> dict:
+    """A results tree with training energy proportional to MACs (plus a constant), 20 trials per job."""
+    results = root / "results"
+    (results / "corpus").mkdir(parents=True, exist_ok=True)
+    (results / "corpus" / "test.tsv").write_text("utt\tspeaker\tpath\tseconds\nu1\ts1\tu1.wav\t3.0\n"
+                                                 "u2\ts2\tu2.wav\t5.0\n")
+    (results / "corpus" / "trials").mkdir(exist_ok=True)
+    (results / "corpus" / "trials" / "syn.txt").write_text("1 u1 u1\n")  # "syn" uses u1 alone: 3 of 8 s
+    for spec in grid:
+        name = spec["name"]
+        for seed in seeds:
+            where = f"{name}/seed{seed}"
+            (results / "models" / where).mkdir(parents=True, exist_ok=True)
+            (results / "models" / where / "spec.json").write_text(json.dumps(
+                {"params": MACS[name] / 100, "macs": MACS[name], "macs_frames": 200, "epochs": 2,
+                 "samples_per_epoch": 100}))
+            (results / "scores" / where).mkdir(parents=True, exist_ok=True)
+            eer = EER[name] + 0.002 * seed
+            (results / "scores" / where / "metrics.json").write_text(json.dumps(
+                {"syn": {"trials": 20, "cosine": {"eer": eer, "min_dcf_0.01": 5 * eer, "min_dcf_0.05": 3 * eer}}}))
+            if not energy:
+                continue
+            # 2 epochs x 100 samples x MACs at 5e-9 J per MAC-sample, plus 100 J: seconds at 100 W
+            joules = 5e-9 * MACS[name] * 200 + 100 + 5 * seed
+            write_job(results / "energy" / "train" / where, 100.0, joules / 100 / 1.1, T0 + seed * 10**12,
+                      ["epoch", "epoch"])
+            write_job(results / "energy" / "embed" / where, 50.0, 2.0, T0 + 10**11, ["embed_test", "embed_train"])
+            write_job(results / "energy" / "score" / where, 50.0, 1.0, T0 + 2 * 10**11, ["score"],
+                      {"backend": "cosine", "trials": "syn"})
+    return {"grid": grid, "seeds": list(seeds), "energy": {},
+            "carbon": {"pue": {"value": 1.2, "source": "site"}, "intensity": {"value": 100.0, "source": "grid"},
+                       "embodied": {"gpu_kg_per_hour": {"value": 0.0034, "source": "BLOOM"},
+                                    "server_kg_per_hour": {"value": 0.056, "source": "BLOOM"}}}}

@@ -1,0 +1,46 @@
+"""Where the tests find the repository, its benchmarks and the shared fakes (tests/fakes), from any test folder."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+FAKES = TESTS / "fakes"
+BENCH = REPO / "bench"
+BIN = Path(sys.executable).parent  # the venv's scripts: svbench, snakemake, torchrun
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run the venv's snakemake with its scripts first on PATH (rules call ``svbench``)."""
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+    return subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _ddp_setup():
+    from svbench.models import ArchSpec
+    from svbench.training import Recipe
+
+    spec = ArchSpec(name="tiny", block="basic", stages=(1, 1, 1, 1), width=4, embedding=32)
+    # 24 utterances, 2 processes x batch 4: 3 global steps per epoch
+    recipe = Recipe(epochs=3, batch_size=4, crop_frames=40, lr=0.1, final_lr=0.01, warmup_epochs=1,
+                    margin=0.2, margin_start_epoch=1, margin_end_epoch=2, threads=1, processes=2, device="cpu")
+    return spec, recipe
+
+
+DDP_SPEC, DDP_RECIPE = _ddp_setup()  # a tiny two-process training (tests/training/test_ddp.py, tests/energy)
+
+
+def ddp_worker(rank: int, world: int, port: int, corpus: Path, out: Path, stop_after: int | None) -> None:
+    """One rank of the tiny DDP training (torch.multiprocessing spawns it: it must live in an importable module)."""
+    from svbench.training import Preempted, train
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    try:
+        train(corpus / "features" / "train", corpus / "corpus" / "train.tsv", DDP_SPEC, DDP_RECIPE, out, seed=0,
+              stop_after_steps=stop_after)
+    except Preempted:
+        pass
