@@ -1,7 +1,7 @@
 """Speaker-verification metrics: EER and normalised minDCF, NIST SRE scorer definition.
 
-The DET curve is computed the way the NIST SRE scorer (as used by WeSpeaker,
-``wespeaker/utils/score_metrics.py``) does it: sort the scores, and for every threshold count the
+The DET curve is computed the way the NIST SRE scorer (as WeSpeaker's score_metrics uses it) does it:
+sort the scores, and for every threshold count the
 cumulative miss rate (fnr, targets rejected) and false-alarm rate (fpr, non-targets accepted).
 Two deliberate refinements, both no-ops on tie-free data:
 
@@ -23,7 +23,7 @@ from svbench.errors import UserError
 DEFINITION = "EER: linear interpolation of the DET crossing; minDCF: normalised NIST SRE (C_miss=C_fa=1)"
 
 
-def _check(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def checked_trials(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Validate and convert to (float64 scores, bool labels); raise ValueError on bad input."""
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(labels)
@@ -72,7 +72,7 @@ def det_curve(scores: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndar
     scores in ascending order followed by +inf (reject everything). fnr rises from 0 to 1,
     fpr falls from 1 to 0.
     """
-    return _det(*_check(scores, labels))
+    return _det(*checked_trials(scores, labels))
 
 
 def _eer(fpr: np.ndarray, fnr: np.ndarray) -> float:
@@ -115,7 +115,7 @@ def min_dcf(
 
 def compute_all(scores: ArrayLike, labels: ArrayLike) -> dict:
     """EER, minDCF at p_target 0.01 and 0.05, trial counts and the definition used."""
-    s, y = _check(scores, labels)
+    s, y = checked_trials(scores, labels)
     fpr, fnr, _ = _det(s, y)
     n_tgt = int(np.count_nonzero(y))
     return {

@@ -25,7 +25,7 @@ def count_macs(model: nn.Module, frames: int = 200, n_mels: int = 80) -> int:
     WeSpeaker's published MACs come from thop, which counts the same conv/linear MACs, nothing
     for functional ReLU and additions, and 4 ops per input element of each affine BatchNorm
     (2 for normalising, doubled for the affine). Adding that BN term to this count reproduces every
-    published figure of REFERENCE.md §2 to within 0.2 % (checked in tests/models/test_models.py); without it
+    published figure of WeSpeaker's ResNet table to within 0.2 % (checked in tests/models/test_models.py); without it
     this count is 0.5 % (ResNet34) to 1.9 % (ResNet50) lower. We report the matrix MACs only:
     BN folds into the convolutions at inference.
     """
