@@ -1,0 +1,131 @@
+"""Accuracy intervals of a study: speaker-bootstrap replicates per job, then seeds, pairs and the Pareto front.
+
+Per job (architecture, seed), :func:`bootstrap_scores` resamples the evaluation speakers of each trial list and
+keeps, for every back-end and metric, the metric of each resample. The draws depend only on the list and the
+study's bootstrap seed, never on the model, so resample ``b`` holds the same speakers for every job: the
+difference of two jobs' replicates is a paired bootstrap of their difference, and replicates of several seeds
+can be averaged resample by resample.
+
+Across seeds, :func:`seed_interval` resamples the seeds too (hierarchical bootstrap: seeds with replacement,
+then speakers), so the interval holds both the run-to-run spread and the speakers' sampling.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from svbench.bootstrap import METHOD, METRICS, percentile_interval, resampled_metrics, sort_trials, speaker_counts
+from svbench.errors import UserError
+from svbench.fileio import atomic_write, write_text_atomic
+from svbench.metrics import compute_all
+
+LEVEL = 0.95
+
+
+def _list_rng(seed: int, list_name: str) -> np.random.Generator:
+    """The draws of one trial list: the same for every job of a study."""
+    return np.random.default_rng([seed, zlib.crc32(list_name.encode())])
+
+
+def read_scores(path: Path) -> pd.DataFrame:
+    """A score file of ``svbench score``: label, enroll, test and one column per back-end."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, sep="\t", dtype={"enroll": str, "test": str}, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the score file is empty") from None
+    missing = {"label", "enroll", "test"} - set(frame.columns)
+    if missing or len(frame.columns) < 4:
+        raise UserError(f"{path}: not a score file of svbench score (columns {list(frame.columns)})")
+    return frame
+
+
+def bootstrap_scores(score_files: Mapping[str, Path], speakers: Mapping[str, str], out: Path,
+                     resamples: int = 1000, seed: int = 0) -> dict:
+    """Replicates of every list x back-end x metric into ``out`` (npz); returns the intervals.
+
+    ``speakers`` maps each utterance of the lists to its speaker (the evaluation manifest).
+    """
+    arrays: dict[str, np.ndarray] = {}
+    summary: dict = {"resamples": resamples, "seed": seed, "level": LEVEL, "method": METHOD}
+    for name, path in score_files.items():
+        frame = read_scores(path)
+        unknown = sorted(set(frame["enroll"]).union(frame["test"]) - set(speakers))
+        if unknown:
+            raise UserError(f"{path}: utterance {unknown[0]!r} is not in the evaluation manifest")
+        enroll = frame["enroll"].map(speakers).to_numpy()
+        test = frame["test"].map(speakers).to_numpy()
+        labels = frame["label"].to_numpy()
+        counts = None
+        for backend in frame.columns[3:]:
+            scores = frame[backend].to_numpy(dtype=np.float64)
+            trials = sort_trials(scores, labels, enroll, test)
+            if counts is None:
+                counts = speaker_counts(trials.n_speakers, resamples, _list_rng(seed, name))
+            point, spread = compute_all(scores, labels), resampled_metrics(trials, counts)
+            for m in METRICS:
+                arrays[f"{name}/{backend}/{m}"] = spread[m]
+                low, high = percentile_interval(spread[m], LEVEL)
+                summary.setdefault(name, {}).setdefault(backend, {})[m] = {"value": point[m], "low": low,
+                                                                           "high": high}
+    with atomic_write(out, "wb") as f:
+        np.savez(f, **arrays)
+    write_text_atomic(Path(out).with_suffix(".json"), json.dumps(summary, indent=2))
+    return summary
+
+
+def read_replicates(path: Path) -> dict[str, np.ndarray]:
+    """The replicates of one job: ``{"list/backend/metric": array}``."""
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def seed_replicates(replicates: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """Replicates of the mean over seeds: per resample, the seeds drawn with replacement, then averaged.
+
+    Every row of ``replicates`` (one per seed) holds the same speakers in each column."""
+    stacked = np.vstack(replicates)
+    chosen = rng.integers(0, stacked.shape[0], size=stacked.shape)
+    return np.take_along_axis(stacked, chosen, axis=0).mean(axis=0)
+
+
+def seed_interval(replicates: Sequence[np.ndarray], points: Sequence[float], rng: np.random.Generator,
+                  level: float = LEVEL) -> dict[str, float]:
+    """Mean and sd over seeds, and an interval from resampling seeds and speakers together."""
+    points = np.asarray(points, dtype=np.float64)
+    low, high = percentile_interval(seed_replicates(replicates, rng), level)
+    return {"mean": float(points.mean()), "sd": float(points.std(ddof=1)) if points.size > 1 else float("nan"),
+            "low": low, "high": high}
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, point: float, level: float = LEVEL) -> dict[str, float]:
+    """B minus A from replicates drawn with the same speakers: the difference, its interval, a p value."""
+    delta = (np.asarray(b) - np.asarray(a))
+    delta = delta[~np.isnan(delta)]
+    low, high = percentile_interval(delta, level)
+    p = min(1.0, 2 * min(np.mean(delta <= 0), np.mean(delta >= 0))) if delta.size else float("nan")
+    return {"value": point, "low": low, "high": high, "p": float(p), "significant": bool(low > 0 or high < 0)}
+
+
+def front_frequencies(cost: np.ndarray, error: np.ndarray, front: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      knee: Callable[[np.ndarray, np.ndarray], int | None]) -> tuple[np.ndarray, np.ndarray]:
+    """How often each point is on the Pareto front, and how often it is the knee, over resamples.
+
+    ``cost`` and ``error`` are resamples x points (one row a resampled study); NaN rows are left out.
+    """
+    ok = ~(np.isnan(cost).any(axis=1) | np.isnan(error).any(axis=1))
+    on_front = np.zeros(cost.shape[1])
+    is_knee = np.zeros(cost.shape[1])
+    for c, e in zip(cost[ok], error[ok], strict=True):
+        on_front[front(c, e)] += 1
+        k = knee(c, e)
+        if k is not None:
+            is_knee[k] += 1
+    n = max(int(ok.sum()), 1)
+    return on_front / n, is_knee / n

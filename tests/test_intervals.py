@@ -1,0 +1,99 @@
+"""A study's accuracy intervals: per-job replicates from score files, seeds, pairs and the Pareto front."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from svbench.bootstrap import speaker_bootstrap
+from svbench.errors import UserError
+from svbench.intervals import (
+    bootstrap_scores,
+    front_frequencies,
+    paired_difference,
+    read_replicates,
+    seed_interval,
+    seed_replicates,
+)
+from svbench.study.analysis import knee, pareto_front
+
+
+def _score_file(path: Path, rng: np.random.Generator, shift: float, speakers: int = 30) -> dict[str, str]:
+    """A score file like svbench score writes (cosine and asnorm columns); returns utterance -> speaker."""
+    utt_speaker = {f"id{s:03d}/v/{u:02d}.wav": f"id{s:03d}" for s in range(speakers) for u in range(6)}
+    utts = list(utt_speaker)
+    lines = ["label\tenroll\ttest\tcosine\tasnorm"]
+    for _ in range(1500):
+        enroll = utts[rng.integers(len(utts))]
+        same = rng.random() < 0.4
+        pool = [u for u in utts if (utt_speaker[u] == utt_speaker[enroll]) == same and u != enroll]
+        test = pool[rng.integers(len(pool))]
+        score = rng.normal(shift * same, 1.0)
+        lines.append(f"{int(same)}\t{enroll}\t{test}\t{score:.6f}\t{score + rng.normal(0, 0.1):.6f}")
+    path.write_text("\n".join(lines) + "\n")
+    return utt_speaker
+
+
+def test_job_replicates_match_the_bootstrap_and_share_draws_across_models(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    speakers = _score_file(tmp_path / "a.tsv", rng, 2.0)
+    _score_file(tmp_path / "b.tsv", rng, 2.5)
+    first = bootstrap_scores({"syn": tmp_path / "a.tsv"}, speakers, tmp_path / "a.npz", resamples=100, seed=3)
+    bootstrap_scores({"syn": tmp_path / "b.tsv"}, speakers, tmp_path / "b.npz", resamples=100, seed=3)
+    assert json.loads((tmp_path / "a.json").read_text()) == json.loads(json.dumps(first))
+    reps_a, reps_b = read_replicates(tmp_path / "a.npz"), read_replicates(tmp_path / "b.npz")
+    assert set(reps_a) == {f"syn/{b}/{m}" for b in ("cosine", "asnorm") for m in ("eer", "min_dcf_0.01",
+                                                                                   "min_dcf_0.05")}
+    eer = first["syn"]["cosine"]["eer"]
+    assert eer["low"] <= eer["value"] <= eer["high"] and reps_a["syn/cosine/eer"].shape == (100,)
+    # the same draws for every model: a better model is better in (nearly) every resample, which
+    # independent draws of two models would not give
+    better = np.mean(reps_b["syn/cosine/eer"] < reps_a["syn/cosine/eer"])
+    assert better > 0.95
+    # the point value is the plain metric; the interval the one speaker_bootstrap gives for these trials
+    import pandas as pd
+
+    frame = pd.read_csv(tmp_path / "a.tsv", sep="\t")
+    alone = speaker_bootstrap(frame["cosine"], frame["label"], frame["enroll"].map(speakers),
+                              frame["test"].map(speakers), resamples=100)["eer"]
+    assert alone["value"] == eer["value"]
+
+
+def test_bad_score_files_are_named(tmp_path: Path) -> None:
+    (tmp_path / "empty.tsv").write_text("")
+    with pytest.raises(UserError, match="empty.tsv: the score file is empty"):
+        bootstrap_scores({"x": tmp_path / "empty.tsv"}, {}, tmp_path / "o.npz")
+    (tmp_path / "s.tsv").write_text("label\tenroll\ttest\tcosine\n1\tu1\tu1\t0.5\n0\tu1\tu2\t0.1\n")
+    with pytest.raises(UserError, match="'u2' is not in the evaluation manifest"):
+        bootstrap_scores({"x": tmp_path / "s.tsv"}, {"u1": "s1"}, tmp_path / "o.npz")
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_seed_interval_holds_the_seed_spread() -> None:
+    rng = np.random.default_rng(1)
+    # three seeds far apart, each with a narrow speaker spread: the interval must reach across the seeds
+    reps = [np.full(500, v) + rng.normal(0, 0.001, 500) for v in (0.10, 0.12, 0.14)]
+    out = seed_interval(reps, [0.10, 0.12, 0.14], rng)
+    assert out["mean"] == pytest.approx(0.12) and out["sd"] == pytest.approx(0.02)
+    assert out["low"] < 0.11 and out["high"] > 0.13
+    one = seed_interval(reps[:1], [0.10], rng)
+    assert math.isnan(one["sd"]) and one["low"] == pytest.approx(0.10, abs=0.003)
+    assert seed_replicates(reps, rng).shape == (500,)
+
+
+def test_paired_difference_and_front_frequencies() -> None:
+    rng = np.random.default_rng(2)
+    a = rng.normal(0.10, 0.01, 1000)
+    same = paired_difference(a, a + rng.normal(0, 0.001, 1000), 0.0)
+    assert not same["significant"] and same["low"] < 0 < same["high"]
+    worse = paired_difference(a, a + 0.02 + rng.normal(0, 0.001, 1000), 0.02)
+    assert worse["significant"] and worse["p"] < 0.01
+    # three points: 0 and 2 always on the front; 1 on it only when its error dips below 0's
+    cost = np.tile([1.0, 2.0, 3.0], (1000, 1))
+    error = np.column_stack([np.full(1000, 0.2), 0.2 + rng.normal(0, 0.01, 1000), np.full(1000, 0.1)])
+    on_front, _ = front_frequencies(cost, error, pareto_front, knee)
+    assert on_front[0] == 1.0 and on_front[2] == 1.0 and 0.4 < on_front[1] < 0.6
