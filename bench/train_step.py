@@ -28,7 +28,8 @@ from svbench.augment import Augmenter
 from svbench.corpus.audio import write_wav
 from svbench.features import FeatureStore
 from svbench.models import AAMSoftmax, build, preset
-from svbench.training import CropDataset, _device, _Net, amp_mode, epoch_order
+from svbench.models.loading import resolve_device
+from svbench.training import CropDataset, TrainingModel, amp_mode, epoch_order, grad_scaler, train_step
 
 
 def machine(device: torch.device) -> str:
@@ -52,26 +53,19 @@ def step_time(name: str, device: torch.device, amp: str, batch: int, frames: int
         torch.backends.cudnn.benchmark = True
     head = AAMSoftmax(spec.embedding, 17982, scale=32.0, margin=0.2).to(device)  # VoxCeleb2 x 3 speeds
     dtype = amp_mode(amp, device)
-    net = _Net(model, head, dtype)
+    net = TrainingModel(model, head, dtype)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    scaler = grad_scaler(device, dtype)
     x = torch.randn(batch, frames, 80, device=device)
     y = torch.randint(0, 17982, (batch,), device=device)
 
-    def one() -> None:
-        loss = torch.nn.functional.cross_entropy(net(x, y), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-
-    for _ in range(warmup):
-        one()
+    for _ in range(warmup):  # the training loop's own step (it reads the loss back, as training does)
+        train_step(net, opt, scaler, x, y)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        one()
+        train_step(net, opt, scaler, x, y)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - t0) / steps
@@ -119,7 +113,7 @@ def main() -> None:
     p.add_argument("--loader-seconds", type=float, default=10.0)
     a = p.parse_args()
 
-    device = _device(a.device)
+    device = resolve_device(a.device)
     cuda = device.type == "cuda"
     steps = a.steps or (20 if cuda else 3)
     steps293 = a.steps_293 or (20 if cuda else 1)

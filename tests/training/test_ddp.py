@@ -34,8 +34,7 @@ def test_two_processes_train_identical_replicas_and_resume(tiny_corpus: Path, tm
     run = subprocess.run(
         [str(BIN / "torchrun"), "--standalone", "--nproc-per-node", "2", "--no-python", "svbench", "train",
          "--features", str(tiny_corpus / "features" / "train"), "--manifest", str(tiny_corpus / "corpus" / "train.tsv"),
-         "--arch", json.dumps(SPEC.to_dict()), "--recipe", json.dumps({k: v for k, v in asdict(RECIPE).items()
-                                                                         if k != "extra"}),
+         "--arch", json.dumps(SPEC.to_dict()), "--recipe", json.dumps(asdict(RECIPE)),
          "--seed", "0", "--out", str(tmp_path / "torchrun")],
         env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]

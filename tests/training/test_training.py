@@ -1,8 +1,10 @@
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from svbench.training import (
     CropDataset,
     Preempted,
     Recipe,
+    StopAfterSteps,
     amp_mode,
     dist_env,
     epoch_order,
@@ -73,7 +76,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Pat
     args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC, RECIPE)
     train(*args, tmp_path / "straight", seed=0)
     with pytest.raises(Preempted):  # killed mid-epoch 2 (6 steps per epoch)
-        train(*args, tmp_path / "resumed", seed=0, stop_after_steps=8)
+        train(*args, tmp_path / "resumed", seed=0, stop=StopAfterSteps(8))
     train(*args, tmp_path / "resumed", seed=0)
     a = torch.load(tmp_path / "straight" / "model.pt")["model"]
     b = torch.load(tmp_path / "resumed" / "model.pt")["model"]
@@ -87,7 +90,7 @@ def test_killed_run_resumes_to_the_same_weights(tiny_corpus: Path, tmp_path: Pat
 def test_checkpoint_of_another_architecture_is_refused(tiny_corpus: Path, tmp_path: Path) -> None:
     args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv")
     with pytest.raises(Preempted):
-        train(*args, SPEC, RECIPE, tmp_path, stop_after_steps=1)
+        train(*args, SPEC, RECIPE, tmp_path, stop=StopAfterSteps(1))
     other = ArchSpec(name="tiny", block="basic", stages=(1, 1, 1, 2), width=4, embedding=32)
     with pytest.raises(ValueError, match="checkpoint.pt"):
         train(*args, other, RECIPE, tmp_path)
@@ -96,7 +99,7 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_corpus: Path, tmp_pa
 def test_kill_at_the_last_step_of_an_epoch_resumes(tiny_corpus: Path, tmp_path: Path) -> None:
     args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC, RECIPE)
     with pytest.raises(Preempted):
-        train(*args, tmp_path, stop_after_steps=6)  # 24 utterances / batch 4: the epoch's last step
+        train(*args, tmp_path, stop=StopAfterSteps(6))  # 24 utterances / batch 4: the epoch's last step
     train(*args, tmp_path)
     assert len(pd.read_csv(tmp_path / "history.csv")) == 3
 
@@ -109,6 +112,7 @@ def test_schema_training_keys_are_recipe_fields_with_the_same_defaults() -> None
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     keys = schema["properties"]["training"]["properties"]
     defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}
+    assert set(keys) == set(defaults)  # the same options, no more and no fewer
     for key, entry in keys.items():
         assert key in defaults, key
         if key != "threads":  # the workflow's default thread count is 2; a library call leaves torch's
@@ -236,7 +240,7 @@ def test_average_last_checkpoints_and_resume(tiny_corpus: Path, tmp_path: Path) 
     assert any(not torch.equal(model[k], final[k]) for k in model)  # averaged, not the last weights
     assert json.loads((tmp_path / "straight" / "spec.json").read_text())["averaged_epochs"] == [2, 3]
     with pytest.raises(Preempted):  # killed in epoch 2: the kept epoch files survive the restart
-        train(*args, tmp_path / "resumed", stop_after_steps=8)
+        train(*args, tmp_path / "resumed", stop=StopAfterSteps(8))
     train(*args, tmp_path / "resumed")
     resumed = torch.load(tmp_path / "resumed" / "model.pt")["model"]
     assert all(torch.equal(model[k], resumed[k]) for k in model)
@@ -254,15 +258,10 @@ def test_voxceleb_config_plans_one_training_job_per_architecture_and_seed(tmp_pa
     assert int(counts["train"]) == expected == 17
 
 
-def test_sigkill_mid_epoch_resumes_from_the_periodic_checkpoint(tiny_corpus: Path, tmp_path: Path) -> None:
-    """A job killed without warning resumes from its last periodic checkpoint to the same weights."""
-    import json
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_killed_mid_epoch_resumes_from_its_checkpoint(signum: int, tiny_corpus: Path, tmp_path: Path) -> None:
+    """A job killed without warning resumes from its last periodic checkpoint to the same weights; one sent
+    SIGTERM checkpoints at the next step and exits with 143 (the default stop policy), then resumes alike."""
     recipe = {"epochs": 3, "batch_size": 4, "crop_frames": 40, "lr": 0.1, "final_lr": 0.01, "warmup_epochs": 1,
               "margin": 0.2, "margin_start_epoch": 1, "margin_end_epoch": 2, "threads": 1,
               "samples_per_epoch": 400, "checkpoint_minutes": 1e-9}  # checkpoint after every step
@@ -276,7 +275,7 @@ def test_sigkill_mid_epoch_resumes_from_the_periodic_checkpoint(tiny_corpus: Pat
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
-        while True:  # wait until a mid-epoch checkpoint of epoch 2 exists, then kill -9
+        while True:  # wait until a mid-epoch checkpoint of epoch 2 exists, then kill
             assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
             if (out / "checkpoint.pt").exists():
                 try:
@@ -286,11 +285,12 @@ def test_sigkill_mid_epoch_resumes_from_the_periodic_checkpoint(tiny_corpus: Pat
                 if ckpt and ckpt["epoch"] == 1 and ckpt["step"] >= 10:
                     break
             time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        os.kill(proc.pid, signum)
+        status = proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert status == (143 if signum == signal.SIGTERM else -signal.SIGKILL)
     assert not (out / "model.pt").exists()
     train(*args, out, seed=0)
     a = torch.load(tmp_path / "straight" / "model.pt")["model"]
@@ -302,7 +302,7 @@ def test_sigkill_mid_epoch_resumes_from_the_periodic_checkpoint(tiny_corpus: Pat
 # --- damaged checkpoints ---
 
 def _cli_train(args: tuple, out: Path, recipe: Recipe) -> subprocess.CompletedProcess:
-    fields = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "extra"}
+    fields = dataclasses.asdict(recipe)
     cmd = [sys.executable, "-m", "svbench.cli", "train", "--features", str(args[0]), "--manifest", str(args[1]),
            "--arch", json.dumps(args[2].to_dict()), "--recipe", json.dumps(fields), "--out", str(out)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
@@ -313,7 +313,7 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tiny_corpus: Path, 
     train(*args, tmp_path / "straight", seed=0)
     out = tmp_path / "resumed"
     with pytest.raises(Preempted):  # checkpoints at the end of epoch 1, then at the stop in epoch 2
-        train(*args, out, seed=0, stop_after_steps=8)
+        train(*args, out, seed=0, stop=StopAfterSteps(8))
     prev = torch.load(out / "checkpoint.prev.pt", weights_only=False)
     assert (prev["epoch"], prev["step"]) == (1, 0)
     ckpt = out / "checkpoint.pt"
@@ -333,7 +333,7 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tiny_corpus: Path, 
 def test_no_loadable_checkpoint_is_one_error_naming_both(tiny_corpus: Path, tmp_path: Path) -> None:
     args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC, RECIPE)
     with pytest.raises(Preempted):
-        train(*args, tmp_path, stop_after_steps=8)
+        train(*args, tmp_path, stop=StopAfterSteps(8))
     for name in ("checkpoint.pt", "checkpoint.prev.pt"):
         (tmp_path / name).write_bytes(b"")
     run = _cli_train(args, tmp_path, RECIPE)

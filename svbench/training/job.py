@@ -1,0 +1,122 @@
+"""One training job's parts, built from its architecture and recipe: model, head, optimiser, scaler, data,
+the process layout, and the checkpoint payload they save and restore."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from svbench.errors import UserError
+from svbench.models import AAMSoftmax, ArchSpec, build
+
+from .checkpoint import Checkpointer
+from .data import TrainingSet
+from .distributed import check_same_position
+from .model import TrainingModel, amp_mode, grad_scaler
+from .recipe import Recipe
+from .state import RunningStats, TrainState
+
+log = logging.getLogger("svbench.training")
+
+
+@dataclass
+class TrainingJob:
+    """Everything a training run holds besides its position (``TrainState``)."""
+
+    spec: ArchSpec
+    recipe: Recipe
+    seed: int
+    rank: int
+    world: int
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: TrainingSet
+    model: torch.nn.Module  # the backbone
+    head: AAMSoftmax
+    net: torch.nn.Module  # backbone + head, wrapped in DDP with several processes
+    optimiser: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    checkpointer: Checkpointer
+
+    @property
+    def lead(self) -> bool:
+        """Rank 0: the one process that writes files and logs progress."""
+        return self.rank == 0
+
+    @property
+    def global_batch(self) -> int:
+        return self.recipe.batch_size * self.world
+
+    @property
+    def steps_per_epoch(self) -> int:
+        samples = self.recipe.samples_per_epoch or self.data.utterances
+        return max(samples // self.global_batch, 1)
+
+    def lr_at(self, state: TrainState) -> float:
+        """The learning rate of the step at ``state``'s position (the last step's once the epoch is done)."""
+        step = min(state.step, self.steps_per_epoch - 1)
+        return self.recipe.lr_at(state.epoch, step, self.steps_per_epoch, self.world)
+
+    def payload(self, state: TrainState) -> dict:
+        """What ``checkpoint.pt`` holds (its keys are a file format: resume reads them)."""
+        return {"spec": self.spec.to_dict(), "n_classes": self.data.n_classes, "model": self.model.state_dict(),
+                "head": self.head.state_dict(), "optimiser": self.optimiser.state_dict(),
+                "scaler": self.scaler.state_dict(), "epoch": state.epoch, "step": state.step,
+                "history": state.history, "running": asdict(state.running), "torch_rng": torch.get_rng_state(),
+                "recipe": asdict(self.recipe), "seed": self.seed, "world_size": self.world}
+
+    def resume(self) -> TrainState:
+        """The position to train from: the checkpoint's (weights restored), else the start."""
+        state = TrainState()
+        found = self.checkpointer.load(self.device)
+        if found is not None:
+            state = self._restore(*found)
+        check_same_position(state.epoch, state.step, self.world)
+        return state
+
+    def _restore(self, ckpt: dict, source: Path) -> TrainState:
+        if ckpt["spec"] != self.spec.to_dict() or ckpt["n_classes"] != self.data.n_classes:
+            raise UserError(f"{source}: checkpoint is for another architecture or corpus; remove it to restart")
+        self.model.load_state_dict(ckpt["model"])
+        self.head.load_state_dict(ckpt["head"])
+        self.optimiser.load_state_dict(ckpt["optimiser"])
+        if "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        state = TrainState(ckpt["epoch"], ckpt["step"], ckpt["history"], RunningStats(**ckpt["running"]))
+        if not self.lead:  # the saved sums are already totals over all ranks: count them once
+            state.running.clear_counts()
+        torch.set_rng_state(ckpt["torch_rng"])
+        log.info("resumed from %s at epoch %d step %d", source, state.epoch, state.step)
+        return state
+
+
+def _optimiser(model: torch.nn.Module, head: AAMSoftmax, recipe: Recipe, world: int) -> torch.optim.SGD:
+    """SGD with weight decay on the backbone's weights only (not biases, BN, or the margin head)."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return torch.optim.SGD(
+        [{"params": decay, "weight_decay": recipe.weight_decay},
+         {"params": no_decay, "weight_decay": 0.0},
+         {"params": head.parameters(), "weight_decay": 0.0}],
+        lr=recipe.peak_lr(world), momentum=recipe.momentum, nesterov=recipe.nesterov)
+
+
+def build_job(spec: ArchSpec, recipe: Recipe, seed: int, data: TrainingSet, layout: tuple[int, int],
+              device: torch.device, checkpointer: Checkpointer) -> TrainingJob:
+    """The model, head and optimiser of a fresh start; ``layout``: (rank, world size)."""
+    rank, world = layout
+    amp_dtype = amp_mode(recipe.amp, device)
+    model = build(spec).to(device)
+    head = AAMSoftmax(spec.embedding, data.n_classes, scale=recipe.aam_scale, margin=0.0).to(device)
+    if device.type == "cuda" and recipe.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimiser = _optimiser(model, head, recipe, world)
+    net: torch.nn.Module = TrainingModel(model, head, amp_dtype)
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
+    return TrainingJob(spec, recipe, seed, rank, world, device, amp_dtype, data, model, head, net, optimiser,
+                       grad_scaler(device, amp_dtype), checkpointer)
