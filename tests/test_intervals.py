@@ -97,3 +97,30 @@ def test_paired_difference_and_front_frequencies() -> None:
     error = np.column_stack([np.full(1000, 0.2), 0.2 + rng.normal(0, 0.01, 1000), np.full(1000, 0.1)])
     on_front, _ = front_frequencies(cost, error, pareto_front, knee)
     assert on_front[0] == 1.0 and on_front[2] == 1.0 and 0.4 < on_front[1] < 0.6
+
+
+def test_a_constant_power_job_with_a_known_tolerance_gives_the_analytic_interval() -> None:
+    from svbench.intervals import energy_draws, interval_of
+
+    rng = np.random.default_rng(3)
+    # 300 W for 100 s on one GPU whose sensor is good to 5 %: 30 kJ, 95 % interval [28.5, 31.5] kJ
+    low, high = interval_of(energy_draws({"nvml": (30_000.0, 0.05)}, 0.0, rng, 200_000))
+    assert low == pytest.approx(28_500, rel=2e-3) and high == pytest.approx(31_500, rel=2e-3)
+    # two independent sensors: half-widths add in quadrature (1500 and 800 J -> 1700 J)
+    low, high = interval_of(energy_draws({"nvml": (30_000.0, 0.05), "rapl": (8_000.0, 0.10)}, 0.0, rng, 200_000))
+    assert (high - low) / 2 == pytest.approx(1700, rel=5e-3)
+    # a 10 % coverage gap can only add energy: the interval reaches up by up to the gap
+    low, high = interval_of(energy_draws({"nvml": (27_000.0, 0.0)}, 3_000.0, rng, 200_000))
+    assert low == pytest.approx(27_075, rel=1e-3) and high == pytest.approx(29_925, rel=1e-3)
+
+
+def test_carbon_factor_ranges_are_drawn_and_checked() -> None:
+    from svbench.intervals import factor_draws
+
+    rng = np.random.default_rng(4)
+    assert (factor_draws({"value": 1.2, "source": "site"}, rng, 10) == 1.2).all()
+    draws = factor_draws({"value": 56.0, "low": 21.7, "high": 57.0, "source": "RTE / Ember"}, rng, 100_000)
+    assert draws.min() >= 21.7 and draws.max() <= 57.0
+    assert draws.mean() == pytest.approx((21.7 + 56.0 + 57.0) / 3, rel=1e-2)  # the triangular mean
+    with pytest.raises(UserError, match=r"carbon.pue: low <= value <= high"):
+        factor_draws({"value": 1.2, "low": 1.3, "high": 1.5}, rng, 10, key="carbon.pue")
