@@ -1,8 +1,8 @@
 """A short, marked GPU workload for ``bench/gpu_check.sh``: matmul phases of known length.
 
-Run inside ``svbench monitor`` (which sets ``SVBENCH_MARKERS``); each phase ends with a
-``torch.cuda.synchronize()`` so that its stop marker comes when the GPU's work is done, not when the
-last kernel was queued. Phases:
+Run inside ``svbench monitor`` (which sets ``SVBENCH_MARKERS``); every phase is marked with
+``phase(..., sync=torch.cuda.synchronize)`` so that its markers come when the GPU's work is done, not when
+the last kernel was queued. Phases:
 
 - ``burn`` ×3, ``--long-s`` each (default 15 s): float32/TF32 matmuls back to back, full load;
 - ``pause`` ×2 between them, 3 s idle: the GPU falls back towards idle power;
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
 from svbench.energy.markers import phase
 
 
-def burn(a: torch.Tensor, b: torch.Tensor, seconds: float, sync) -> int:
+def burn(a: torch.Tensor, b: torch.Tensor, seconds: float, sync: Callable[[], object]) -> int:
     """Matmuls for ``seconds`` of wall time; returns how many were done."""
     n = 0
     end = time.monotonic() + seconds
@@ -55,17 +56,17 @@ def main() -> None:
     device = torch.device(args.device)
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)
-    with phase("warmup"):
+    with phase("warmup", sync=sync):
         burn(a, b, 1.0, sync)
     total = 0
     for i in range(3):
-        with phase("burn", i):
+        with phase("burn", i, sync=sync):
             total += burn(a, b, args.long_s, sync)
         if i < 2:
-            with phase("pause", i):
+            with phase("pause", i, sync=sync):
                 time.sleep(args.pause_s)
     for i in range(args.shorts):
-        with phase("short", i):
+        with phase("short", i, sync=sync):
             total += burn(a, b, args.short_s, sync)
         time.sleep(args.short_s)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

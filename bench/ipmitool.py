@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fakes import ipmi_sim  # noqa: E402
 
+from svbench.energy.config import IpmiConfig  # noqa: E402
 from svbench.energy.sensors import ipmi  # noqa: E402
 
 
@@ -50,7 +51,8 @@ def measure(args: list[str], persistent: bool, readings: int, interval_s: float)
         def one() -> None:
             shell.command(ipmi.READING_LINE, 10)
     else:
-        sensor = ipmi.IpmiSensor(binary="ipmitool", extra_args=args, retries=0, timeout_s=10, persistent=False)
+        config = IpmiConfig(binary="ipmitool", extra_args=tuple(args), retries=0, timeout_s=10, persistent=False)
+        sensor = ipmi.IpmiSensor(config)
         tool_pid = None
 
         def one() -> None:

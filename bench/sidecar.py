@@ -36,21 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FAKES = ROOT / "tests" / "fakes"
 sys.path.insert(0, str(ROOT / "tests"))
 
+from fakes.gpus import UUID_A, UUID_B, write_fake_pynvml  # noqa: E402
 from fakes.powercap import two_socket_server  # noqa: E402
 
 from svbench.energy.trace import read_trace  # noqa: E402
 
 GOAL_PCT = 0.5
 WARMUP_S = 2.0
-PYNVML = """
-import importlib.util
-_spec = importlib.util.spec_from_file_location("_fake_pynvml", {fake!r})
-_fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fake)
-globals().update({{k: v for k, v in vars(_fake).items() if not k.startswith("__")}})
-_fake.add_gpu("GPU-aaaaaaaa-1111-2222-3333-444444444444")
-_fake.add_gpu("GPU-bbbbbbbb-5555-6666-7777-888888888888")
-"""
 
 
 def cpu_s(proc: psutil.Process) -> float:
@@ -142,8 +134,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="svbench-bench-") as tmp_name:
         tmp = Path(tmp_name)
         two_socket_server(tmp / "powercap")
-        (tmp / "nvml").mkdir()
-        (tmp / "nvml" / "pynvml.py").write_text(PYNVML.format(fake=str(FAKES / "fake_pynvml" / "pynvml.py")))
+        write_fake_pynvml(tmp / "nvml", [UUID_A, UUID_B], watts=300)
         shutil.copy(FAKES / "ipmitool", tmp / "ipmitool")
         (tmp / "ipmitool").chmod(0o755)
         env = os.environ | {"PYTHONPATH": str(tmp / "nvml"), "SVBENCH_POWERCAP_ROOT": str(tmp / "powercap"),

@@ -53,11 +53,11 @@ def wav_frames(path: Path) -> int:
         return w.getnframes()
 
 
-def _fit(x: np.ndarray, length: int) -> np.ndarray:
+def _fit(samples: np.ndarray, length: int) -> np.ndarray:
     """Tile or cut to exactly ``length`` samples."""
-    if len(x) == 0:
+    if len(samples) == 0:
         return np.zeros(length, np.float32)
-    return np.tile(x, -(-length // len(x)))[:length]
+    return np.tile(samples, -(-length // len(samples)))[:length]
 
 
 def random_segment(path: Path, length: int, rng: np.random.Generator) -> np.ndarray:

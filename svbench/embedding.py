@@ -8,7 +8,9 @@ cosine scoring subtracts and the per-speaker means that AS-norm uses as its coho
 from __future__ import annotations
 
 import logging
+import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +19,37 @@ from tqdm import tqdm
 
 from svbench.corpus.manifest import read_manifest
 from svbench.energy.markers import phase
+from svbench.errors import UserError
 from svbench.features import FeatureStore
 from svbench.fileio import atomic_write
-from svbench.models.loading import load_model, resolve_device
+from svbench.models.loading import device_sync, load_model, resolve_device
 from svbench.scoring import speaker_means
 
 log = logging.getLogger("svbench.embedding")
+
+_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:[0-9]+)?)")
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """The config's ``embedding:`` block: the crop of the training mean and cohort, and the device."""
+
+    crop_frames: int = 200
+    device: str = "auto"
+
+    @classmethod
+    def from_config(cls, block: dict) -> EmbeddingSettings:
+        """The settings of an ``embedding:`` block (as JSON on the command line); UserError naming the key."""
+        unknown = sorted(set(block) - {"crop_frames", "device"})
+        if unknown:
+            raise UserError(f"embedding.{unknown[0]}: not a setting (crop_frames, device)")
+        settings = cls(**block)
+        if isinstance(settings.crop_frames, bool) or not isinstance(settings.crop_frames, int) \
+                or settings.crop_frames < 8:
+            raise UserError(f"embedding.crop_frames: must be an integer >= 8, got {settings.crop_frames!r}")
+        if not isinstance(settings.device, str) or not _DEVICE.fullmatch(settings.device):
+            raise UserError(f"embedding.device: expected auto, cpu, mps, cuda or cuda:N, got {settings.device!r}")
+        return settings
 
 
 @torch.no_grad()
@@ -73,12 +100,13 @@ def embed(model_path: Path, test_features: Path, test_manifest: Path, train_feat
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     model, _ = load_model(model_path, dev)
-    with phase("embed_test"):
+    sync = device_sync(dev)
+    with phase("embed_test", sync=sync):
         store = FeatureStore(test_features)
         ids = [u.utt for u in read_manifest(test_manifest)]
         emb = embed_utterances(model, store, ids, dev)
         _save_npz(out_dir / "test.npz", ids=np.array(ids), embeddings=emb)
-    with phase("embed_train"):
+    with phase("embed_train", sync=sync):
         store = FeatureStore(train_features)
         train = read_manifest(train_manifest)
         rng = np.random.default_rng(seed)

@@ -23,6 +23,7 @@ from svbench.corpus.audio import read_wav
 from svbench.corpus.manifest import Utterance, read_manifest
 from svbench.errors import UserError
 from svbench.fileio import atomic_write, write_text_atomic
+from svbench.typed_config import bounded, parse_block
 
 log = logging.getLogger("svbench.features")
 PROGRESS_EVERY_S = 30.0  # how often a long shard logs its progress
@@ -30,10 +31,28 @@ PROGRESS_EVERY_S = 30.0  # how often a long shard logs its progress
 
 @dataclass(frozen=True)
 class FbankConfig:
+    """How an fbank is computed; only ``n_mels`` is a config key (``features.n_mels``)."""
+
     n_mels: int = 80
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     sample_rate: int = 16000
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Config section ``features``; workflow/schemas/config.schema.yaml states the same fields and defaults."""
+
+    n_mels: int = bounded(FbankConfig.n_mels, ge=8)
+    shards: int = bounded(1, ge=1)  # feature shards per split, one job each
+
+    @classmethod
+    def from_dict(cls, options: object, where: str = "features") -> FeaturesConfig:
+        return parse_block(cls, options, where)
+
+    @property
+    def fbank(self) -> FbankConfig:
+        return FbankConfig(n_mels=self.n_mels)
 
 
 def fbank(samples: np.ndarray, sample_rate: int, cfg: FbankConfig = FbankConfig()) -> np.ndarray:
@@ -89,8 +108,8 @@ def extract_shard(manifest: Path, out_dir: Path, shard: int = 0, num_shards: int
                      audio_s / (last - t0))
     data = np.concatenate(arrays) if arrays else np.zeros((0, cfg.n_mels), np.float16)
     # write data first, index last: the index is what says "this shard is complete"
-    with atomic_write(npy, "wb") as f:
-        np.save(f, data)
+    with atomic_write(npy, "wb") as stream:
+        np.save(stream, data)
     write_text_atomic(index, "utt\tshard\toffset\tframes\n" + "".join(rows))
     elapsed = max(time.monotonic() - t0, 1e-9)
     log.info("%s: %d utterances, %.1f s of audio in %.1f s (%.0f x real time)", name, len(utts), audio_s, elapsed,

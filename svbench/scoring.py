@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,24 @@ from svbench.fileio import write_text_atomic
 
 BACKENDS = ("cosine", "asnorm")
 _CHUNK = 4096  # rows per block, bounds the memory of the utterance × cohort score matrix
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """The config's ``scoring:`` block: the AS-norm cohort size per side."""
+
+    top_n: int = 300
+
+    @classmethod
+    def from_config(cls, block: dict) -> ScoringSettings:
+        """The settings of a ``scoring:`` block (as JSON on the command line); UserError naming the key."""
+        unknown = sorted(set(block) - {"top_n"})
+        if unknown:
+            raise UserError(f"scoring.{unknown[0]}: not a setting (top_n)")
+        settings = cls(**block)
+        if isinstance(settings.top_n, bool) or not isinstance(settings.top_n, int) or settings.top_n < 2:
+            raise UserError(f"scoring.top_n: must be an integer >= 2, got {settings.top_n!r}")
+        return settings
 
 
 def normalize(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:

@@ -48,3 +48,17 @@ def test_embed_and_score_write_every_file(tiny_corpus: Path, tmp_path: Path) -> 
     assert 0 <= m["cosine"]["eer"] <= 1 and "min_dcf_0.01" in m["asnorm"]
     lines = (tmp_path / "scores/synthetic.tsv").read_text().splitlines()
     assert lines[0] == "label\tenroll\ttest\tcosine\tasnorm" and len(lines) == 41
+
+
+def test_embedding_settings_come_from_the_config_block_and_name_the_key() -> None:
+    import pytest
+
+    from svbench.embedding import EmbeddingSettings
+    from svbench.errors import UserError
+
+    assert EmbeddingSettings.from_config({}) == EmbeddingSettings(200, "auto")
+    assert EmbeddingSettings.from_config({"crop_frames": 64, "device": "cuda:1"}).device == "cuda:1"
+    for block, key in (({"crop_frames": 4}, "embedding.crop_frames"), ({"device": "gpu"}, "embedding.device"),
+                       ({"crop": 1}, "embedding.crop")):
+        with pytest.raises(UserError, match=key):
+            EmbeddingSettings.from_config(block)

@@ -1,11 +1,23 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
+from support import REPO
 
 from svbench.corpus.audio import write_wav
 from svbench.corpus.manifest import Utterance, read_manifest, write_manifest
-from svbench.features import FeatureStore, extract_shard, fbank, merge_index, shard_utterances
+from svbench.errors import UserError
+from svbench.features import (
+    FbankConfig,
+    FeaturesConfig,
+    FeatureStore,
+    extract_shard,
+    fbank,
+    merge_index,
+    shard_utterances,
+)
 
 
 def test_fbank_shape_and_mean_normalisation() -> None:
@@ -76,3 +88,21 @@ def test_store_errors_name_the_file(tmp_path: Path) -> None:
     (tmp_path / "index.tsv").write_text("utt\tshard\toffset\tframes\nbroken line\n")
     with pytest.raises(ValueError, match=r"index.tsv:2"):
         FeatureStore(tmp_path)
+
+
+def test_schema_features_section_matches_the_config() -> None:
+    """The workflow's schema states FeaturesConfig's fields, defaults and bounds."""
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["features"]
+    assert set(schema["properties"]) == {spec.name for spec in dataclasses.fields(FeaturesConfig)}
+    for spec in dataclasses.fields(FeaturesConfig):
+        entry = schema["properties"][spec.name]
+        assert entry["default"] == spec.default, spec.name
+        assert {"ge": entry["minimum"]} == dict(spec.metadata), spec.name
+
+
+def test_features_config_errors_name_the_key() -> None:
+    assert FeaturesConfig.from_dict({"n_mels": 40}).fbank == FbankConfig(n_mels=40)
+    with pytest.raises(UserError, match=r"features\.shards: must be an integer >= 1, got 0"):
+        FeaturesConfig.from_dict({"shards": 0})
+    with pytest.raises(UserError, match=r"features\.mels: unknown option"):
+        FeaturesConfig.from_dict({"mels": 40})

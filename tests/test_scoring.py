@@ -152,3 +152,16 @@ def test_input_errors(data):
 def test_no_trials(data):
     ids, emb, _, _, _ = data
     assert score_trials((ids, emb), []).shape == (0,)
+
+
+def test_scoring_settings_come_from_the_config_block_and_name_the_key() -> None:
+    import pytest
+
+    from svbench.errors import UserError
+    from svbench.scoring import ScoringSettings
+
+    assert ScoringSettings.from_config({}).top_n == 300
+    assert ScoringSettings.from_config({"top_n": 10}).top_n == 10
+    for block, key in (({"top_n": 1}, "scoring.top_n"), ({"top_n": "5"}, "scoring.top_n"), ({"n": 3}, "scoring.n")):
+        with pytest.raises(UserError, match=key):
+            ScoringSettings.from_config(block)

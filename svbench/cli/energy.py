@@ -12,7 +12,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from svbench.energy.monitor import read_energy_config, run_monitored
 
     command = args.command[1:] if args.command and args.command[0] == "--" else args.command
-    config = read_energy_config(args.config) if args.config else {}
+    config = read_energy_config(args.config) if args.config else None
     return run_monitored(args.out, command, config, baseline_s=args.baseline)
 
 

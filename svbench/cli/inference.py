@@ -5,21 +5,23 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from svbench.cli.arguments import named_path
+from svbench.cli.arguments import json_object, named_path
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from svbench.embedding import embed
+    from svbench.embedding import EmbeddingSettings, embed
 
+    settings = EmbeddingSettings.from_config(args.embedding)
     embed(args.model, args.test_features, args.test_manifest, args.train_features, args.train_manifest, args.out,
-          crop_frames=args.crop_frames, seed=args.seed, device=args.device)
+          crop_frames=settings.crop_frames, seed=args.seed, device=settings.device)
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from svbench.scoring import score_lists
+    from svbench.scoring import ScoringSettings, score_lists
 
-    metrics = score_lists(args.embeddings, dict(args.trials), args.out, top_n=args.top_n)
+    settings = ScoringSettings.from_config(args.scoring)
+    metrics = score_lists(args.embeddings, dict(args.trials), args.out, top_n=settings.top_n)
     for name, m in metrics.items():
         if isinstance(m, dict):
             print(f"{name}: " + ", ".join(f"{b} EER {m[b]['eer']:.2%}" for b in m if isinstance(m[b], dict)))
@@ -34,15 +36,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--test-manifest", type=Path, required=True)
     s.add_argument("--train-features", type=Path, required=True)
     s.add_argument("--train-manifest", type=Path, required=True)
-    s.add_argument("--crop-frames", type=int, default=200)
+    s.add_argument("--embedding", type=json_object, default={},
+                   help='the config\'s embedding block as JSON: {"crop_frames": 200, "device": "auto"}')
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default="auto")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("score", help="cosine and AS-norm scores and metrics for trial lists")
     s.add_argument("--embeddings", type=Path, required=True)
     s.add_argument("--trials", type=named_path, nargs="+", required=True, metavar="NAME=PATH")
-    s.add_argument("--top-n", type=int, default=300)
+    s.add_argument("--scoring", type=json_object, default={},
+                   help='the config\'s scoring block as JSON: {"top_n": 300}')
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_score)

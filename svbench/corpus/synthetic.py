@@ -28,6 +28,7 @@ from scipy import signal
 from tqdm import tqdm
 
 from svbench.corpus.audio import write_wav
+from svbench.corpus.config import SyntheticConfig
 from svbench.corpus.manifest import Trial, Utterance, manifest_text, trials_text
 from svbench.errors import UserError
 from svbench.fileio import write_texts_atomic
@@ -358,20 +359,15 @@ def _resonances(freqs: np.ndarray, centres: np.ndarray, bandwidths: np.ndarray) 
     return np.prod(h, axis=2)
 
 
-def _smooth(x: np.ndarray, n: int) -> np.ndarray:
-    return np.convolve(x, np.ones(n) / n, mode="same") if n > 1 else x
+def _smooth(values: np.ndarray, width: int) -> np.ndarray:
+    """Moving average over ``width`` frames (the on/off ramps of a segment's levels)."""
+    return np.convolve(values, np.ones(width) / width, mode="same") if width > 1 else values
 
 
-def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Generator, fs: int = 16000) -> np.ndarray:
-    """One utterance of `seconds` seconds (float64, peak below 1)."""
-    n = int(round(seconds * fs))
-    plan = _plan_utterance(voice, session, seconds, rng)
-    nperseg = 1 << int(round(math.log2(0.032 * fs)))  # 32 ms window, 8 ms hop
-    hop = nperseg // 4
-
-    # Sources, sample by sample: Rosenberg glottal flow derivative with jitter/shimmer + aspiration.
+def _pitch_per_sample(plan: _Plan, voice: Voice, session: Session, n: int, hop: int, fs: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """f0 (Hz) of every sample: declination per phrase, accents and a slow wander, on a frame grid."""
     t_frames = np.arange(n // hop + 2) * hop / fs
-    ends = np.array(plan.ends)
     semitones = np.zeros_like(t_frames)
     for start, end in plan.phrases:  # declination: start a little high, fall through the phrase
         inside = (t_frames >= start) & (t_frames < end)
@@ -382,9 +378,13 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
         semitones += height * np.exp(-0.5 * ((t_frames - centre) / width) ** 2)
     semitones += np.cumsum(rng.normal(0, 0.08, t_frames.size))  # slow wander
     f0_frames = voice.f0 * 2 ** ((semitones + session.f0_shift) / 12)
-    t_samples = np.arange(n) / fs
-    f0 = np.clip(np.interp(t_samples, t_frames, f0_frames), 60.0, 400.0)
+    return np.clip(np.interp(np.arange(n) / fs, t_frames, f0_frames), 60.0, 400.0)
 
+
+def _glottal_sources(voice: Voice, f0: np.ndarray, fs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(voiced, noise) sources: Rosenberg glottal flow derivative with jitter/shimmer plus aspiration, and a
+    white noise source at the pulses' level."""
+    n = f0.size
     period = np.floor(np.cumsum(f0) / fs).astype(np.int64)
     n_periods = int(period[-1]) + 2
     f0 = f0 * (1 + voice.jitter * rng.standard_normal(n_periods)[period])
@@ -402,69 +402,92 @@ def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Ge
     pulse_rms = math.sqrt(float(np.mean(pulses**2))) + 1e-9
     pulses = pulses + voice.breath * pulse_rms * rng.standard_normal(n) * (0.3 + flow)
     noise = rng.standard_normal(n) * pulse_rms
+    return pulses, noise
 
-    _, _, spec = signal.stft(
-        np.stack([pulses, noise]),
-        fs=fs,
-        window="hann",
-        nperseg=nperseg,
-        noverlap=nperseg - hop,
-        boundary="zeros",
-        padded=True,
-    )
-    n_frames = spec.shape[2]
-    freqs = np.fft.rfftfreq(nperseg, 1 / fs)
-    t_frames = np.arange(n_frames) * hop / fs
-    seg = np.minimum(np.searchsorted(ends, t_frames, side="right"), len(ends) - 1)
-    ramp = max(int(round(0.02 * fs / hop)), 1)  # ~20 ms on/off ramps
 
-    def track(values: list[float]) -> np.ndarray:
-        return _smooth(np.asarray(values)[seg], ramp)
+def _voice_colour(voice: Voice, session: Session, freqs: np.ndarray) -> np.ndarray:
+    """Linear gain per frequency bin: the speaker's and session's spectral tilt and the speaker's timbre."""
+    octaves = np.log2(np.maximum(freqs, 50.0) / 500.0)
+    colour_db = (voice.tilt + session.tilt_shift) * np.maximum(octaves, 0.0)
+    for centre, gain_db, width in voice.timbre:
+        colour_db += gain_db * np.exp(-0.5 * (np.log2(np.maximum(freqs, 50.0) / centre) / width) ** 2)
+    return 10 ** (colour_db / 20)
 
-    # Vocal tract: F1-F4 glide between keypoints; F5 is fixed per speaker.
+
+def _vocal_tract(plan: _Plan, voice: Voice, freqs: np.ndarray, t_frames: np.ndarray, fs: int) -> np.ndarray:
+    """(frames, bins) magnitude of the vocal tract: F1-F4 glide between keypoints; F5 is fixed per speaker."""
     key_t, key_f = np.array(plan.key_t), np.array(plan.key_f)
-    centres = np.empty((n_frames, 5))
+    centres = np.empty((t_frames.size, 5))
     for k in range(4):
         centres[:, k] = np.interp(t_frames, key_t, key_f[:, k])
     centres[:, 4] = voice.f5
     centres = np.minimum(centres, 0.45 * fs)
     bws = np.broadcast_to(BANDWIDTHS * voice.bw_scale, centres.shape) * (1 + centres / 5000)
-    tract = _resonances(freqs, centres, bws)
-    octaves = np.log2(np.maximum(freqs, 50.0) / 500.0)
-    colour_db = (voice.tilt + session.tilt_shift) * np.maximum(octaves, 0.0)
-    for centre, gain_db, width in voice.timbre:
-        colour_db += gain_db * np.exp(-0.5 * (np.log2(np.maximum(freqs, 50.0) / centre) / width) ** 2)
-    tilt = 10 ** (colour_db / 20)
+    return _resonances(freqs, centres, bws)
 
+
+def _shape_sources(plan: _Plan, voice: Voice, session: Session, sources: np.ndarray, fs: int,
+                   nperseg: int) -> np.ndarray:
+    """Speech: the (voiced, noise) sources shaped frame by frame in the STFT domain, overlap-added back."""
+    hop = nperseg // 4
+    stft = dict(fs=fs, window="hann", nperseg=nperseg, noverlap=nperseg - hop)
+    _, _, spec = signal.stft(sources, boundary="zeros", padded=True, **stft)
+    freqs = np.fft.rfftfreq(nperseg, 1 / fs)
+    t_frames = np.arange(spec.shape[2]) * hop / fs
+    seg = np.minimum(np.searchsorted(np.array(plan.ends), t_frames, side="right"), len(plan.ends) - 1)
+    ramp = max(int(round(0.02 * fs / hop)), 1)  # ~20 ms on/off ramps
+
+    def track(values: list[float]) -> np.ndarray:
+        return _smooth(np.asarray(values)[seg], ramp)
+
+    tract = _vocal_tract(plan, voice, freqs, t_frames, fs)
     fc, fbw = track(plan.fc), track(plan.fbw)
     frication = 1 / (1 + ((freqs[None, :] - fc[:, None]) / (fbw[:, None] / 2)) ** 2)
     av, af, ah = track(plan.av), track(plan.af), track(plan.ah)
-    gain_v = (av[:, None] * tract * tilt[None, :]).T
+    gain_v = (av[:, None] * tract * _voice_colour(voice, session, freqs)[None, :]).T
     gain_n = (ah[:, None] * tract * 0.3 + af[:, None] * frication * FRIC_GAIN).T
-    shaped = spec[0] * gain_v + spec[1] * gain_n
-    _, speech = signal.istft(shaped, fs=fs, window="hann", nperseg=nperseg, noverlap=nperseg - hop, boundary=True)
-    speech = speech[:n]
+    _, speech = signal.istft(spec[0] * gain_v + spec[1] * gain_n, boundary=True, **stft)
+    return speech
 
-    # Channel: room + microphone in one impulse response, then background noise at the session SNR.
+
+def _record(speech: np.ndarray, session: Session, fs: int, rng: np.random.Generator) -> np.ndarray:
+    """The session's channel: room + microphone in one impulse response, then background noise (and mains
+    hum) at the session SNR."""
+    n = speech.size
     speech = signal.fftconvolve(speech, session.channel_ir)[:n]
     speech_power = float(np.mean(speech**2)) + 1e-12
-    bg = signal.fftconvolve(rng.standard_normal(n + session.noise_ir.size), session.noise_ir, mode="valid")[:n]
+    background = signal.fftconvolve(rng.standard_normal(n + session.noise_ir.size), session.noise_ir,
+                                    mode="valid")[:n]
     if session.hum is not None:
         mains, level = session.hum
-        bg_rms = math.sqrt(float(np.mean(bg**2)))
-        bg = bg + level * bg_rms * sum(
+        background_rms = math.sqrt(float(np.mean(background**2)))
+        t_samples = np.arange(n) / fs
+        background = background + level * background_rms * sum(
             np.sin(2 * np.pi * h * mains * t_samples + rng.uniform(0, 2 * np.pi)) / h for h in (1, 2, 3)
         )
     snr_db = session.snr_db + rng.normal(0.0, 2.0)
-    bg *= math.sqrt(speech_power / (float(np.mean(bg**2)) + 1e-12) * 10 ** (-snr_db / 10))
-    audio = speech + bg
+    background *= math.sqrt(speech_power / (float(np.mean(background**2)) + 1e-12) * 10 ** (-snr_db / 10))
+    return speech + background
 
-    # Recording level: RMS around -26 dBFS, never clipping.
+
+def _set_level(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Recording level: RMS around -26 dBFS, never clipping."""
     audio *= 10 ** ((-26.0 + LEVEL_SPREAD * (rng.random() - 0.5)) / 20) / math.sqrt(float(np.mean(audio**2)) + 1e-12)
     peak = float(np.max(np.abs(audio)))
     if peak > 0.99:
         audio *= 0.99 / peak
     return audio
+
+
+def synthesize(voice: Voice, session: Session, seconds: float, rng: np.random.Generator, fs: int = 16000) -> np.ndarray:
+    """One utterance of `seconds` seconds (float64, peak below 1)."""
+    n = int(round(seconds * fs))
+    plan = _plan_utterance(voice, session, seconds, rng)
+    nperseg = 1 << int(round(math.log2(0.032 * fs)))  # 32 ms window, 8 ms hop
+    f0 = _pitch_per_sample(plan, voice, session, n, nperseg // 4, fs, rng)
+    pulses, noise = _glottal_sources(voice, f0, fs, rng)
+    speech = _shape_sources(plan, voice, session, np.stack([pulses, noise]), fs, nperseg)[:n]
+    return _set_level(_record(speech, session, fs, rng), rng)
 
 
 def _session_id(rng: np.random.Generator) -> str:
@@ -486,9 +509,9 @@ def _make_trials(
 
     cross, same = [], []
     for ids in by_speaker.values():
-        for i, a in enumerate(ids):
-            for b in ids[i + 1 :]:
-                (cross if sessions[a] != sessions[b] else same).append((a, b))
+        for i, first in enumerate(ids):
+            for second in ids[i + 1 :]:
+                (cross if sessions[first] != sessions[second] else same).append((first, second))
     if n_target > len(cross) + len(same):
         raise UserError(f"{n_trials} trials need {n_target} target pairs, the test set has {len(cross) + len(same)}")
     targets = [cross[i] for i in rng.choice(len(cross), size=min(n_target, len(cross)), replace=False)]
@@ -502,21 +525,83 @@ def _make_trials(
         raise UserError(f"{n_trials} trials need {n_nontarget} non-target pairs, the test set has {n_possible}")
     nontargets: set[tuple[str, str]] = set()
     if n_nontarget > n_possible // 2:  # dense: enumerate all, then choose
-        pairs = [(a, b) for i, a in enumerate(all_ids) for b in all_ids[i + 1 :] if speaker_of[a] != speaker_of[b]]
+        pairs = [(first, second) for i, first in enumerate(all_ids) for second in all_ids[i + 1 :]
+                 if speaker_of[first] != speaker_of[second]]
         nontargets = {pairs[i] for i in rng.choice(len(pairs), size=n_nontarget, replace=False)}
     else:  # sparse: draw random pairs until there are enough distinct ones
         while len(nontargets) < n_nontarget:
-            a, b = (all_ids[i] for i in rng.choice(len(all_ids), size=2, replace=False))
-            if speaker_of[a] != speaker_of[b]:
-                nontargets.add((min(a, b), max(a, b)))
+            first, second = (all_ids[i] for i in rng.choice(len(all_ids), size=2, replace=False))
+            if speaker_of[first] != speaker_of[second]:
+                nontargets.add((min(first, second), max(first, second)))
 
     trials = []
     for label, pairs in ((1, targets), (0, sorted(nontargets))):
-        for a, b in pairs:
-            enroll, test = (a, b) if rng.random() < 0.5 else (b, a)
+        for first, second in pairs:
+            enroll, test = (first, second) if rng.random() < 0.5 else (second, first)
             trials.append(Trial(label, enroll, test))
     trials.sort(key=lambda t: (t.enroll, t.test))
     return trials
+
+
+def _check_request(n_train_speakers: int, n_test_speakers: int, utts_per_speaker: int, sessions_per_speaker: int,
+                   min_seconds: float, max_seconds: float, n_trials: int) -> None:
+    """UserError for a corpus that cannot be made."""
+    if not 0 <= n_train_speakers < TEST_SPEAKER_BASE or not 2 <= n_test_speakers < TEST_SPEAKER_BASE:
+        raise UserError("need 0-9999 training speakers and 2-9999 test speakers")
+    if not 1 <= sessions_per_speaker <= utts_per_speaker:
+        raise UserError("need 1 <= sessions_per_speaker <= utts_per_speaker")
+    if not 0 < min_seconds <= max_seconds:
+        raise UserError("need 0 < min_seconds <= max_seconds")
+    if n_trials < 2:
+        raise UserError("need at least 2 trials (one target, one non-target)")
+
+
+@dataclass(frozen=True)
+class _SpeakerRequest:
+    """What to record of every speaker: the corpus seed, utterances, sessions, lengths and sample rate."""
+
+    seed: int
+    utts_per_speaker: int
+    sessions_per_speaker: int
+    min_seconds: float
+    max_seconds: float
+    sample_rate: int
+
+
+def _record_speaker(out_dir: Path, number: int, request: _SpeakerRequest) -> list[tuple[Utterance, str]]:
+    """Write the wav files of speaker ``number``; returns each utterance with its session id.
+
+    Independent streams per speaker/session/utterance: files do not depend on generation order.
+    """
+    seed, fs = request.seed, request.sample_rate
+    speaker = f"id{number:05d}"
+    voice = draw_voice(np.random.default_rng([seed, 0, number]))
+    session_ids: list[str] = []
+    recorded = []
+    for s in range(request.sessions_per_speaker):
+        srng = np.random.default_rng([seed, 1, number, s])
+        session = draw_session(srng, fs)
+        session_id = _session_id(srng)
+        while session_id in session_ids:
+            session_id = _session_id(srng)
+        session_ids.append(session_id)
+        (out_dir / "wav" / speaker / session_id).mkdir(parents=True, exist_ok=True)
+        for k, _ in enumerate(range(s, request.utts_per_speaker, request.sessions_per_speaker)):
+            urng = np.random.default_rng([seed, 2, number, s, k])
+            seconds = float(urng.uniform(request.min_seconds, request.max_seconds))
+            audio = synthesize(voice, session, seconds, urng, fs)
+            utt = f"{speaker}/{session_id}/{k + 1:05d}.wav"
+            write_wav(out_dir / "wav" / utt, audio, fs)
+            recorded.append((Utterance(utt, speaker, Path("wav") / utt, audio.size / fs), session_id))
+    return recorded
+
+
+def _write_lists(out_dir: Path, manifests: dict[str, list[Utterance]], trials: list[Trial]) -> None:
+    """The manifests and the trial list, all at once: a failure leaves an earlier run's files as they were."""
+    texts = {out_dir / f"{split}.tsv": manifest_text(out_dir / f"{split}.tsv", utts)
+             for split, utts in manifests.items()}
+    texts[out_dir / "trials" / "synthetic.txt"] = trials_text(out_dir / "trials" / "synthetic.txt", trials)
+    write_texts_atomic(texts)
 
 
 def generate(
@@ -539,65 +624,42 @@ def generate(
     byte-identical files. Manifests and trials are written last, so a run that stops early leaves
     no manifest that points at missing audio.
     """
-    if not 0 <= n_train_speakers < TEST_SPEAKER_BASE or not 2 <= n_test_speakers < TEST_SPEAKER_BASE:
-        raise UserError("need 0-9999 training speakers and 2-9999 test speakers")
-    if not 1 <= sessions_per_speaker <= utts_per_speaker:
-        raise UserError("need 1 <= sessions_per_speaker <= utts_per_speaker")
-    if not 0 < min_seconds <= max_seconds:
-        raise UserError("need 0 < min_seconds <= max_seconds")
-    if n_trials < 2:
-        raise UserError("need at least 2 trials (one target, one non-target)")
-
+    _check_request(n_train_speakers, n_test_speakers, utts_per_speaker, sessions_per_speaker, min_seconds,
+                   max_seconds, n_trials)
     out_dir = Path(out_dir)
     (out_dir / "trials").mkdir(parents=True, exist_ok=True)
     splits = {
         "train": [i + 1 for i in range(n_train_speakers)],
         "test": [TEST_SPEAKER_BASE + i + 1 for i in range(n_test_speakers)],
     }
+    request = _SpeakerRequest(seed, utts_per_speaker, sessions_per_speaker, min_seconds, max_seconds, sample_rate)
     total = (n_train_speakers + n_test_speakers) * utts_per_speaker
     # tqdm starts a monitor thread even when disabled, so only make a bar when it is shown.
     bar = tqdm(total=total, unit="utt", desc="synthetic corpus", file=sys.stderr) if progress else None
-    manifests: dict[str, list[Utterance]] = {}
+    manifests: dict[str, list[Utterance]] = {split: [] for split in splits}
     session_of: dict[str, str] = {}
     for split, numbers in splits.items():
-        utts: list[Utterance] = []
         for number in numbers:
-            speaker = f"id{number:05d}"
-            # Independent streams per speaker/session/utterance: files do not depend on generation order.
-            voice = draw_voice(np.random.default_rng([seed, 0, number]))
-            session_ids: list[str] = []
-            for s in range(sessions_per_speaker):
-                srng = np.random.default_rng([seed, 1, number, s])
-                session = draw_session(srng, sample_rate)
-                session_id = _session_id(srng)
-                while session_id in session_ids:
-                    session_id = _session_id(srng)
-                session_ids.append(session_id)
-                folder = out_dir / "wav" / speaker / session_id
-                folder.mkdir(parents=True, exist_ok=True)
-                for k, _ in enumerate(range(s, utts_per_speaker, sessions_per_speaker)):
-                    urng = np.random.default_rng([seed, 2, number, s, k])
-                    seconds = float(urng.uniform(min_seconds, max_seconds))
-                    audio = synthesize(voice, session, seconds, urng, sample_rate)
-                    utt = f"{speaker}/{session_id}/{k + 1:05d}.wav"
-                    write_wav(out_dir / "wav" / utt, audio, sample_rate)
-                    utts.append(Utterance(utt, speaker, Path("wav") / utt, audio.size / sample_rate))
-                    session_of[utt] = session_id
-                    if bar is not None:
-                        bar.update(1)
-        manifests[split] = utts
+            for utterance, session_id in _record_speaker(out_dir, number, request):
+                manifests[split].append(utterance)
+                session_of[utterance.utt] = session_id
+            if bar is not None:
+                bar.update(utts_per_speaker)
     if bar is not None:
         bar.close()
 
     trials = _make_trials(manifests["test"], session_of, n_trials, np.random.default_rng([seed, 3]))
-    # all three at once: a failure leaves an earlier run's manifests and trial list as they were
-    texts = {out_dir / f"{split}.tsv": manifest_text(out_dir / f"{split}.tsv", utts)
-             for split, utts in manifests.items()}
-    texts[out_dir / "trials" / "synthetic.txt"] = trials_text(out_dir / "trials" / "synthetic.txt", trials)
-    write_texts_atomic(texts)
+    _write_lists(out_dir, manifests, trials)
     return {
         "speakers": {split: len(numbers) for split, numbers in splits.items()},
         "utterances": {split: len(utts) for split, utts in manifests.items()},
         "hours": {split: round(sum(u.seconds for u in utts) / 3600, 4) for split, utts in manifests.items()},
         "trials": {"target": sum(t.label for t in trials), "nontarget": sum(1 - t.label for t in trials)},
     }
+
+
+def generate_corpus(out_dir: Path, config: SyntheticConfig, progress: bool = True) -> dict:
+    """``generate`` with the settings of the config block ``corpus.synthetic``."""
+    return generate(out_dir, config.train_speakers, config.test_speakers, config.utts_per_speaker,
+                    config.sessions_per_speaker, config.min_seconds, config.max_seconds, config.trials,
+                    config.seed, progress=progress)

@@ -23,6 +23,7 @@ from pathlib import Path
 from svbench.corpus.audio import AudioError, check_wav
 from svbench.corpus.convert import read_failures, read_list, wav_path_for
 from svbench.corpus.manifest import (
+    Trial,
     Utterance,
     check_tsv_field,
     manifest_text,
@@ -120,6 +121,70 @@ def _bad_audio_text(path: Path, bad: list[BadAudio]) -> str:
     return BAD_AUDIO_HEADER + "".join(rows)
 
 
+def _training_entries(vox2_list: Path, vox2_root: Path, converted_root: Path,
+                      failed: dict[str, str]) -> tuple[list[tuple[str, str, Path]], list[BadAudio]]:
+    """Every listed VoxCeleb2-dev file, through its converted wav when the tree is m4a; failed conversions are
+    bad audio."""
+    entries: list[tuple[str, str, Path]] = []
+    bad: list[BadAudio] = []
+    for rel in read_list(vox2_list):
+        utt = str(Path(rel).with_suffix(".wav"))
+        if rel.endswith(".m4a"):
+            path = Path(os.path.abspath(wav_path_for(rel, converted_root)))
+            if rel in failed:
+                bad.append(BadAudio("train", utt, Path(os.path.abspath(Path(vox2_root) / rel)), failed[rel]))
+                continue
+        else:
+            path = Path(os.path.abspath(Path(vox2_root) / rel))
+        entries.append(("train", utt, path))
+    return entries, bad
+
+
+def _read_trial_lists(trials: dict[str, Path], vox1_set: set[str]) -> dict[str, list[Trial]]:
+    """The trial lists, their ids checked against VoxCeleb1; a list with one label only is refused."""
+    lists = {name: read_trials(path, vox1_set) for name, path in trials.items()}
+    for name, listed in lists.items():
+        labels = {t.label for t in listed}
+        if len(labels) < 2:  # EER and minDCF need both: refuse now, not when scoring after all the training
+            only = "target trials (label 1)" if labels == {1} else "non-target trials (label 0)"
+            raise UserError(f"{trials[name]}: only {only}: EER and minDCF need target and non-target trials")
+    return lists
+
+
+def _stop_on_bad_audio(bad: list[BadAudio], on_bad_audio: str) -> None:
+    if bad and on_bad_audio == "stop":
+        listing = "\n".join(f"  {b.reason}" for b in bad)
+        raise UserError(f"{len(bad)} bad audio file(s) (set corpus.on_bad_audio: skip to leave them out):\n"
+                        f"{listing}")
+
+
+def _check_unseen_speakers(lists: dict[str, list[Trial]], trials: dict[str, Path], train_speakers: set[str],
+                           vox1: list[str], whole: list[str], vox2_root: Path) -> None:
+    """Trial speakers must be unseen; E/H lists use all of VoxCeleb1, so no Vox1 speaker may train."""
+    for name, listed in lists.items():
+        leaked = sorted({u.split("/")[0] for t in listed for u in (t.enroll, t.test)} & train_speakers)
+        if leaked:
+            raise UserError(f"{trials[name]}: trial speaker(s) {', '.join(leaked[:10])} also in the training "
+                            f"set ({vox2_root}): the scores would not measure unseen speakers")
+    if whole:
+        leaked = sorted({u.split("/")[0] for u in vox1} & train_speakers)
+        if leaked:
+            raise UserError(f"{', '.join(whole)} use all of VoxCeleb1, but VoxCeleb1 speaker(s) "
+                            f"{', '.join(leaked[:10])} are in the training set ({vox2_root})")
+
+
+def _write_outputs(out_dir: Path, bad: list[BadAudio], lists: dict[str, list[Trial]], test: list[Utterance],
+                   train: list[Utterance]) -> None:
+    """Every text first (its checks may refuse a name), then all files at once."""
+    texts = {out_dir / "bad_audio.tsv": _bad_audio_text(out_dir / "bad_audio.tsv", bad)}
+    texts |= {out_dir / "trials" / f"{name}.txt": trials_text(out_dir / "trials" / f"{name}.txt", listed)
+              for name, listed in lists.items()}
+    texts[out_dir / "test.tsv"] = manifest_text(out_dir / "test.tsv", test)
+    texts[out_dir / "train.tsv"] = manifest_text(out_dir / "train.tsv", train)
+    (out_dir / "trials").mkdir(parents=True, exist_ok=True)
+    write_texts_atomic(texts)
+
+
 def build_voxceleb(vox2_list: Path, vox2_root: Path, converted_root: Path, vox1_root: Path,
                    trials: dict[str, Path], out_dir: Path, on_bad_audio: str = "stop",
                    convert_reports: list[Path] = (), workers: int = 8) -> dict:
@@ -135,80 +200,38 @@ def build_voxceleb(vox2_list: Path, vox2_root: Path, converted_root: Path, vox1_
     if not trials:
         raise UserError("no trial lists configured (corpus.voxceleb.trials)")
     out_dir = Path(out_dir)
-    failed = read_failures(list(convert_reports))
+    entries, bad = _training_entries(vox2_list, vox2_root, converted_root, read_failures(list(convert_reports)))
 
-    # training: every listed VoxCeleb2-dev file, through its converted wav when the tree is m4a
-    entries: list[tuple[str, str, Path]] = []
-    bad: list[BadAudio] = []
-    for rel in read_list(vox2_list):
-        utt = str(Path(rel).with_suffix(".wav"))
-        if rel.endswith(".m4a"):
-            path = Path(os.path.abspath(wav_path_for(rel, converted_root)))
-            if rel in failed:
-                bad.append(BadAudio("train", utt, Path(os.path.abspath(Path(vox2_root) / rel)), failed[rel]))
-                continue
-        else:
-            path = Path(os.path.abspath(Path(vox2_root) / rel))
-        entries.append(("train", utt, path))
-
-    # evaluation: the VoxCeleb1 utterances the lists use (all of them for E/H); labels and ids checked here
+    # evaluation: the VoxCeleb1 utterances the lists use (all of them for E/H)
     vox1 = list_audio(vox1_root, (".wav",))
     vox1_set = set(vox1)
-    lists = {name: read_trials(path, vox1_set) for name, path in trials.items()}
-    for name, ts in lists.items():
-        labels = {t.label for t in ts}
-        if len(labels) < 2:  # EER and minDCF need both: refuse now, not when scoring after all the training
-            only = "target trials (label 1)" if labels == {1} else "non-target trials (label 0)"
-            raise UserError(f"{trials[name]}: only {only}: EER and minDCF need target and non-target trials")
+    lists = _read_trial_lists(trials, vox1_set)
     whole = sorted(name for name in lists if name in WHOLE_VOX1_LISTS)
-    wanted = vox1_set if whole else {u for ts in lists.values() for t in ts for u in (t.enroll, t.test)}
+    wanted = vox1_set if whole else {u for listed in lists.values() for t in listed for u in (t.enroll, t.test)}
     entries += [("test", utt, Path(os.path.abspath(Path(vox1_root) / utt))) for utt in vox1 if utt in wanted]
 
     log.info("checking %d files", len(entries))
     good, bad_checked = _check_all(entries, workers)
     bad += bad_checked
-    if bad and on_bad_audio == "stop":
-        listing = "\n".join(f"  {b.reason}" for b in bad)
-        raise UserError(f"{len(bad)} bad audio file(s) (set corpus.on_bad_audio: skip to leave them out):\n"
-                        f"{listing}")
+    _stop_on_bad_audio(bad, on_bad_audio)
     train, test = good["train"], good["test"]
     if not train:
         raise UserError(f"{vox2_root}: no usable training audio")
-
-    # speakers: trial speakers must be unseen; E/H lists use all of VoxCeleb1, so no Vox1 speaker may train
     train_speakers = {u.speaker for u in train}
-    for name, ts in lists.items():
-        leaked = sorted({u.split("/")[0] for t in ts for u in (t.enroll, t.test)} & train_speakers)
-        if leaked:
-            raise UserError(f"{trials[name]}: trial speaker(s) {', '.join(leaked[:10])} also in the training "
-                            f"set ({vox2_root}): the scores would not measure unseen speakers")
-    if whole:
-        leaked = sorted({u.split("/")[0] for u in vox1} & train_speakers)
-        if leaked:
-            raise UserError(f"{', '.join(whole)} use all of VoxCeleb1, but VoxCeleb1 speaker(s) "
-                            f"{', '.join(leaked[:10])} are in the training set ({vox2_root})")
+    _check_unseen_speakers(lists, trials, train_speakers, vox1, whole, vox2_root)
 
     # every trial utterance must have survived the audio checks; say why when it did not
     test_utts = {u.utt for u in test}
     why = {b.utt: f"left out as bad audio: {b.reason}" for b in bad if b.split == "test"}
     lists = {name: read_trials(trials[name], test_utts, why) for name in lists}
-
-    # write: every text first (its checks may refuse a name), then all files at once
-    texts = {out_dir / "bad_audio.tsv": _bad_audio_text(out_dir / "bad_audio.tsv", bad)}
-    texts |= {out_dir / "trials" / f"{name}.txt": trials_text(out_dir / "trials" / f"{name}.txt", ts)
-              for name, ts in lists.items()}
-    texts[out_dir / "test.tsv"] = manifest_text(out_dir / "test.tsv", test)
-    texts[out_dir / "train.tsv"] = manifest_text(out_dir / "train.tsv", train)
-    (out_dir / "trials").mkdir(parents=True, exist_ok=True)
-    write_texts_atomic(texts)
-    summary = {
+    _write_outputs(out_dir, bad, lists, test, train)
+    if bad:
+        log.warning("%d bad audio file(s) left out, listed in %s", len(bad), out_dir / "bad_audio.tsv")
+    return {
         "speakers": {"train": len(train_speakers), "test": len({u.speaker for u in test})},
         "utterances": {"train": len(train), "test": len(test)},
         "hours": {"train": round(sum(u.seconds for u in train) / 3600, 4),
                   "test": round(sum(u.seconds for u in test) / 3600, 4)},
-        "trials": {name: len(ts) for name, ts in lists.items()},
+        "trials": {name: len(listed) for name, listed in lists.items()},
         "bad_audio": len(bad),
     }
-    if bad:
-        log.warning("%d bad audio file(s) left out, listed in %s", len(bad), out_dir / "bad_audio.tsv")
-    return summary

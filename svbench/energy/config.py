@@ -1,16 +1,22 @@
 """The energy config (``energy`` section, ``svbench monitor --config``), checked against the workflow's schema.
 
 One schema for both: the ``energy`` block of ``workflow/schemas/config.schema.yaml``, which Snakemake also
-checks at parse time. The schema is read from the repository the package lives in, as an editable install
-(``pip install -e .``, what the project uses) has it; a non-editable install would have to ship the file.
+checks at parse time. The checked dict becomes an :class:`EnergyConfig` (``EnergyConfig.from_dict``), the
+typed form the sidecar builds its sensors from; the dataclasses' defaults are the schema's (a test holds
+them equal), so a sensor built without a config section behaves as one built from an empty one.
+
+The schema is read from the repository the package lives in, as an editable install (``pip install -e .``,
+what the project uses) has it; a non-editable install would have to ship the file.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +110,103 @@ def validate_energy_config(config: dict) -> dict:
         raise UserError(_message(errors[0]))
     _check_ipmi(filled["ipmi"])
     return filled
+
+
+@dataclass(frozen=True)
+class NvmlConfig:
+    """``energy.nvml``: energy and power every ``interval_s``, context figures every ``context_interval_s``;
+    ``max_power_w`` bounds a GPU whose power limits NVML does not give (above the 1000-1400 W of the
+    largest boards sold today, B200/B300; only used to question a counter that rises faster)."""
+
+    interval_s: float = 0.1
+    context_interval_s: float = 1.0
+    max_power_w: float | None = 1500.0  # None (not in the schema): unbounded, a drop is still a break
+
+
+@dataclass(frozen=True)
+class RaplConfig:
+    """``energy.rapl``: ``root`` None reads ``$SVBENCH_POWERCAP_ROOT`` or ``/sys/class/powercap``; ``max_power_w``
+    bounds a zone without constraint files (about twice the largest package limits sold today)."""
+
+    interval_s: float = 0.5
+    root: str | None = None
+    max_power_w: float | None = 1000.0  # None (not in the schema): unbounded, every drop counts as one wrap
+
+
+@dataclass(frozen=True)
+class IpmiConfig:
+    """``energy.ipmi``: ``binary`` None is ``$SVBENCH_IPMITOOL`` or ``ipmitool`` (a basename ``ipmi-dcmi`` selects
+    FreeIPMI); the password comes from ``password_file`` or the variable named ``password_env``, never argv."""
+
+    interval_s: float = 2.0
+    binary: str | None = None
+    timeout_s: float = 5.0
+    retries: int = 2
+    extra_args: tuple[str, ...] = ()
+    persistent: bool = True
+    password_file: str | None = None
+    password_env: str | None = None
+
+
+ESTIMATE_SOURCE = ("Green Algorithms (Lannelongue et al. 2021): TDP per core of a Xeon Gold 6148 "
+                   "(150 W / 20 cores); 0.3725 W per GB of memory")
+
+
+@dataclass(frozen=True)
+class EstimateConfig:
+    """``energy.estimate``: the labelled stand-in used when no RAPL sensor covers the CPU."""
+
+    enabled: bool = True
+    interval_s: float = 0.5
+    watts_per_core: float = 7.5
+    watts_per_gib: float = 0.3725
+    source: str = ESTIMATE_SOURCE
+
+
+@dataclass(frozen=True)
+class EnergyConfig:
+    """The whole ``energy`` section, typed."""
+
+    sensors: tuple[str, ...] = ("nvml", "rapl", "ipmi")
+    baseline_s: float = 0.0
+    nvml: NvmlConfig = field(default_factory=NvmlConfig)
+    rapl: RaplConfig = field(default_factory=RaplConfig)
+    ipmi: IpmiConfig = field(default_factory=IpmiConfig)
+    estimate: EstimateConfig = field(default_factory=EstimateConfig)
+
+    @classmethod
+    def from_dict(cls, config: dict) -> EnergyConfig:
+        """Check ``config`` (UserError naming the first bad key), fill the schema's defaults, and type it."""
+        filled = validate_energy_config(config)
+        return cls(sensors=tuple(filled["sensors"]), baseline_s=float(filled["baseline_s"]),
+                   **{name: section(**_typed(section, filled[name])) for name, section in _SECTIONS.items()})
+
+    def to_dict(self) -> dict:
+        """The plain form (JSON/YAML), which ``from_dict`` reads back unchanged."""
+        return json_ready(dataclasses.asdict(self))
+
+
+_SECTIONS: dict[str, type] = {"nvml": NvmlConfig, "rapl": RaplConfig, "ipmi": IpmiConfig,
+                              "estimate": EstimateConfig}
+
+
+def _typed(cls: type, values: dict) -> dict:
+    """A section's checked values as its dataclass's types: JSON's 1 for a float field, lists as tuples."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = values[f.name]
+        if isinstance(value, list):
+            value = tuple(str(v) for v in value)
+        elif f.type in ("float", "float | None") and value is not None:
+            value = float(value)
+        out[f.name] = value
+    return out
+
+
+def json_ready(value: Any) -> Any:
+    """Tuples as lists, recursively: what json and the schema's arrays expect."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from svbench.energy.carbon import Intensity
-from svbench.energy.markers import BASELINE, Attempt, Phase, attempts, phases, read_markers
+from svbench.energy.markers import BASELINE, Attempt, Marker, Phase, attempts, phases, read_markers
 from svbench.energy.sensors.counter import BREAK_QUANTITY
 from svbench.energy.slurm import consumed_energy_j
 from svbench.energy.trace import SESSION_QUANTITY, iter_trace
@@ -427,20 +427,20 @@ def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
     return frame
 
 
-def slurm_crosscheck(records: list[dict], job_phases: list[Phase]) -> pd.DataFrame:
+def slurm_crosscheck(records: list[Marker], job_phases: list[Phase]) -> pd.DataFrame:
     """One row per SLURM attempt with sacct's ConsumedEnergy, component ``slurm_crosscheck``.
 
     Never added to a total (the summary sums gpu/cpu/dram or node only); empty when the site's
     accounting has no energy for the job, which is the common case.
     """
-    jobs = [rec for rec in records if rec.get("event") == "begin"]
+    jobs = [rec for rec in records if rec.event == "begin"]
     attempt_phases = [ph for ph in job_phases if ph.name == "job"]
     rows = []
     for begin, ph in zip(jobs, attempt_phases, strict=False):
-        job_id = begin.get("slurm_job_id")
+        job_id = begin.slurm_job_id
         if not job_id:
             continue
-        joules = consumed_energy_j(job_id, int(begin["t_wall_ns"]))
+        joules = consumed_energy_j(job_id, begin.t_wall_ns)
         seconds = ((ph.stop_mono_ns or ph.start_mono_ns) - ph.start_mono_ns) / 1e9
         rows.append({"phase": "job", "index": pd.NA, "detail": "", "attempt": ph.attempt, "complete": ph.complete,
                      "t_start_wall_ns": ph.start_wall_ns, "t_end_wall_ns": ph.stop_wall_ns or ph.start_wall_ns,

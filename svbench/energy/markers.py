@@ -3,16 +3,20 @@
 The monitor sets ``SVBENCH_MARKERS`` to a JSON-lines file; code marks phases with
 ``with phase("epoch", 3): ...``. Without the variable, marking is a no-op, so the same code runs
 unmeasured. Each line is flushed and fsync'ed: markers are rare and must survive a SIGKILL.
+
+This module owns the file's protocol: :class:`Marker` is one line, :func:`read_markers` the one reader
+(the monitor, the join, the study and the benchmarks all read through it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from svbench.errors import UserError
@@ -20,14 +24,103 @@ from svbench.errors import UserError
 ENV = "SVBENCH_MARKERS"
 
 
-def write_marker(path: Path | str, event: str, **fields: object) -> dict:
+@dataclass(frozen=True)
+class Marker:
+    """One line of ``markers.jsonl``.
+
+    ``event``: ``begin``/``end`` (the monitor: one attempt of the job) or ``start``/``stop`` (a phase).
+    Typed keys: ``phase``, ``index`` and ``pid`` of a phase, ``ok`` of its stop (false: ended by an
+    exception); ``session`` (the sidecar's), ``attempt``, ``sidecar_started_mono_ns``, ``slurm_job_id`` and
+    ``job`` (the SLURM job context) of a begin; ``status`` of an end. Every other key of the line
+    (``command``, ``signals``, what the workload passed to ``phase()``) is in ``extra``.
+    """
+
+    event: str
+    t_wall_ns: int
+    t_mono_ns: int
+    phase: str | None = None
+    index: int | None = None
+    pid: int | None = None
+    ok: bool | None = None
+    session: str | None = None
+    attempt: int | None = None
+    sidecar_started_mono_ns: int | None = None
+    slurm_job_id: str | None = None
+    job: dict | None = None
+    status: int | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, record: dict) -> Marker:
+        """A marker from its JSON object; KeyError/TypeError/ValueError when a stamp is missing or not a number."""
+        typed = {name: record.get(name) for name in _TYPED}
+        extra = {k: v for k, v in record.items() if k not in _TYPED and k not in _STAMPS}
+        return cls(event=str(record["event"]), t_wall_ns=int(record["t_wall_ns"]), t_mono_ns=int(record["t_mono_ns"]),
+                   **typed, extra=extra)
+
+    def to_json(self) -> dict:
+        """The line's JSON object: the stamps, the typed keys that are set, the extra ones."""
+        typed = {name: getattr(self, name) for name in _TYPED if getattr(self, name) is not None}
+        return {"event": self.event, "t_wall_ns": self.t_wall_ns, "t_mono_ns": self.t_mono_ns, **typed, **self.extra}
+
+    def get(self, key: str, default: object = None) -> object:
+        """One key of the line, typed or extra, as ``dict.get`` would give it (for readers that take any key)."""
+        if key in _STAMPS or key in _TYPED:
+            value = getattr(self, key)
+            return default if value is None else value
+        return self.extra.get(key, default)
+
+
+_STAMPS = ("event", "t_wall_ns", "t_mono_ns")
+_TYPED = tuple(f.name for f in dataclasses.fields(Marker) if f.name not in _STAMPS and f.name != "extra")
+
+
+def write_marker(path: Path | str, event: str, **fields: object) -> Marker:
     """Append one marker (stamped with wall-clock and monotonic ns) and return it."""
     record = {"event": event, "t_wall_ns": time.time_ns(), "t_mono_ns": time.monotonic_ns(), **fields}
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
         f.flush()
         os.fsync(f.fileno())
-    return record
+    return Marker.from_json(record)
+
+
+def read_markers(path: Path | str) -> list[Marker]:
+    """Every marker of ``path`` in file order ([] when there is none), skipping a torn last line left by a
+    killed job; UserError naming the file and line of any other line that is not a marker."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    markers = []
+    lines = path.read_text().splitlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if n == len(lines):
+                break  # torn by a kill mid-write
+            raise UserError(f"{path}:{n}: not a JSON marker ({exc.msg})") from exc
+        try:
+            markers.append(Marker.from_json(record))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise UserError(f"{path}:{n}: not a marker (needs event, t_wall_ns and t_mono_ns; {exc!r})") from None
+    return markers
+
+
+def node_sharing(markers_path: Path | str) -> str:
+    """Whether every attempt of a job had its node alone, from the job context in its begin markers."""
+    contexts = [m.job or {} for m in read_markers(markers_path) if m.event == "begin"]
+    if not contexts:
+        return "unknown"
+    if not all(c.get("slurm_job_id") for c in contexts):
+        return "shared node: not under SLURM, other processes may share it"
+    if all(c.get("exclusive") is True for c in contexts):
+        return "exclusive node"
+    if any(c.get("exclusive") is False for c in contexts):
+        return "shared node: node-level figures include other jobs"
+    return "SLURM job, exclusivity unknown"
 
 
 def marking_rank() -> int:
@@ -40,23 +133,32 @@ def marking_rank() -> int:
 
 
 @contextmanager
-def phase(name: str, index: int | None = None, **fields: object) -> Iterator[None]:
+def phase(name: str, index: int | None = None, *, sync: Callable[[], object] | None = None,
+          markers_path: Path | str | None = None, **fields: object) -> Iterator[None]:
     """Mark a phase of the current job; records whether it ended normally or by an exception.
+
+    ``sync`` runs at both edges before the time stamp, so that work queued asynchronously (CUDA kernels:
+    ``torch.cuda.synchronize``) falls inside the phase it was issued in. ``markers_path`` writes there
+    whatever the rank (the monitor's own baseline); by default the file is ``$SVBENCH_MARKERS``.
 
     Only rank 0 of a multi-process job marks (torchrun/srun run every rank through the same code): one
     writer per job, so an epoch is one phase, not one per rank. The join also merges phases that share a
     name and index within an attempt, for markers written otherwise.
     """
-    path = os.environ.get(ENV)
-    if not path or marking_rank() != 0:
+    path = markers_path or os.environ.get(ENV)
+    if not path or (markers_path is None and marking_rank() != 0):
         yield
         return
+    if sync is not None:
+        sync()
     write_marker(path, "start", phase=name, index=index, pid=os.getpid(), **fields)
     ok = False
     try:
         yield
         ok = True
     finally:
+        if sync is not None:
+            sync()
         write_marker(path, "stop", phase=name, index=index, pid=os.getpid(), ok=ok)
 
 
@@ -94,36 +196,17 @@ class Attempt:
     sidecar_started_mono_ns: int
 
 
-def read_markers(path: Path | str) -> list[dict]:
-    """Read markers, skipping a torn last line left by a killed job."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    lines = path.read_text().splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if n == len(lines):
-                break  # torn by a kill mid-write
-            raise UserError(f"{path}:{n}: not a JSON marker ({exc.msg})") from exc
-    return records
-
-
-def attempts(records: list[dict]) -> list[Attempt]:
+def attempts(records: list[Marker]) -> list[Attempt]:
     """Every ``begin`` of the markers, in order."""
     out = []
     for rec in records:
-        if rec.get("event") == "begin":
-            started = rec.get("sidecar_started_mono_ns") or rec["t_mono_ns"]
-            out.append(Attempt(len(out) + 1, rec.get("session"), int(started)))
+        if rec.event == "begin":
+            started = rec.sidecar_started_mono_ns or rec.t_mono_ns
+            out.append(Attempt(len(out) + 1, rec.session, int(started)))
     return out
 
 
-def phases(records: list[dict]) -> list[Phase]:
+def phases(records: list[Marker]) -> list[Phase]:
     """Pair start/stop markers into phases; the workload of each attempt (begin → end, after the idle
     baseline when there is one) is the phase ``job``.
 
@@ -134,12 +217,12 @@ def phases(records: list[dict]) -> list[Phase]:
     stop.
     """
     out: list[Phase] = []
-    open_: dict[tuple, dict] = {}
+    open_: dict[tuple, Marker] = {}
     attempt, session = 0, None
-    job: dict | None = None
-    baseline_stop: dict | None = None
+    job: Marker | None = None
+    baseline_stop: Marker | None = None
 
-    def job_start() -> dict:
+    def job_start() -> Marker:
         return baseline_stop if baseline_stop is not None else job
 
     def close_all_open() -> None:
@@ -152,26 +235,26 @@ def phases(records: list[dict]) -> list[Phase]:
             job = None
 
     for rec in records:
-        event = rec.get("event")
+        event = rec.event
         if event == "begin":
             close_all_open()
             attempt += 1
-            session, job, baseline_stop = rec.get("session"), rec, None
+            session, job, baseline_stop = rec.session, rec, None
         elif event == "end":
             # the workload is gone: what it left open ended (incompletely) no later than this marker
             for rec_open in open_.values():
                 out.append(_phase(rec_open, rec, attempt, session, complete=False))
             open_.clear()
             if job is not None:
-                out.append(_phase(job_start(), rec, attempt, session, name="job", complete=rec.get("status") == 0))
+                out.append(_phase(job_start(), rec, attempt, session, name="job", complete=rec.status == 0))
                 job = None
         elif event == "start":
-            open_[(rec.get("phase"), rec.get("index"), rec.get("pid"))] = rec
+            open_[(rec.phase, rec.index, rec.pid)] = rec
         elif event == "stop":
-            start = open_.pop((rec.get("phase"), rec.get("index"), rec.get("pid")), None)
+            start = open_.pop((rec.phase, rec.index, rec.pid), None)
             if start is not None:
-                out.append(_phase(start, rec, attempt, session, complete=bool(rec.get("ok", True))))
-                if rec.get("phase") == BASELINE:
+                out.append(_phase(start, rec, attempt, session, complete=rec.ok is not False))
+                if rec.phase == BASELINE:
                     baseline_stop = rec
     close_all_open()
     return sorted(_merge_ranks(out), key=lambda p: (p.attempt, p.start_mono_ns, p.name != "job"))
@@ -200,29 +283,29 @@ def _merge_ranks(spans: list[Phase]) -> list[Phase]:
     return out
 
 
-def _phase(start: dict, stop: dict | None, attempt: int, session: str | None, name: str | None = None,
+def _phase(start: Marker, stop: Marker | None, attempt: int, session: str | None, name: str | None = None,
            complete: bool | None = None) -> Phase:
     return Phase(
-        name=name or str(start.get("phase")),
-        index=start.get("index"),
-        start_mono_ns=int(start["t_mono_ns"]),
-        stop_mono_ns=None if stop is None else int(stop["t_mono_ns"]),
-        start_wall_ns=int(start["t_wall_ns"]),
-        stop_wall_ns=None if stop is None else int(stop["t_wall_ns"]),
+        name=name or str(start.phase),
+        index=start.index,
+        start_mono_ns=start.t_mono_ns,
+        stop_mono_ns=None if stop is None else stop.t_mono_ns,
+        start_wall_ns=start.t_wall_ns,
+        stop_wall_ns=None if stop is None else stop.t_wall_ns,
         complete=(stop is not None) if complete is None else complete,
         attempt=max(attempt, 1),
         session=session,
         detail=_detail(start),
-        pid=start.get("pid"),
+        pid=start.pid,
     )
 
 
 _MARKER_KEYS = frozenset({"event", "t_wall_ns", "t_mono_ns", "phase", "index", "pid", "ok"})
 
 
-def _detail(start: dict) -> str:
+def _detail(start: Marker) -> str:
     """A start marker's own fields (what the workload passed to ``phase()``) as JSON; "" when none."""
-    if start.get("event") != "start":
+    if start.event != "start":
         return ""
-    extra = {k: v for k, v in start.items() if k not in _MARKER_KEYS}
+    extra = {k: v for k, v in start.to_json().items() if k not in _MARKER_KEYS}
     return json.dumps(extra, sort_keys=True, default=str) if extra else ""

@@ -29,7 +29,8 @@ import time
 from collections import deque
 from pathlib import Path
 
-from svbench.energy.markers import BASELINE, ENV, read_markers, write_marker
+from svbench.energy.config import EnergyConfig
+from svbench.energy.markers import BASELINE, ENV, Marker, phase, read_markers, write_marker
 from svbench.energy.sidecar import READY_FILE, READY_WAIT_S, WORKLOAD_FILE
 from svbench.energy.slurm import job_context
 from svbench.energy.trace import drop_torn_tail
@@ -89,11 +90,11 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _start_sidecar(out_dir: Path, config: dict, lock_fd: int) -> subprocess.Popen:
+def _start_sidecar(out_dir: Path, config: EnergyConfig, lock_fd: int) -> subprocess.Popen:
     ready = out_dir / READY_FILE
     ready.unlink(missing_ok=True)
     config_file = out_dir / CONFIG_FILE
-    write_text_atomic(config_file, json.dumps(config))
+    write_text_atomic(config_file, json.dumps(config.to_dict()))
     cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out_dir), "--track-pid", str(os.getpid()),
            "--config-file", str(config_file)]
     # its own session: a Ctrl-C meant for the workload must not stop the measurement first; the lock's
@@ -185,14 +186,14 @@ def _exited(pid: int, timeout_s: float) -> bool:
 RUN_FILES = ("trace.csv", "markers.jsonl", READY_FILE)
 
 
-def _last_attempt_succeeded(records: list[dict]) -> bool:
+def _last_attempt_succeeded(records: list[Marker]) -> bool:
     """Whether the last ``begin`` in the markers was followed by an ``end`` with status 0."""
     status = None
     for rec in records:
-        if rec.get("event") == "begin":
+        if rec.event == "begin":
             status = None
-        elif rec.get("event") == "end":
-            status = rec.get("status")
+        elif rec.event == "end":
+            status = rec.status
     return status == 0
 
 
@@ -218,12 +219,10 @@ def _prepare_out_dir(out_dir: Path) -> None:
     log.info("%s: a completed run was moved to %s", out_dir, previous)
 
 
-def read_energy_config(path: Path) -> dict:
+def read_energy_config(path: Path) -> EnergyConfig:
     """The energy config of ``svbench monitor --config FILE`` (JSON or YAML: the config's ``energy``
     block, or a whole study config that has one), checked by the schema the workflow uses."""
     import yaml
-
-    from svbench.energy.config import validate_energy_config
 
     path = Path(path)
     try:
@@ -240,16 +239,17 @@ def read_energy_config(path: Path) -> dict:
     if isinstance(data.get("energy"), dict):
         data = data["energy"]
     try:
-        return validate_energy_config(data)
+        return EnergyConfig.from_dict(data)
     except UserError as exc:
         raise UserError(f"{path}: {exc}") from None
 
 
-def run_monitored(out_dir: Path, command: list[str], config: dict | None = None, baseline_s: float = 0.0) -> int:
+def run_monitored(out_dir: Path, command: list[str], config: EnergyConfig | None = None,
+                  baseline_s: float = 0.0) -> int:
     """Run ``command`` measured; returns its exit status (128+N when killed by signal N)."""
     if not command:
         raise UserError("svbench monitor: no command given after --")
-    config = config or {}
+    config = config or EnergyConfig()
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +262,7 @@ def run_monitored(out_dir: Path, command: list[str], config: dict | None = None,
         os.close(lock_fd)
 
 
-def _run_locked(out_dir: Path, command: list[str], config: dict, baseline_s: float, lock_fd: int) -> int:
+def _run_locked(out_dir: Path, command: list[str], config: EnergyConfig, baseline_s: float, lock_fd: int) -> int:
     markers = out_dir / "markers.jsonl"
     _prepare_out_dir(out_dir)
     sidecar = _start_sidecar(out_dir, config, lock_fd)
@@ -280,7 +280,7 @@ def _run_locked(out_dir: Path, command: list[str], config: dict, baseline_s: flo
     status = 1
     try:
         # a retried or requeued job appends to the same markers: count the attempts already there
-        attempt = 1 + sum(1 for rec in read_markers(markers) if rec.get("event") == "begin")
+        attempt = 1 + sum(1 for rec in read_markers(markers) if rec.event == "begin")
         # this attempt's sidecar session: its samples, on this node's clock, are the ones its phases join
         ready = json.loads((out_dir / READY_FILE).read_text())
         write_marker(markers, "begin", command=command, pid=os.getpid(), attempt=attempt,
@@ -288,9 +288,8 @@ def _run_locked(out_dir: Path, command: list[str], config: dict, baseline_s: flo
                      sidecar_started_mono_ns=ready.get("started_mono_ns"),
                      job=job_context())
         if baseline_s > 0:
-            write_marker(markers, "start", phase=BASELINE, index=None, pid=os.getpid())
-            time.sleep(baseline_s)
-            write_marker(markers, "stop", phase=BASELINE, index=None, pid=os.getpid(), ok=True)
+            with phase(BASELINE, markers_path=markers):
+                time.sleep(baseline_s)
         if not received:
             env = os.environ | {ENV: str(markers.resolve())}
             try:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psutil
 
+from svbench.energy.config import EnergyConfig
 from svbench.energy.sensors import EstimateSensor, Reading, Sensor, SensorStatus, SensorUnavailable, physical_sensors
 from svbench.energy.sensors.base import SensorConfigError
 from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
@@ -71,7 +72,7 @@ def _open_bounded(sensor: Sensor, deadline: float) -> BaseException | None:
     return outcome[0]
 
 
-def open_sensors(config: dict, track_pid: int) -> tuple[list[Sensor], list[SensorStatus]]:
+def open_sensors(config: EnergyConfig, track_pid: int) -> tuple[list[Sensor], list[SensorStatus]]:
     """Open every configured sensor; the estimate stands in only when no RAPL covers the CPU.
 
     All opens together get ``OPEN_BUDGET_S``: a sensor still probing then is recorded as unavailable
@@ -92,15 +93,12 @@ def open_sensors(config: dict, track_pid: int) -> tuple[list[Sensor], list[Senso
             continue
         opened.append(sensor)
         statuses.append(SensorStatus(sensor.name, True, metadata=sensor.metadata()))
-    estimate_cfg = config.get("estimate") or {}
-    if not any(s.name == "rapl" for s in opened) and estimate_cfg.get("enabled", True):
-        sensor = EstimateSensor(track_pid, float(estimate_cfg.get("watts_per_core", 7.5)),
-                                float(estimate_cfg.get("watts_per_gib", 0.3725)),
-                                float(estimate_cfg.get("interval_s", 0.5)))
+    if not any(s.name == "rapl" for s in opened) and config.estimate.enabled:
+        sensor = EstimateSensor(track_pid, config.estimate)
         try:
             sensor.open()
             opened.append(sensor)
-            meta = sensor.metadata() | {"source": estimate_cfg.get("source", "")}
+            meta = sensor.metadata() | {"source": config.estimate.source}
             statuses.append(SensorStatus(sensor.name, True, "no CPU sensor: estimated", meta))
         except SensorUnavailable as exc:
             statuses.append(SensorStatus(sensor.name, False, str(exc)))
@@ -222,7 +220,7 @@ def _sample_loop(slots: list[_Slot], writer: TraceWriter, stop: _Latch) -> None:
         stop.wait(max(min(slot.due for slot in slots) - time.monotonic(), 0.0))
 
 
-def run_sidecar(out_dir: Path, config: dict, track_pid: int, stop: threading.Event | None = None) -> None:
+def run_sidecar(out_dir: Path, config: EnergyConfig, track_pid: int, stop: threading.Event | None = None) -> None:
     """Sample until ``stop`` is set or ``track_pid`` is gone. Writes trace.csv and sidecar.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -323,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        run_sidecar(args.out, json.loads(args.config_file.read_text()), args.track_pid, stop)
+        config = EnergyConfig.from_dict(json.loads(args.config_file.read_text()))
+        run_sidecar(args.out, config, args.track_pid, stop)
     except UserError as exc:
         print(f"svbench sidecar: error: {exc}", file=sys.stderr)
         sys.exit(2)

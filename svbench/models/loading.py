@@ -3,6 +3,7 @@ that inference does not reach into the training loop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,3 +36,11 @@ def load_model(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn
     model = build(spec).to(device)
     model.load_state_dict(state)
     return model.eval(), spec
+
+
+def device_sync(device: torch.device) -> Callable[[], None] | None:
+    """What a measurement window calls at its edges so that queued GPU work lands inside it: CUDA kernels run
+    asynchronously, and a phase stamped before they finish would hand their energy to the next phase."""
+    if device.type != "cuda":
+        return None
+    return lambda: torch.cuda.synchronize(device)

@@ -26,6 +26,7 @@ from svbench.energy.markers import (
 )
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
 from svbench.errors import UserError
+from svbench.layout import STEPS, Layout
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import by_arch, knee, pareto_front  # noqa: E402,F401  (pareto_front re-exported)
 
@@ -474,8 +475,8 @@ def binned_power(trace_path: Path, bins: int = TIMELINE_BINS) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else power_series(pd.DataFrame(columns=["quantity", "value"]))
 
 
-def _timeline_panel(ax: plt.Axes, folder: Path, title: str) -> None:
-    series = binned_power(folder / "trace.csv")
+def _timeline_panel(ax: plt.Axes, trace: Path, markers: Path, title: str) -> None:
+    series = binned_power(trace)
     ax.set_title(title, fontsize=8)
     if series.empty:
         _note(ax, "no power trace")
@@ -502,7 +503,7 @@ def _timeline_panel(ax: plt.Axes, folder: Path, title: str) -> None:
     if len(node):
         ax.plot((node["t"] - t0) / div, node["watts"], color="k", lw=1, label="node meter")
     # phases shaded: each name its own colour, alternating shades for numbered spans (epochs)
-    marks = pair_phases(read_markers(folder / "markers.jsonl"))
+    marks = pair_phases(read_markers(markers))
     shade = ["#b3cde3", "#decbe4", "#fed9a6", "#e5d8bd", "#fddaec", "#cccccc"]  # clear of the component colours
     names = [p for p in dict.fromkeys(ph.name for ph in marks) if p not in ("job",)]
     for ph in marks:
@@ -529,7 +530,7 @@ def _timeline_panel(ax: plt.Axes, folder: Path, title: str) -> None:
               frameon=False)
 
 
-def power_timeline(results: Path, step: str, jobs: list[tuple[str, int]], out: Path, ncols: int = 3) -> Path:
+def power_timeline(results: Path | Layout, step: str, jobs: list[tuple[str, int]], out: Path, ncols: int = 3) -> Path:
     """Small multiple: one panel per job of ``step``, power stacked by component, phases shaded."""
     n = max(len(jobs), 1)
     ncols = min(ncols, n)
@@ -539,14 +540,17 @@ def power_timeline(results: Path, step: str, jobs: list[tuple[str, int]], out: P
         ax.set_axis_off()
     if not jobs:
         _note(axes[0, 0], "no jobs")
+    layout = Layout.of(results)
     for ax, (arch, seed) in zip(axes.flat, jobs, strict=False):
-        _timeline_panel(ax, Path(results) / "energy" / step / arch / f"seed{seed}", f"{arch}, seed {seed}")
+        _timeline_panel(ax, Path(layout.trace(step, arch, seed)), Path(layout.markers(step, arch, seed)),
+                        f"{arch}, seed {seed}")
     fig.suptitle(f"Power during {STEP_TITLES[step]} (shaded: the job's phases)", fontsize=11)
     fig.tight_layout()
     return _save(fig, out)
 
 
-def make_figures(summary: Path, out_dir: Path, phases: Path | None = None, results: Path | None = None) -> list[Path]:
+def make_figures(summary: Path, out_dir: Path, phases: Path | None = None,
+                 results: Path | Layout | None = None) -> list[Path]:
     """Every figure of the study into ``out_dir``; the timelines need ``results`` (traces, markers)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -561,7 +565,8 @@ def make_figures(summary: Path, out_dir: Path, phases: Path | None = None, resul
             inference_energy_vs_eer(frame, out_dir / "inference_energy_vs_eer.png"),
             stage_distribution(frame, out_dir / "stage_distribution.png")]
     jobs = list(zip(frame["arch"], frame["seed"].astype(int), strict=True))
-    for step in ("train", "embed", "score"):
-        made.append(power_timeline(Path(results) if results else Path("results"), step, jobs,
+    layout = Layout.of(results) if results is not None else Layout()
+    for step in STEPS:
+        made.append(power_timeline(layout, step, jobs,
                                    out_dir / f"power_timeline_{step}.png"))
     return made

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 
 import numpy as np
@@ -20,14 +23,15 @@ import pandas as pd
 from svbench.corpus.manifest import read_manifest, read_trials
 from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, rows_g
 from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total, total_rows
-from svbench.energy.markers import BASELINE, read_markers
+from svbench.energy.markers import BASELINE, node_sharing
+from svbench.layout import STEPS, Job, Layout
+from svbench.models import ArchSpec
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
 from svbench.study.tables import write_table
 
 log = logging.getLogger("svbench.study")
 
-STEPS = ("train", "embed", "score")
 COMPONENTS = ("gpu", "cpu", "dram", "node")  # the node meter beside the parts it may cover
 
 
@@ -101,11 +105,37 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _list_audio_seconds(results: Path, names: list[str], seconds: dict[str, float]) -> dict[str, float]:
+@dataclass(frozen=True)
+class MeasuredJob:
+    """What the study reads of one measured job: its joined energy, sidecar metadata and GPU count."""
+
+    job: Job
+    energy: pd.DataFrame
+    sidecar: dict
+    gpus: int | None
+    markers: Path
+
+
+def _measured(layout: Layout, job: Job) -> MeasuredJob:
+    frame = _read_energy(Path(layout.energy(job.step, job.arch, job.seed)))
+    sidecar = _read_json(Path(layout.sidecar(job.step, job.arch, job.seed)))
+    markers = Path(layout.markers(job.step, job.arch, job.seed))
+    return MeasuredJob(job, frame, sidecar, gpu_count(frame, sidecar), markers)
+
+
+def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, int, dict[str, MeasuredJob]]]:
+    """Every (architecture, seed) of the config's grid with its measured steps: the study's one loop."""
+    specs = {spec.name: spec for spec in specs_from_grid(config["grid"])}
+    jobs = layout.jobs(specs, config.get("seeds", [0]))
+    for (arch, seed), steps in groupby(jobs, key=lambda job: (job.arch, job.seed)):
+        yield specs[arch], seed, {job.step: _measured(layout, job) for job in steps}
+
+
+def _list_audio_seconds(layout: Layout, names: list[str], seconds: dict[str, float]) -> dict[str, float]:
     """Audio seconds of the test utterances each trial list uses (enrolment and test sides)."""
     out = {}
     for name in names:
-        path = results / "corpus" / "trials" / f"{name}.txt"
+        path = Path(layout.trials(name))
         if not path.exists():
             out[name] = math.nan
             continue
@@ -161,69 +191,80 @@ def inference_rows(energy: dict[str, pd.DataFrame], metrics: dict, test_seconds:
     return row
 
 
-def summary_rows(results: Path, config: dict) -> list[dict]:
+def _model_row(spec: ArchSpec, seed: int, info: dict, metrics: dict) -> dict:
+    """The architecture, its size and its accuracy on every trial list and back-end."""
+    row: dict = {"arch": spec.name, "seed": seed, "block": spec.block,
+                 "stages": "-".join(map(str, spec.stages)), "widths": "-".join(map(str, spec.stage_widths)),
+                 "params_m": info["params"] / 1e6, "macs_g": info["macs"] / 1e9,
+                 "macs_frames": info.get("macs_frames", 200),
+                 "epochs": info.get("epochs"), "samples_per_epoch": info.get("samples_per_epoch")}
+    for name, m in metrics.items():
+        if not isinstance(m, dict):
+            continue
+        for backend, values in m.items():
+            if isinstance(values, dict):
+                row[f"eer_{backend}_{name}"] = 100 * values["eer"]
+                row[f"min_dcf_0.01_{backend}_{name}"] = values["min_dcf_0.01"]
+                row[f"min_dcf_0.05_{backend}_{name}"] = values["min_dcf_0.05"]
+    return row
+
+
+def _train_row(train: dict) -> dict:
+    row = {"train_energy_kwh": train["energy_j"] / 3.6e6, "train_hours": train["seconds"] / 3600,
+           "train_energy_basis": train["basis"], "train_coverage": train["coverage"],
+           "train_total_from": train["total_from"],
+           "train_idle_kwh": train["idle_j"] / 3.6e6, "train_dynamic_kwh": train["dynamic_j"] / 3.6e6}
+    return row | {f"train_{c}_kwh": train[f"{c}_j"] / 3.6e6 for c in (*COMPONENTS, "rest_of_node")}
+
+
+def _carbon_row(jobs: dict[str, MeasuredJob], train: dict, factors: dict) -> dict:
+    """Operational CO2e of the training, embodied CO2e of every step, and the factors used."""
+    pue, intensity = factors["pue"], factors["intensity"]
+    train_g = _carbon_g(jobs["train"].energy, "job", pue, intensity)
+    # embodied: each step's hours on its own real GPU count (NVML channels), plus the server;
+    # a step without a measured span has unknown hours: its embodied carbon stays empty
+    gpu_g = server_g = 0.0
+    for step in STEPS:
+        hours = energy_of(jobs[step].energy, "job")["seconds"] / 3600
+        g_gpu, g_server = embodied_g(hours, jobs[step].gpus, factors["gpu_kg_per_hour"],
+                                     factors["server_kg_per_hour"])
+        gpu_g, server_g = gpu_g + g_gpu, server_g + g_server
+    gpus = jobs["train"].gpus
+    return {"train_co2e_g": train_g, "train_closure": train["closure_note"],
+            "train_gpus": gpus if gpus is not None else math.nan,
+            "embodied_gpu_co2e_g": gpu_g, "embodied_server_co2e_g": server_g,
+            "embodied_co2e_g": gpu_g + server_g,
+            # the intensity the training's energy met (weighted by it); none without measured energy
+            "pue": pue.value, "intensity_g_per_kwh": train_g / (train["energy_j"] / 3.6e6 * pue.value)
+            if train["energy_j"] > 0 else math.nan,
+            "intensity_source": intensity.label if not _edge_used(jobs["train"].energy)
+            else f"{intensity.source} (edge value used outside the series)"}
+
+
+def summary_rows(results: Path | Layout, config: dict) -> list[dict]:
     """One dict per (architecture, seed) of the config's grid."""
-    results = Path(results)
-    specs = specs_from_grid(config["grid"])
-    f = factors_from_config(config["carbon"])
-    pue, intensity = f["pue"], f["intensity"]
-    test_seconds = {u.utt: u.seconds for u in read_manifest(results / "corpus" / "test.tsv")}
+    layout = Layout.of(results)
+    factors = factors_from_config(config["carbon"])
+    test_seconds = {u.utt: u.seconds for u in read_manifest(Path(layout.manifest("test")))}
     list_seconds: dict[str, float] | None = None
     rows = []
-    for spec in specs:
-        for seed in config.get("seeds", [0]):
-            where = f"{spec.name}/seed{seed}"
-            info = json.loads((results / "models" / where / "spec.json").read_text())
-            metrics = json.loads((results / "scores" / where / "metrics.json").read_text())
-            row: dict = {"arch": spec.name, "seed": seed, "block": spec.block,
-                         "stages": "-".join(map(str, spec.stages)), "widths": "-".join(map(str, spec.stage_widths)),
-                         "params_m": info["params"] / 1e6, "macs_g": info["macs"] / 1e9,
-                         "macs_frames": info.get("macs_frames", 200),
-                         "epochs": info.get("epochs"), "samples_per_epoch": info.get("samples_per_epoch")}
-            for name, m in metrics.items():
-                if not isinstance(m, dict):
-                    continue
-                for backend, values in m.items():
-                    if isinstance(values, dict):
-                        row[f"eer_{backend}_{name}"] = 100 * values["eer"]
-                        row[f"min_dcf_0.01_{backend}_{name}"] = values["min_dcf_0.01"]
-                        row[f"min_dcf_0.05_{backend}_{name}"] = values["min_dcf_0.05"]
-            folders = {step: results / "energy" / step / where for step in STEPS}
-            energy = {step: _read_energy(folders[step] / "energy.csv") for step in STEPS}
-            gpus = {step: gpu_count(energy[step], _read_json(folders[step] / "sidecar.json")) for step in STEPS}
-            train = energy_of(energy["train"], "job", gpus["train"])
-            row |= {"train_energy_kwh": train["energy_j"] / 3.6e6, "train_hours": train["seconds"] / 3600,
-                    "train_energy_basis": train["basis"], "train_coverage": train["coverage"],
-                    "train_total_from": train["total_from"],
-                    "train_idle_kwh": train["idle_j"] / 3.6e6, "train_dynamic_kwh": train["dynamic_j"] / 3.6e6}
-            row |= {f"train_{c}_kwh": train[f"{c}_j"] / 3.6e6 for c in (*COMPONENTS, "rest_of_node")}
-            if list_seconds is None:  # the lists are the same for every model
-                names = [n for n, m in metrics.items() if isinstance(m, dict)]
-                list_seconds = _list_audio_seconds(results, names, test_seconds)
-            row |= inference_rows(energy, metrics, test_seconds, list_seconds, pue, intensity)
-            train_g = _carbon_g(energy["train"], "job", pue, intensity)
-            # embodied: each step's hours on its own real GPU count (NVML channels), plus the server;
-            # a step without a measured span has unknown hours: its embodied carbon stays empty
-            gpu_g = server_g = 0.0
-            for step in STEPS:
-                hours = energy_of(energy[step], "job")["seconds"] / 3600
-                g_gpu, g_server = embodied_g(hours, gpus[step], f["gpu_kg_per_hour"], f["server_kg_per_hour"])
-                gpu_g, server_g = gpu_g + g_gpu, server_g + g_server
-            row |= {"train_co2e_g": train_g, "train_closure": train["closure_note"],
-                    "train_gpus": gpus["train"] if gpus["train"] is not None else math.nan,
-                    "embodied_gpu_co2e_g": gpu_g, "embodied_server_co2e_g": server_g,
-                    "embodied_co2e_g": gpu_g + server_g,
-                    # the intensity of the training's own hours; none without a measured training span
-                    # the intensity the training's energy met (weighted by it); none without measured energy
-                    "pue": pue.value, "intensity_g_per_kwh": train_g / (train["energy_j"] / 3.6e6 * pue.value)
-                    if train["energy_j"] > 0 else math.nan,
-                    "intensity_source": intensity.label if not _edge_used(energy["train"])
-                    else f"{intensity.source} (edge value used outside the series)"}
-            rows.append(row)
+    for spec, seed, jobs in study_jobs(layout, config):
+        info = json.loads(Path(layout.spec(spec.name, seed)).read_text())
+        metrics = json.loads(Path(layout.metrics(spec.name, seed)).read_text())
+        row = _model_row(spec, seed, info, metrics)
+        train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
+        row |= _train_row(train)
+        if list_seconds is None:  # the lists are the same for every model
+            names = [n for n, m in metrics.items() if isinstance(m, dict)]
+            list_seconds = _list_audio_seconds(layout, names, test_seconds)
+        energy = {step: measured.energy for step, measured in jobs.items()}
+        row |= inference_rows(energy, metrics, test_seconds, list_seconds, factors["pue"], factors["intensity"])
+        row |= _carbon_row(jobs, train, factors)
+        rows.append(row)
     return rows
 
 
-def phase_rows(results: Path, config: dict) -> list[dict]:
+def phase_rows(results: Path | Layout, config: dict) -> list[dict]:
     """Energy per phase of every job: one row per (arch, seed, step, phase name), all spans summed.
 
     ``idle_baseline`` is the monitor's idle sampling before the job; ``rest_of_job`` is what the job
@@ -231,19 +272,16 @@ def phase_rows(results: Path, config: dict) -> list[dict]:
     negative; ``job`` is the whole job. Components are kept; ``rest_of_node_j`` is the node meter minus
     the components it covers, ``idle_j``/``dynamic_j`` the split by the idle baseline.
     """
-    results = Path(results)
-    f = factors_from_config(config["carbon"])
+    factors = factors_from_config(config["carbon"])
     rows = []
-    for spec in specs_from_grid(config["grid"]):
-        for seed in config.get("seeds", [0]):
-            for step in STEPS:
-                folder = results / "energy" / step / spec.name / f"seed{seed}"
-                frame = _read_energy(folder / "energy.csv")
-                gpus = gpu_count(frame, _read_json(folder / "sidecar.json"))
-                names = [p for p in dict.fromkeys(frame["phase"]) if p not in ("job", REST_OF_JOB, BASELINE)]
-                order = [BASELINE] * (BASELINE in set(frame["phase"])) + names + [REST_OF_JOB] * bool(names) + ["job"]
-                for name in order:
-                    rows.append({"arch": spec.name, "seed": seed, "step": step} | _phase_row(frame, name, f, gpus))
+    for spec, seed, jobs in study_jobs(Layout.of(results), config):
+        for step, measured in jobs.items():
+            frame = measured.energy
+            names = [p for p in dict.fromkeys(frame["phase"]) if p not in ("job", REST_OF_JOB, BASELINE)]
+            order = [BASELINE] * (BASELINE in set(frame["phase"])) + names + [REST_OF_JOB] * bool(names) + ["job"]
+            for name in order:
+                rows.append({"arch": spec.name, "seed": seed, "step": step}
+                            | _phase_row(frame, name, factors, measured.gpus))
     return rows
 
 
@@ -265,7 +303,7 @@ def _factor_row(item: str, d: dict | None, unit: str) -> dict | None:
     return {"item": item, "value": value, "unit": unit, "source": d.get("source", "")}
 
 
-def provenance(config: dict, results: Path) -> pd.DataFrame:
+def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
     """Every factor and every sensor behind the numbers, with its source."""
     carbon = config["carbon"]
     embodied = carbon.get("embodied", {}) or {}
@@ -281,7 +319,8 @@ def provenance(config: dict, results: Path) -> pd.DataFrame:
         rows.append({"item": "estimate: W per GiB resident", "value": est.get("watts_per_gib"), "unit": "W/GiB",
                      "source": est.get("source", "")})
     seen = set()
-    for meta in sorted(Path(results, "energy").glob("*/*/seed*/sidecar.json")):
+    layout = Layout.of(results)
+    for meta in sorted(Path(layout.root).glob(layout.sidecars())):
         for s in json.loads(meta.read_text()).get("sensors", []):
             key = (s["name"], s["available"], s.get("reason", ""))
             if key not in seen:
@@ -291,49 +330,32 @@ def provenance(config: dict, results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def node_sharing(markers: Path) -> str:
-    """Whether every attempt of a job had its node alone, from the job context in its begin markers."""
-    contexts = [rec.get("job") or {} for rec in read_markers(markers) if rec.get("event") == "begin"]
-    if not contexts:
-        return "unknown"
-    if not all(c.get("slurm_job_id") for c in contexts):
-        return "shared node: not under SLURM, other processes may share it"
-    if all(c.get("exclusive") is True for c in contexts):
-        return "exclusive node"
-    if any(c.get("exclusive") is False for c in contexts):
-        return "shared node: node-level figures include other jobs"
-    return "SLURM job, exclusivity unknown"
+def _job_provenance_row(measured: MeasuredJob) -> dict:
+    frame, sidecar, gpus = measured.energy, measured.sidecar, measured.gpus
+    job = frame[frame["phase"] == "job"] if len(frame) else frame
+    env = sidecar.get("node", {}).get("environment", {}) or {}
+    e = energy_of(frame, "job", gpus)
+    short = frame[(frame["phase"] != "job") & ~frame["resolved"].astype(bool)] \
+        if len(frame) and "resolved" in frame else frame.iloc[0:0]
+    return {
+        "step": measured.job.step, "arch": measured.job.arch, "seed": measured.job.seed,
+        "host": sidecar.get("node", {}).get("host", ""),
+        "slurm_job": env.get("SLURM_JOB_ID", ""),
+        "attempts": int(job["attempt"].nunique()) if len(job) else 0,
+        "sensors": " ".join(sorted({f"{r.sensor}/{r.channel}" for r in job.itertuples()})) or "none",
+        "methods": " ".join(sorted(set(job["method"]))) if len(job) else "",
+        "basis": e["basis"], "total_from": e["total_from"], "closure": e["closure_note"],
+        "coverage": e["coverage"], "unresolved_phases": len(short),
+        "gpus": "unknown" if gpus is None else gpus,
+        # node-level sensors describe one job only on a node of its own
+        "node": node_sharing(measured.markers),
+    }
 
 
-def job_provenance(results: Path, config: dict) -> pd.DataFrame:
+def job_provenance(results: Path | Layout, config: dict) -> pd.DataFrame:
     """One row per measured job: its sensors and channels, methods, coverage, basis, GPUs, node sharing."""
-    results = Path(results)
-    rows = []
-    for spec in specs_from_grid(config["grid"]):
-        for seed in config.get("seeds", [0]):
-            for step in STEPS:
-                folder = results / "energy" / step / spec.name / f"seed{seed}"
-                frame = _read_energy(folder / "energy.csv")
-                sidecar = _read_json(folder / "sidecar.json")
-                job = frame[frame["phase"] == "job"] if len(frame) else frame
-                env = sidecar.get("node", {}).get("environment", {}) or {}
-                gpus = gpu_count(frame, sidecar)
-                e = energy_of(frame, "job", gpus)
-                short = frame[(frame["phase"] != "job") & ~frame["resolved"].astype(bool)] \
-                    if len(frame) and "resolved" in frame else frame.iloc[0:0]
-                rows.append({
-                    "step": step, "arch": spec.name, "seed": seed,
-                    "host": sidecar.get("node", {}).get("host", ""),
-                    "slurm_job": env.get("SLURM_JOB_ID", ""),
-                    "attempts": int(job["attempt"].nunique()) if len(job) else 0,
-                    "sensors": " ".join(sorted({f"{r.sensor}/{r.channel}" for r in job.itertuples()})) or "none",
-                    "methods": " ".join(sorted(set(job["method"]))) if len(job) else "",
-                    "basis": e["basis"], "total_from": e["total_from"], "closure": e["closure_note"],
-                    "coverage": e["coverage"], "unresolved_phases": len(short),
-                    "gpus": "unknown" if gpus is None else gpus,
-                    # node-level sensors describe one job only on a node of its own (REFERENCE §7)
-                    "node": node_sharing(folder / "markers.jsonl"),
-                })
+    rows = [_job_provenance_row(measured) for _, _, jobs in study_jobs(Layout.of(results), config)
+            for measured in jobs.values()]
     return pd.DataFrame(rows)
 
 
@@ -356,7 +378,7 @@ def by_arch_tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return numbers, shown
 
 
-def build_summary(results: Path, config: dict, out_dir: Path) -> pd.DataFrame:
+def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.DataFrame:
     """Write the study's tables to ``out_dir`` (each as CSV, HTML and LaTeX):
 
     ``summary`` (per seed), ``summary_by_arch`` (mean ± sd), ``phases`` (energy per phase), ``carbon``,

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from svbench.energy.markers import phase
 from svbench.fileio import write_text_atomic
 from svbench.models import ArchSpec, summarize
-from svbench.models.loading import resolve_device
+from svbench.models.loading import device_sync, resolve_device
 
 from .checkpoint import Checkpointer, average_state, save_atomic
 from .data import epoch_order, load_training_set, rank_batches
@@ -124,7 +124,7 @@ def run_epoch(job: TrainingJob, state: TrainState, stop: StopPolicy, progress: P
     loader = _epoch_loader(job, state)
     job.net.train()
     lr = job.lr_at(state)  # the epoch's last rate, if resumed at its end
-    with phase("epoch", state.epoch):
+    with phase("epoch", state.epoch, sync=device_sync(job.device)):
         waiting_since = time.monotonic()
         for feats, labels in loader:
             got_batch = time.monotonic()

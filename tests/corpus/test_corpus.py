@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import wave
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 import torchaudio.compliance.kaldi as kaldi
 
+from svbench.cli import main
 from svbench.corpus.audio import AudioError, read_wav, wav_info, write_wav
 from svbench.corpus.manifest import Trial, Utterance, read_manifest, read_trials, write_manifest, write_trials
 from svbench.corpus.synthetic import generate
@@ -202,6 +204,18 @@ def test_deterministic_for_a_seed(small_corpus: tuple[Path, dict], tmp_path: Pat
     other = _files(tmp_path / "other")
     assert not set(other) & {k for k in _files(out) if k.endswith(".wav")}  # other session ids
     assert other["test.tsv"] != _files(out)["test.tsv"]
+
+
+def test_synth_command_with_the_config_block_writes_the_same_corpus(small_corpus: tuple[Path, dict],
+                                                                     tmp_path: Path) -> None:
+    """`svbench corpus synth --synthetic JSON` (what the rule runs) maps every key onto `generate`."""
+    out, _ = small_corpus
+    block = {"train_speakers": 3, "test_speakers": 4, "utts_per_speaker": 4, "sessions_per_speaker": 2,
+             "min_seconds": 1.0, "max_seconds": 1.5, "trials": 20, "seed": 7}
+    with pytest.raises(SystemExit) as info:
+        main(["corpus", "synth", "--out", str(tmp_path / "cli"), "--synthetic", json.dumps(block), "--quiet"])
+    assert info.value.code == 0
+    assert _files(tmp_path / "cli") == _files(out)
 
 
 def test_rejects_impossible_requests(tmp_path: Path) -> None:

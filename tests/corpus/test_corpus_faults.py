@@ -3,6 +3,7 @@ awkward file names, all-or-nothing outputs, broken trial lists, and file modes u
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -50,15 +51,18 @@ def vox(vox_source: Path, tmp_path: Path) -> Path:
     return tmp_path / "vox"
 
 
-def _corpus(vox: Path, out: Path, *extra: str, trials: dict[str, Path] | None = None) -> subprocess.CompletedProcess:
+def _corpus(vox: Path, out: Path, on_bad_audio: str = "stop",
+            trials: dict[str, Path] | None = None) -> subprocess.CompletedProcess:
     """`svbench corpus list` then `svbench corpus voxceleb`; the first failing step's result, else the second's."""
     listed = _svbench("corpus", "list", "--root", vox / "vox2", "--out", out / "vox2_files.txt")
     if listed.returncode != 0:
         return listed
-    named = [f"{name}={path}" for name, path in (trials or {"vox1_o": vox / "lists" / "o.txt"}).items()]
-    return _svbench("corpus", "voxceleb", "--vox2-list", out / "vox2_files.txt", "--vox2-root", vox / "vox2",
-                    "--converted-root", out / "converted", "--vox1-root", vox / "vox1", "--out", out,
-                    "--trials", *named, *extra)
+    lists = {name: str(path) for name, path in (trials or {"vox1_o": vox / "lists" / "o.txt"}).items()}
+    corpus = {"kind": "voxceleb", "on_bad_audio": on_bad_audio,
+              "voxceleb": {"vox2_dev": str(vox / "vox2"), "vox1": str(vox / "vox1"), "trials": lists,
+                           "converted_root": str(out / "converted")}}
+    return _svbench("corpus", "voxceleb", "--vox2-list", out / "vox2_files.txt", "--corpus", json.dumps(corpus),
+                    "--out", out)
 
 
 def _error_line(run: subprocess.CompletedProcess) -> str:
@@ -156,7 +160,7 @@ def test_skip_lists_every_fuzzed_or_cut_file_and_never_aborts(vox: Path, tmp_pat
         path.write_bytes(data)
         damaged.append(Path(os.path.abspath(path)))
     out = tmp_path / "out"
-    run = _corpus(vox, out, "--on-bad-audio", "skip")
+    run = _corpus(vox, out, "skip")
     assert run.returncode == 0, run.stderr[-3000:]
     read = {str(u.path) for u in read_manifest(out / "train.tsv")}
     bad = _bad_rows(out)
@@ -177,7 +181,7 @@ def test_spaces_and_non_ascii_names_work(vox: Path, tmp_path: Path) -> None:
         wav.rename(wav.with_name(f"take {k} — 日本\u00a0.wav"))
     (vox / "vox2" / "id00002").rename(vox / "vox2" / "id00002 Ærø")
     out = tmp_path / "out"
-    run = _corpus(vox, out, "--on-bad-audio", "skip")
+    run = _corpus(vox, out, "skip")
     assert run.returncode == 0, run.stderr[-3000:]
     train = read_manifest(out / "train.tsv")
     assert len(train) == 8 and all(u.path.exists() for u in train)
@@ -197,7 +201,7 @@ def test_unstorable_name_is_refused_naming_it(vox: Path, tmp_path: Path, char: s
     wav = sorted((vox / "vox2" / "id00001").rglob("*.wav"))[0]
     odd = wav.rename(wav.with_name(f"bad{char}name.wav"))
     out = tmp_path / "out"
-    line = _error_line(_corpus(vox, out, "--on-bad-audio", "skip"))
+    line = _error_line(_corpus(vox, out, "skip"))
     assert repr(str(odd.relative_to(vox / "vox2")))[1:-1] in line and why in line
     assert not (out / "train.tsv").exists() and not (out / "vox2_files.txt").exists()
 
@@ -212,7 +216,7 @@ def test_a_failed_run_leaves_an_earlier_run_untouched(vox: Path, tmp_path: Path)
     (sorted((vox / "vox2").rglob("*.wav"))[0]).write_bytes(b"")
     wav = sorted((vox / "vox1").rglob("*.wav"))[-1]
     shutil.copy(wav, wav.with_name("a\tb.wav"))
-    line = _error_line(_corpus(vox, out, "--on-bad-audio", "skip", trials=lists))
+    line = _error_line(_corpus(vox, out, "skip", trials=lists))
     assert "a\\tb.wav" in line
     assert _snapshot(out) == before
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
@@ -271,9 +275,9 @@ def umask() -> Iterator[None]:
 def test_outputs_follow_the_umask(vox: Path, tmp_path: Path, umask: None, mask: int) -> None:
     os.umask(mask)
     synth = tmp_path / "synth"
-    run = _svbench("corpus", "synth", "--out", synth, "--train-speakers", "1", "--test-speakers", "2",
-                   "--utts-per-speaker", "2", "--sessions-per-speaker", "1", "--min-seconds", "0.2",
-                   "--max-seconds", "0.3", "--trials", "4", "--quiet")
+    tiny = {"train_speakers": 2, "test_speakers": 2, "utts_per_speaker": 2, "sessions_per_speaker": 1,
+            "min_seconds": 0.2, "max_seconds": 0.3, "trials": 4}
+    run = _svbench("corpus", "synth", "--out", synth, "--synthetic", json.dumps(tiny), "--quiet")
     assert run.returncode == 0, run.stderr
     out = tmp_path / "out"
     assert _corpus(vox, out).returncode == 0

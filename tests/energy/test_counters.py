@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from fakes.powercap import INTEL_MAX_RANGE_UJ, PowercapTree
 
+from svbench.energy.config import EnergyConfig, NvmlConfig, RaplConfig
 from svbench.energy.sensors import nvml, rapl
 from svbench.energy.sensors.base import Reading, SensorConfigError
 from svbench.energy.sensors.counter import BREAK_QUANTITY, ENERGY_QUANTITY, CounterTracker, counter_readings
+from svbench.errors import UserError
 
 UUID_A = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 
@@ -96,7 +98,7 @@ def test_counter_readings_contract():
 
 def test_rapl_counter_reset_is_a_break_not_a_wrap(tmp_path, clock):
     tree = package_zone(tmp_path, energy_uj=200_000_000_000)  # 200 kJ into a 262 kJ range
-    sensor = rapl.make({"root": str(tmp_path)})
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path)))
     sensor.open()
     clock.advance(0.5)
     tree.set_energy("intel-rapl:0", 200_010_000_000)
@@ -117,7 +119,7 @@ def test_rapl_counter_reset_is_a_break_not_a_wrap(tmp_path, clock):
 
 def test_rapl_small_step_back_is_a_break(tmp_path, clock):
     tree = package_zone(tmp_path, energy_uj=1_000_000_000)
-    sensor = rapl.make({"root": str(tmp_path), "interval_s": 0.1})
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path), interval_s=0.1))
     sensor.open()
     clock.advance(0.1)
     tree.set_energy("intel-rapl:0", 1_002_000_000)
@@ -135,7 +137,7 @@ def test_rapl_true_wrap_at_high_power_is_unwrapped(tmp_path, clock):
     # PL1 250 W, PL2 300 W: the largest constraint bounds the zone. 145 J across the top in 0.5 s (290 W).
     tree = package_zone(tmp_path, energy_uj=INTEL_MAX_RANGE_UJ - 100_000_000,
                         constraints_uw=(250_000_000, 300_000_000, 0))
-    sensor = rapl.make({"root": str(tmp_path), "max_power_w": 50})  # the constraint wins over the config
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path), max_power_w=50))  # the constraint wins over the config
     sensor.open()
     clock.advance(0.5)
     tree.set_energy("intel-rapl:0", 45_000_000)
@@ -149,7 +151,7 @@ def test_rapl_true_wrap_at_high_power_is_unwrapped(tmp_path, clock):
 def test_rapl_interval_that_could_hold_two_wraps_is_a_break(tmp_path, clock):
     # 100 J range at 2 W (constraint): wraps every 50 s. A read 120 s late could hide two wraps.
     tree = package_zone(tmp_path, energy_uj=10_000_000, max_range_uj=100_000_000, constraints_uw=(2_000_000,))
-    sensor = rapl.RaplSensor(root=str(tmp_path), interval_s=0.5)
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path), interval_s=0.5))
     sensor.open()
     clock.advance(0.5)
     tree.set_energy("intel-rapl:0", 11_000_000)
@@ -167,14 +169,14 @@ def test_rapl_refuses_interval_over_a_quarter_wrap_period(tmp_path):
     # 60 J range at the default 1000 W: wraps every 60 ms, so 50 ms is far too slow.
     (tmp_path / "small").mkdir()
     package_zone(tmp_path / "small", energy_uj=0, max_range_uj=60_000_000)
-    sensor = rapl.make({"root": str(tmp_path / "small"), "interval_s": 0.05})
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path / "small"), interval_s=0.05))
     with pytest.raises(SensorConfigError, match=r"energy\.rapl\.interval_s") as info:
         sensor.open()
     assert isinstance(info.value, ValueError)
     message = str(info.value)
     assert "intel-rapl:0" in message and "package-0" in message and "0.06 s" in message, message
     sensor.close()  # nothing left open
-    ok = rapl.make({"root": str(tmp_path / "small"), "interval_s": 0.01})  # 10 ms ≤ 15 ms
+    ok = rapl.RaplSensor(RaplConfig(root=str(tmp_path / "small"), interval_s=0.01))  # 10 ms ≤ 15 ms
     ok.open()
     ok.close()
 
@@ -182,18 +184,18 @@ def test_rapl_refuses_interval_over_a_quarter_wrap_period(tmp_path):
     (tmp_path / "intel").mkdir()
     package_zone(tmp_path / "intel", energy_uj=0, constraints_uw=(350_000_000,))
     with pytest.raises(SensorConfigError, match=r"energy\.rapl\.interval_s = 200 s .*749 s"):
-        rapl.RaplSensor(root=str(tmp_path / "intel"), interval_s=200).open()
-    ok = rapl.RaplSensor(root=str(tmp_path / "intel"), interval_s=100)
+        rapl.RaplSensor(RaplConfig(root=str(tmp_path / "intel"), interval_s=200)).open()
+    ok = rapl.RaplSensor(RaplConfig(root=str(tmp_path / "intel"), interval_s=100))
     ok.open()
     ok.close()
 
 
-def test_rapl_make_max_power_key():
-    assert rapl.make({}).max_power_w == 1000.0
-    assert rapl.make({"max_power_w": 400}).max_power_w == 400.0
+def test_rapl_max_power_key():
+    assert rapl.RaplSensor().max_power_w == 1000.0
+    assert rapl.RaplSensor(EnergyConfig.from_dict({"rapl": {"max_power_w": 400}}).rapl).max_power_w == 400.0
     for bad in (0, -5, "lots", None, True):
-        with pytest.raises(SensorConfigError, match=r"energy\.rapl\.max_power_w"):
-            rapl.make({"max_power_w": bad})
+        with pytest.raises(UserError, match=r"energy\.rapl\.max_power_w"):
+            EnergyConfig.from_dict({"rapl": {"max_power_w": bad}})
 
 
 # --- NVML --------------------------------------------------------------------------------------
@@ -201,7 +203,7 @@ def test_rapl_make_max_power_key():
 
 def test_nvml_counter_reset_is_a_break_not_negative_energy(fake_nvml, clock):
     gpu = fake_nvml.add_gpu(UUID_A, energy_mj=5_000_000, power_limits_mw=(100_000, 700_000))
-    sensor = nvml.make({})
+    sensor = nvml.NvmlSensor()
     sensor.open()
     clock.advance(0.1)
     gpu["energy_mj"] += 30_000  # 300 W
@@ -222,7 +224,7 @@ def test_nvml_counter_reset_is_a_break_not_negative_energy(fake_nvml, clock):
 
 def test_nvml_implausible_jump_and_config_fallback(fake_nvml, clock):
     gpu = fake_nvml.add_gpu(UUID_A, energy_mj=0)  # no power limits: the configured 1500 W bounds it
-    sensor = nvml.make({"interval_s": 0.1})
+    sensor = nvml.NvmlSensor(NvmlConfig(interval_s=0.1))
     sensor.open()
     clock.advance(0.1)
     gpu["energy_mj"] = 500_000  # 500 J in 0.1 s: more than 1.1 × 1500 W × (0.1 s + UPDATE_S 0.1 s) = 330 J
@@ -235,6 +237,6 @@ def test_nvml_implausible_jump_and_config_fallback(fake_nvml, clock):
     assert (meta["max_power_w"], meta["max_power_source"]) == (1500.0, "config energy.nvml.max_power_w")
     assert any("power limit constraints" in n for n in meta["notes"])
     sensor.close()
-    assert nvml.make({"max_power_w": 800}).max_power_w == 800.0
-    with pytest.raises(SensorConfigError, match=r"energy\.nvml\.max_power_w"):
-        nvml.make({"max_power_w": 0})
+    assert nvml.NvmlSensor(EnergyConfig.from_dict({"nvml": {"max_power_w": 800}}).nvml).max_power_w == 800.0
+    with pytest.raises(UserError, match=r"energy\.nvml\.max_power_w"):
+        EnergyConfig.from_dict({"nvml": {"max_power_w": 0}})

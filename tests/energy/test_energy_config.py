@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import copy
-import inspect
+import dataclasses
 import os
 import subprocess
 import sys
@@ -14,52 +13,58 @@ import pytest
 import yaml
 from support import REPO
 
-from svbench.energy import sidecar
-from svbench.energy.config import validate_energy_config
-from svbench.energy.sensors import ipmi, nvml, rapl
+from svbench.energy.config import (
+    EnergyConfig,
+    EstimateConfig,
+    IpmiConfig,
+    NvmlConfig,
+    RaplConfig,
+    json_ready,
+    validate_energy_config,
+)
+from svbench.energy.sensors import SENSORS
 from svbench.errors import UserError
 
 BIN = Path(sys.executable).parent
 SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["energy"]
 
 
-def _reads(func: object, name: str) -> dict[str, object]:
-    """{key: default} of every ``<name>.get("key", default)`` (or ``<name>.get("key") or default``) in ``func``."""
-    module = sys.modules[func.__module__]
-
-    def value(node: ast.expr | None) -> object:
-        if node is None:
-            return None
-        return getattr(module, node.id) if isinstance(node, ast.Name) else ast.literal_eval(node)
-
-    def is_get(node: ast.AST) -> bool:
-        return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-                and isinstance(node.func.value, ast.Name) and node.func.value.id == name)
-
-    found: dict[str, object] = {}
-    tree = ast.parse(inspect.getsource(func))
-    for node in ast.walk(tree):
-        if is_get(node) and node.args[0].value not in found:
-            found[node.args[0].value] = value(node.args[1] if len(node.args) > 1 else None)
-        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or) and is_get(node.values[0]):
-            found[node.values[0].args[0].value] = value(node.values[1])
-    return found
+SECTIONS = {"nvml": NvmlConfig, "rapl": RaplConfig, "ipmi": IpmiConfig, "estimate": EstimateConfig}
 
 
-@pytest.mark.parametrize(("section", "func", "name"), [
-    ("nvml", nvml.make, "config"), ("rapl", rapl.make, "config"), ("ipmi", ipmi.make, "config"),
-    ("estimate", sidecar.open_sensors, "estimate_cfg"),
-])
-def test_schema_has_every_key_the_sensors_read_with_their_defaults(section: str, func: object, name: str) -> None:
-    reads = _reads(func, name)
+def _default(f: dataclasses.Field) -> object:
+    value = f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return json_ready(value)
+
+
+@pytest.mark.parametrize(("section", "cls"), SECTIONS.items())
+def test_schema_has_every_key_the_sensors_read_with_their_defaults(section: str, cls: type) -> None:
+    """The typed config and the schema agree: the same keys, the same defaults (a key without a default of
+    its own, binary, root, password_*, falls back on its own: null in the schema)."""
     props = SCHEMA["properties"][section]["properties"]
     assert SCHEMA["properties"][section]["additionalProperties"] is False
-    assert set(reads) == set(props)
-    for key, default in reads.items():
-        if (section, key) == ("estimate", "source"):
-            continue  # the sidecar's "" stands for "not given"; the schema names the model's source
-        # a key read without a default (binary, root, password_*) falls back on its own: null in the schema
+    fields = {f.name: _default(f) for f in dataclasses.fields(cls)}
+    assert set(fields) == set(props)
+    for key, default in fields.items():
         assert props[key].get("default") == default, f"{section}.{key}"
+
+
+def test_the_whole_energy_section_agrees_with_energy_config() -> None:
+    top = {f.name: f for f in dataclasses.fields(EnergyConfig)}
+    assert set(top) == set(SCHEMA["properties"])
+    for name in ("sensors", "baseline_s"):
+        assert SCHEMA["properties"][name]["default"] == _default(top[name]), name
+    assert set(SENSORS) == set(SCHEMA["properties"]["sensors"]["items"]["enum"])  # the registry knows every name
+    assert EnergyConfig.from_dict({}) == EnergyConfig()  # the schema's defaults are the dataclasses' defaults
+
+
+def test_typed_config_round_trips_through_its_plain_form() -> None:
+    config = EnergyConfig.from_dict({"rapl": {"interval_s": 1}, "ipmi": {"extra_args": ["-H", "bmc"]}})
+    assert config.rapl.interval_s == 1.0 and isinstance(config.rapl.interval_s, float)
+    assert config.ipmi.extra_args == ("-H", "bmc")
+    assert EnergyConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(UserError, match=r"energy\.nvml\.interval_s"):
+        EnergyConfig.from_dict({"nvml": {"interval_s": 0}})
 
 
 def test_defaults_are_filled_and_the_input_is_left_alone() -> None:

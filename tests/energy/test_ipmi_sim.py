@@ -15,6 +15,7 @@ import psutil
 import pytest
 from fakes import ipmi_sim
 
+from svbench.energy.config import IpmiConfig
 from svbench.energy.sensors import SensorUnavailable, ipmi
 
 IPMITOOL = shutil.which("ipmitool")
@@ -67,8 +68,8 @@ def test_real_bmc_without_dcmi_is_unavailable_and_says_why(bmc, persistent, pass
     else:
         monkeypatch.setenv("SIM_BMC_PASSWORD", ipmi_sim.PASSWORD)
         given = {"password_env": "SIM_BMC_PASSWORD"}
-    sensor = ipmi.IpmiSensor(binary=IPMITOOL, extra_args=_without_password(bmc), retries=0, timeout_s=10,
-                             persistent=persistent, **given)
+    sensor = ipmi.IpmiSensor(IpmiConfig(binary=IPMITOOL, extra_args=_without_password(bmc), retries=0, timeout_s=10,
+                             persistent=persistent, **given))
     assert ipmi_sim.PASSWORD not in " ".join(sensor._argv())
     with pytest.raises(SensorUnavailable) as info:
         sensor.open()

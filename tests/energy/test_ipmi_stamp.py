@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from support import FAKES
 
+from svbench.energy.config import IpmiConfig
 from svbench.energy.sensors import ipmi
 from svbench.energy.sensors.base import Reading
 from svbench.energy.sidecar import _Slot
@@ -40,7 +41,7 @@ def stalls_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize("persistent", [True, False])
 def test_retried_reading_is_stamped_within_the_try_that_answered(stalls_once: Path, persistent: bool) -> None:
-    sensor = ipmi.IpmiSensor(timeout_s=TIMEOUT_S, retries=1, persistent=persistent)
+    sensor = ipmi.IpmiSensor(IpmiConfig(timeout_s=TIMEOUT_S, retries=1, persistent=persistent))
     sensor.open()
     assert sensor.last_stamp is not None  # open()'s reading answered at once
     stalls_once.write_text("stall")
@@ -60,7 +61,7 @@ def test_retried_reading_is_stamped_within_the_try_that_answered(stalls_once: Pa
 
 
 def test_failed_read_leaves_no_stamp(stalls_once: Path) -> None:
-    sensor = ipmi.IpmiSensor(timeout_s=0.3, retries=0, persistent=False)
+    sensor = ipmi.IpmiSensor(IpmiConfig(timeout_s=0.3, retries=0, persistent=False))
     sensor.open()
     stalls_once.write_text("stall")
     with pytest.raises(ipmi.IpmiError):

@@ -15,6 +15,7 @@ import pytest
 from fakes.powercap import PowercapTree, two_socket_server
 from support import FAKES
 
+from svbench.energy.config import EnergyConfig, IpmiConfig, NvmlConfig, RaplConfig
 from svbench.energy.sensors import ipmi, nvml, rapl
 from svbench.energy.sensors.base import Reading, Sensor, SensorConfigError, SensorUnavailable
 
@@ -28,7 +29,7 @@ def by_key(readings: list[Reading]) -> dict[tuple[str, str], Reading]:
 
 def test_rapl_two_sockets_package_and_dram_not_core(tmp_path):
     tree = two_socket_server(tmp_path)
-    sensor = rapl.RaplSensor(root=str(tmp_path))
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path)))
     assert isinstance(sensor, Sensor)
     sensor.open()
 
@@ -84,7 +85,7 @@ def test_sysfs_attribute_is_fresh_on_every_pread_at_offset_zero():
 def test_rapl_rereads_kept_open_counter_and_closes_it(tmp_path):
     tree = PowercapTree(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=1_000_000)
-    sensor = rapl.RaplSensor(root=str(tmp_path))
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path)))
     sensor.open()
     fds = [ch.fd for ch in sensor._channels]
     assert all(fd >= 0 for fd in fds)
@@ -100,7 +101,7 @@ def test_rapl_rereads_kept_open_counter_and_closes_it(tmp_path):
 def test_rapl_unwraps_counter_past_max_energy_range(tmp_path):
     tree = PowercapTree(tmp_path)
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=9_000_000, max_range_uj=10_000_000)
-    sensor = rapl.RaplSensor(root=str(tmp_path))
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path), max_power_w=None))  # unbounded: instant reads
     sensor.open()
     values = []
     for raw in (9_500_000, 1_000_000, 9_900_000, 200_000, 200_000):  # two wraps
@@ -114,7 +115,7 @@ def test_rapl_unwraps_at_real_intel_range(tmp_path):
     tree = PowercapTree(tmp_path)
     top = 262_143_328_850
     tree.add_zone("intel-rapl:0", "package-0", energy_uj=top - 100_000_000, max_range_uj=top)
-    sensor = rapl.RaplSensor(root=str(tmp_path))
+    sensor = rapl.RaplSensor(RaplConfig(root=str(tmp_path), max_power_w=None))
     sensor.open()
     tree.set_energy("intel-rapl:0", 150_000_000)  # 100 J to the top, 150 J after the wrap
     assert sensor.read()[0].value == pytest.approx(250.0)
@@ -129,7 +130,7 @@ def test_rapl_client_psys_kept_separate_and_amd_without_dram(tmp_path):
     tree.add_zone("intel-rapl:0:1", "uncore")
     tree.add_zone("intel-rapl:0:2", "dram")
     tree.add_zone("intel-rapl:1", "psys")
-    sensor = rapl.RaplSensor(root=str(client))
+    sensor = rapl.RaplSensor(RaplConfig(root=str(client)))
     sensor.open()
     assert [(r.channel, r.component) for r in sensor.read()] == [
         ("package-0", "cpu"),
@@ -144,7 +145,7 @@ def test_rapl_client_psys_kept_separate_and_amd_without_dram(tmp_path):
     tree = PowercapTree(amd)
     tree.add_zone("intel-rapl:0", "package-0", max_range_uj=65_532_610_987)
     tree.add_zone("intel-rapl:0:0", "core", max_range_uj=65_532_610_987)
-    sensor = rapl.RaplSensor(root=str(amd))
+    sensor = rapl.RaplSensor(RaplConfig(root=str(amd)))
     sensor.open()
     assert [r.channel for r in sensor.read()] == ["package-0"]
 
@@ -152,9 +153,9 @@ def test_rapl_client_psys_kept_separate_and_amd_without_dram(tmp_path):
 def test_rapl_missing_root_or_zones_is_unavailable(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere"
     with pytest.raises(SensorUnavailable, match=str(missing)):
-        rapl.RaplSensor(root=str(missing)).open()
+        rapl.RaplSensor(RaplConfig(root=str(missing))).open()
     with pytest.raises(SensorUnavailable, match="no intel-rapl zones"):
-        rapl.RaplSensor(root=str(tmp_path)).open()
+        rapl.RaplSensor(RaplConfig(root=str(tmp_path))).open()
     monkeypatch.setenv("SVBENCH_POWERCAP_ROOT", str(missing))
     sensor = rapl.RaplSensor()
     assert sensor.root == missing
@@ -173,7 +174,7 @@ def _open_rapl_as_nobody(root: str) -> str:
             os.setgid(65534)
             os.setuid(65534)
             try:
-                rapl.RaplSensor(root=root).open()
+                rapl.RaplSensor(RaplConfig(root=root)).open()
                 message = "opened"
             except SensorUnavailable as exc:
                 message = f"unavailable: {exc}"
@@ -199,7 +200,7 @@ def test_rapl_root_only_counter_is_unavailable_not_zero():
         os.chmod(tree.energy_file("intel-rapl:0"), 0o000)
         if os.geteuid() != 0:
             with pytest.raises(SensorUnavailable) as info:
-                rapl.RaplSensor(root=folder).open()
+                rapl.RaplSensor(RaplConfig(root=folder)).open()
             message = f"unavailable: {info.value}"
         else:
             message = _open_rapl_as_nobody(folder)
@@ -211,10 +212,10 @@ def test_rapl_root_only_counter_is_unavailable_not_zero():
         shutil.rmtree(folder)
 
 
-def test_rapl_make_reads_its_keys(tmp_path):
-    sensor = rapl.make({"root": str(tmp_path), "interval_s": 0.25, "enabled": True})
+def test_rapl_reads_its_config_keys(tmp_path):
+    sensor = rapl.RaplSensor(EnergyConfig.from_dict({"rapl": {"root": str(tmp_path), "interval_s": 0.25}}).rapl)
     assert (sensor.root, sensor.interval_s, sensor.name) == (tmp_path, 0.25, "rapl")
-    assert rapl.make({}).interval_s == 0.5
+    assert rapl.RaplSensor().interval_s == 0.5
 
 
 # --- NVML --------------------------------------------------------------------------------------
@@ -344,11 +345,16 @@ def test_nvml_failed_instant_field_keeps_energy(fake_nvml):
     sensor.close()
 
 
-def test_nvml_lost_gpu_raises_from_read(fake_nvml):
+def test_nvml_a_lost_gpu_is_a_gap_of_its_own_and_all_lost_raises(fake_nvml):
     two_gpus(fake_nvml)
     sensor = nvml.NvmlSensor()
     sensor.open()
     fake_nvml.GPUS[1]["lost"] = True
+    readings = sensor.read()
+    assert {r.channel for r in readings if r.quantity != "error"} == {"gpu0"}
+    assert [(r.channel, r.quantity) for r in readings if r.quantity == "error"] == [("gpu1", "error")]
+    assert sensor.metadata()["devices"]["gpu1"]["read_errors"] == 1
+    fake_nvml.GPUS[0]["lost"] = True
     with pytest.raises(fake_nvml.NVMLError, match="GPU is lost"):
         sensor.read()
     sensor.close()
@@ -391,11 +397,11 @@ def test_nvml_field_value_follows_value_type(fake_nvml):
     assert nvml.field_value(fv) == 250_000
 
 
-def test_nvml_make():
-    assert nvml.make({"interval_s": 0.05}).interval_s == 0.05
-    assert nvml.make({}).interval_s == 0.1
-    assert nvml.make({}).context_interval_s == 1.0
-    assert nvml.make({"context_interval_s": 0.1}).context_interval_s == 0.1
+def test_nvml_config_keys():
+    assert nvml.NvmlSensor(EnergyConfig.from_dict({"nvml": {"interval_s": 0.05}}).nvml).interval_s == 0.05
+    assert nvml.NvmlSensor().interval_s == 0.1
+    assert nvml.NvmlSensor().context_interval_s == 1.0
+    assert nvml.NvmlSensor(NvmlConfig(context_interval_s=0.1)).context_interval_s == 0.1
 
 
 def test_nvml_context_figures_at_their_own_slower_rate(fake_nvml, monkeypatch):
@@ -403,7 +409,7 @@ def test_nvml_context_figures_at_their_own_slower_rate(fake_nvml, monkeypatch):
     fake_nvml.add_gpu(UUID_B, instant_mw=None)  # no instant power: power_avg is THE power, read every time
     clock = [100.0]
     monkeypatch.setattr(nvml.time, "monotonic", lambda: clock[0])
-    sensor = nvml.NvmlSensor(interval_s=0.1, context_interval_s=1.0)
+    sensor = nvml.NvmlSensor(NvmlConfig(interval_s=0.1, context_interval_s=1.0))
     sensor.open()
     seen = []
     for _ in range(21):  # 0.0 ... 2.0 s, every 0.1 s
@@ -461,7 +467,7 @@ def test_ipmitool_reading_through_one_shell(fake_ipmi):
 
 
 def test_ipmitool_one_process_per_reading(fake_ipmi):
-    sensor = ipmi.make({"persistent": False})
+    sensor = ipmi.IpmiSensor(IpmiConfig(persistent=False))
     sensor.open()
     assert sensor.read() == [Reading("node", "power", 251.0, "W", "node")]
     assert fake_ipmi.read_text().splitlines() == ["dcmi power reading"] * 2
@@ -479,7 +485,7 @@ def test_ipmitool_without_shell_falls_back_to_a_process_per_reading(fake_ipmi):
 
 
 def test_ipmitool_shell_that_dies_or_stalls_is_started_again(fake_ipmi):
-    sensor = ipmi.IpmiSensor(timeout_s=0.5, retries=0)
+    sensor = ipmi.IpmiSensor(IpmiConfig(timeout_s=0.5, retries=0))
     sensor.open()
     set_ipmi_mode("crash")
     with pytest.raises(ipmi.IpmiError, match=r"ipmitool shell ended \(exit status 139\) \(1 try\)$"):
@@ -497,7 +503,7 @@ def test_ipmitool_shell_that_dies_or_stalls_is_started_again(fake_ipmi):
 
 def test_ipmitool_shell_that_answers_with_an_error_is_ended_and_replaced(fake_ipmi):
     # e.g. a LAN session the BMC dropped: the same shell would fail every reading from then on
-    sensor = ipmi.IpmiSensor(retries=1)
+    sensor = ipmi.IpmiSensor(IpmiConfig(retries=1))
     sensor.open()
     set_ipmi_mode("flaky")  # the next reading fails once, then answers
     Path(os.environ["FAKE_IPMI_COUNT"]).write_text("0")
@@ -511,21 +517,21 @@ def test_ipmitool_shell_that_never_prompts(fake_ipmi):
     set_ipmi_mode("hang")
     start = time.monotonic()
     with pytest.raises(SensorUnavailable, match="BMC not answering: no answer within 0.5 s"):
-        ipmi.IpmiSensor(timeout_s=0.5).open()
+        ipmi.IpmiSensor(IpmiConfig(timeout_s=0.5)).open()
     assert time.monotonic() - start < 0.5 + 2
 
 
-def test_ipmitool_from_env_and_make(fake_ipmi, tmp_path, monkeypatch):
+def test_ipmitool_from_env_and_config(fake_ipmi, tmp_path, monkeypatch):
     monkeypatch.setenv("SVBENCH_IPMITOOL", str(tmp_path / "bin" / "ipmitool"))
     monkeypatch.setenv("FAKE_IPMI_WATTS", "1234")
-    sensor = ipmi.make({"timeout_s": 3, "retries": 0, "interval_s": 5})
+    sensor = ipmi.IpmiSensor(EnergyConfig.from_dict({"ipmi": {"timeout_s": 3, "retries": 0, "interval_s": 5}}).ipmi)
     assert (sensor.timeout_s, sensor.retries, sensor.interval_s) == (3.0, 0, 5.0)
     sensor.open()
     assert sensor.read()[0].value == 1234.0
 
 
 def test_freeipmi_ipmi_dcmi(fake_ipmi, monkeypatch):
-    sensor = ipmi.IpmiSensor(binary="ipmi-dcmi", extra_args=["-D", "LAN_2_0"])
+    sensor = ipmi.IpmiSensor(IpmiConfig(binary="ipmi-dcmi", extra_args=["-D", "LAN_2_0"]))
     sensor.open()
     assert sensor.read() == [Reading("node", "power", 251.0, "W", "node")]
     assert fake_ipmi.read_text().splitlines()[-1] == "-D LAN_2_0 --get-system-power-statistics"
@@ -533,19 +539,19 @@ def test_freeipmi_ipmi_dcmi(fake_ipmi, monkeypatch):
 
     monkeypatch.setenv("FAKE_IPMI_MODE", "notavail")
     with pytest.raises(SensorUnavailable, match="not supported"):
-        ipmi.IpmiSensor(binary="ipmi-dcmi", retries=0).open()
+        ipmi.IpmiSensor(IpmiConfig(binary="ipmi-dcmi", retries=0)).open()
 
 
 def test_ipmi_binary_not_found_or_not_runnable(fake_ipmi, tmp_path):
     with pytest.raises(SensorUnavailable, match="binary not found"):
-        ipmi.IpmiSensor(binary=str(tmp_path / "no-such-ipmitool")).open()
+        ipmi.IpmiSensor(IpmiConfig(binary=str(tmp_path / "no-such-ipmitool"))).open()
     with pytest.raises(SensorUnavailable, match="binary not found"):
-        ipmi.IpmiSensor(binary="ipmitool-that-is-not-installed").open()
+        ipmi.IpmiSensor(IpmiConfig(binary="ipmitool-that-is-not-installed")).open()
     broken = tmp_path / "bin" / "broken-ipmitool"
     broken.write_text("#!/nonexistent/interpreter\n")
     broken.chmod(0o755)
     with pytest.raises(SensorUnavailable, match="binary not runnable: cannot run broken-ipmitool"):
-        ipmi.IpmiSensor(binary=str(broken)).open()
+        ipmi.IpmiSensor(IpmiConfig(binary=str(broken))).open()
 
 
 @pytest.mark.parametrize("persistent", [True, False])
@@ -561,7 +567,7 @@ def test_ipmi_binary_not_found_or_not_runnable(fake_ipmi, tmp_path):
 )
 def test_ipmi_open_failures_say_why(fake_ipmi, mode, reason, persistent):
     set_ipmi_mode(mode)
-    sensor = ipmi.IpmiSensor(retries=1, persistent=persistent)
+    sensor = ipmi.IpmiSensor(IpmiConfig(retries=1, persistent=persistent))
     with pytest.raises(SensorUnavailable, match=reason) as info:
         sensor.open()
     assert "2 tries" in str(info.value)
@@ -582,7 +588,7 @@ def test_ipmi_stall_is_cut_by_timeout(fake_ipmi, persistent):
     # The fake's `sleep 30` is a grandchild holding the pipes: one process per reading has to kill
     # the group to end the wait; the shell stops waiting at its deadline.
     set_ipmi_mode("stall")
-    sensor = ipmi.IpmiSensor(timeout_s=0.5, retries=1, persistent=persistent)
+    sensor = ipmi.IpmiSensor(IpmiConfig(timeout_s=0.5, retries=1, persistent=persistent))
     start = time.monotonic()
     with pytest.raises(SensorUnavailable, match="BMC not answering: no answer within 0.5 s"):
         sensor.open()
@@ -591,7 +597,7 @@ def test_ipmi_stall_is_cut_by_timeout(fake_ipmi, persistent):
 
 @pytest.mark.parametrize("persistent", [True, False])
 def test_ipmi_read_errors_after_open(fake_ipmi, persistent):
-    sensor = ipmi.IpmiSensor(retries=0, persistent=persistent)
+    sensor = ipmi.IpmiSensor(IpmiConfig(retries=0, persistent=persistent))
     sensor.open()
     set_ipmi_mode("garbage")
     with pytest.raises(ipmi.IpmiError, match="no power reading"):
@@ -608,14 +614,14 @@ def test_ipmi_read_errors_after_open(fake_ipmi, persistent):
 def test_ipmi_retries_a_flaky_bmc(fake_ipmi, monkeypatch, tmp_path, persistent):
     set_ipmi_mode("flaky")
     monkeypatch.setenv("FAKE_IPMI_FAIL_FIRST", "2")
-    sensor = ipmi.IpmiSensor(retries=2, persistent=persistent)
+    sensor = ipmi.IpmiSensor(IpmiConfig(retries=2, persistent=persistent))
     sensor.open()  # fails twice, then answers
     assert (tmp_path / "count").read_text().strip() == "3"
     sensor.close()
 
     (tmp_path / "count").write_text("0\n")
     with pytest.raises(SensorUnavailable, match="BMC not answering"):
-        ipmi.IpmiSensor(retries=1, persistent=persistent).open()
+        ipmi.IpmiSensor(IpmiConfig(retries=1, persistent=persistent)).open()
 
 
 @pytest.mark.parametrize(
@@ -641,7 +647,7 @@ def test_ipmi_retries_a_flaky_bmc(fake_ipmi, monkeypatch, tmp_path, persistent):
 def test_ipmi_credentials_never_leak(fake_ipmi, monkeypatch, caplog, binary, args, secrets):
     # "leaky" makes the fake tool echo all its arguments in its error, the worst case for redaction.
     caplog.set_level(logging.DEBUG)
-    sensor = ipmi.IpmiSensor(binary=binary, extra_args=args, retries=0)
+    sensor = ipmi.IpmiSensor(IpmiConfig(binary=binary, extra_args=args, retries=0))
     sensor.open()
     assert fake_ipmi.read_text().split()[: len(args)] == args  # the tool really got them
     texts = [json.dumps(sensor.metadata())]
@@ -652,7 +658,7 @@ def test_ipmi_credentials_never_leak(fake_ipmi, monkeypatch, caplog, binary, arg
         sensor.read()
     texts.append(str(info.value))
     with pytest.raises(SensorUnavailable) as info:
-        ipmi.IpmiSensor(binary=binary, extra_args=args, retries=0).open()
+        ipmi.IpmiSensor(IpmiConfig(binary=binary, extra_args=args, retries=0)).open()
     texts.append(str(info.value))
     texts.append(caplog.text)
     for text in texts:
@@ -666,23 +672,24 @@ def test_ipmi_credentials_never_leak(fake_ipmi, monkeypatch, caplog, binary, arg
                                           ("ipmi-dcmi", ["--password=pw"]), ("ipmi-dcmi", ["-p", "pw"])])
 def test_ipmi_password_on_the_command_line_is_refused(binary, args):
     with pytest.raises(SensorConfigError, match="password_file.*password_env"):
-        ipmi.IpmiSensor(binary=binary, extra_args=["-I", "lanplus", *args])
-    ipmi.IpmiSensor(extra_args=["-p", "623"])  # ipmitool's -p is the remote port
+        ipmi.IpmiSensor(IpmiConfig(binary=binary, extra_args=["-I", "lanplus", *args]))
+    ipmi.IpmiSensor(IpmiConfig(extra_args=["-p", "623"]))  # ipmitool's -p is the remote port
 
 
 def test_ipmi_password_from_a_file_or_a_variable_never_in_argv(fake_ipmi, monkeypatch, tmp_path):
     secret_file = tmp_path / "bmc.pw"
     secret_file.write_text("s3cret-pw\n")
-    sensor = ipmi.IpmiSensor(extra_args=["-H", "bmc"], password_file=str(secret_file), retries=0)
+    sensor = ipmi.IpmiSensor(IpmiConfig(extra_args=["-H", "bmc"], password_file=str(secret_file), retries=0))
     sensor.open()
     assert fake_ipmi.read_text().split()[:4] == ["-H", "bmc", "-f", str(secret_file)]
     sensor.close()
     monkeypatch.setenv("MY_BMC_PW", "s3cret-pw")
-    sensor = ipmi.IpmiSensor(extra_args=["-H", "bmc"], password_env="MY_BMC_PW", retries=0, persistent=False)
+    config = IpmiConfig(extra_args=("-H", "bmc"), password_env="MY_BMC_PW", retries=0, persistent=False)
+    sensor = ipmi.IpmiSensor(config)
     assert sensor._env["IPMI_PASSWORD"] == "s3cret-pw" and "s3cret-pw" not in " ".join(sensor._argv())
     assert "-E" in sensor._argv()
     with pytest.raises(SensorConfigError, match="NO_SUCH_VAR"):
-        ipmi.IpmiSensor(password_env="NO_SUCH_VAR")
+        ipmi.IpmiSensor(IpmiConfig(password_env="NO_SUCH_VAR"))
 
 
 def test_ipmi_secret_values_and_redact():
@@ -699,7 +706,7 @@ def test_ipmi_secret_values_and_redact():
 def test_ipmi_flooding_or_undecodable_tool_is_a_failed_reading(fake_ipmi, monkeypatch, persistent, mode):
     """A tool that floods its output is cut at MAX_ANSWER and killed, within the timeout; bytes that are
     not UTF-8 are a failed reading; both retried, never a crash or a sidecar that grows without end."""
-    sensor = ipmi.IpmiSensor(retries=1, timeout_s=5, persistent=persistent)
+    sensor = ipmi.IpmiSensor(IpmiConfig(retries=1, timeout_s=5, persistent=persistent))
     sensor.open()
     monkeypatch.setenv("FAKE_IPMI_MODE", mode)
     set_ipmi_mode(mode)

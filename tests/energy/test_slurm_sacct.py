@@ -11,7 +11,7 @@ import pytest
 
 from svbench.energy import slurm
 from svbench.energy.join import slurm_crosscheck
-from svbench.energy.markers import Phase
+from svbench.energy.markers import Marker, Phase
 
 S = 1_000_000_000
 START_1, START_2 = 1_700_000_000, 1_700_003_600  # SLURM's Start of attempts 1 and 2 (s since the epoch)
@@ -73,8 +73,7 @@ def test_standard_time_format_is_read_as_local_time(bin_dir: Path) -> None:
 
 def test_crosscheck_rows_per_attempt(bin_dir: Path) -> None:
     _sacct(bin_dir)
-    records = [{"event": "begin", "t_wall_ns": BEGIN_1, "t_mono_ns": 10 * S, "slurm_job_id": "77"},
-               {"event": "begin", "t_wall_ns": BEGIN_2, "t_mono_ns": 20 * S, "slurm_job_id": "77"}]
+    records = [Marker("begin", BEGIN_1, 10 * S, slurm_job_id="77"), Marker("begin", BEGIN_2, 20 * S, slurm_job_id="77")]
     phases = [Phase("job", None, 10 * S, 1000 * S, BEGIN_1, BEGIN_1 + 990 * S, False, attempt=1),
               Phase("job", None, 20 * S, 2000 * S, BEGIN_2, BEGIN_2 + 1980 * S, True, attempt=2)]
     frame = slurm_crosscheck(records, phases)

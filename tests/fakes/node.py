@@ -20,8 +20,9 @@ import psutil
 import pytest
 from support import FAKES
 
+from fakes.gpus import UUID_A, write_fake_pynvml
 from fakes.powercap import PowercapTree
-from svbench.energy.markers import read_markers
+from svbench.energy.markers import Marker, read_markers
 
 TIMEOUT = 60  # every subprocess ends within this, whatever happens
 
@@ -46,21 +47,6 @@ with phase("work", 0):
     while time.monotonic() - t < float(os.environ.get("WORK_S", "0.8")):
         pass
 sys.exit(int(arg) if mode == "exit" else 0)
-"""
-
-PYNVML_WRAPPER = """
-# The fake pynvml with one GPU whose energy counter runs at {watts} W from import time.
-import importlib.util, time
-_spec = importlib.util.spec_from_file_location("_fake_pynvml", {fake!r})
-_fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fake)
-globals().update({{k: v for k, v in vars(_fake).items() if not k.startswith("__")}})
-_fake.add_gpu("GPU-aaaaaaaa-1111-2222-3333-444444444444", energy_mj=5_000_000, instant_mw={watts} * 1000)
-_t0 = time.monotonic()
-
-
-def nvmlDeviceGetTotalEnergyConsumption(handle):
-    return _fake.nvmlDeviceGetTotalEnergyConsumption(handle) + int({watts} * 1000 * (time.monotonic() - _t0))
 """
 
 GPU_W, CPU_W, DRAM_W, NODE_W = 300, 20, 5, 400
@@ -92,9 +78,7 @@ class Node:
 
     def with_gpu(self) -> None:
         folder = self.tmp / "gpu"
-        folder.mkdir()
-        fake = str(FAKES / "fake_pynvml" / "pynvml.py")
-        (folder / "pynvml.py").write_text(PYNVML_WRAPPER.format(fake=fake, watts=GPU_W))
+        write_fake_pynvml(folder, [UUID_A], watts=GPU_W)
         self.monkeypatch.setenv("PYTHONPATH", str(folder))
 
     def with_rapl(self, reset_after_s: float | None = None) -> None:
@@ -184,11 +168,9 @@ def wait_for(check: Callable[[], object], what: str, timeout: float = 30.0) -> o
     pytest.fail(f"timed out waiting for {what}")
 
 
-def started(out: Path, name: str) -> dict | None:
-    for rec in read_markers(out / "markers.jsonl") if (out / "markers.jsonl").exists() else []:
-        if rec.get("event") == "start" and rec.get("phase") == name:
-            return rec
-    return None
+def started(out: Path, name: str) -> Marker | None:
+    """The first start marker of phase ``name`` in ``out``, None while there is none."""
+    return next((m for m in read_markers(out / "markers.jsonl") if m.event == "start" and m.phase == name), None)
 
 
 def kill_quietly(pid: int) -> None:

@@ -45,34 +45,36 @@ def write_job(folder: Path, watts: float, seconds: float, start_ns: int, phases:
     join(folder / "trace.csv", folder / "markers.jsonl", folder / "energy.csv")
 
 
+def _write(path: str, text: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
 def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0, 1), energy: bool = True) -> dict:
     """A results tree with training energy proportional to MACs (plus a constant), 20 trials per job."""
-    results = root / "results"
-    (results / "corpus").mkdir(parents=True, exist_ok=True)
-    (results / "corpus" / "test.tsv").write_text("utt\tspeaker\tpath\tseconds\nu1\ts1\tu1.wav\t3.0\n"
-                                                 "u2\ts2\tu2.wav\t5.0\n")
-    (results / "corpus" / "trials").mkdir(exist_ok=True)
-    (results / "corpus" / "trials" / "syn.txt").write_text("1 u1 u1\n")  # "syn" uses u1 alone: 3 of 8 s
+    from svbench.layout import Layout
+
+    layout = Layout(str(root / "results"))
+    _write(layout.manifest("test"), "utt\tspeaker\tpath\tseconds\nu1\ts1\tu1.wav\t3.0\nu2\ts2\tu2.wav\t5.0\n")
+    _write(layout.trials("syn"), "1 u1 u1\n")  # "syn" uses u1 alone: 3 of 8 s
     for spec in grid:
         name = spec["name"]
         for seed in seeds:
-            where = f"{name}/seed{seed}"
-            (results / "models" / where).mkdir(parents=True, exist_ok=True)
-            (results / "models" / where / "spec.json").write_text(json.dumps(
+            _write(layout.spec(name, seed), json.dumps(
                 {"params": MACS[name] / 100, "macs": MACS[name], "macs_frames": 200, "epochs": 2,
                  "samples_per_epoch": 100}))
-            (results / "scores" / where).mkdir(parents=True, exist_ok=True)
             eer = EER[name] + 0.002 * seed
-            (results / "scores" / where / "metrics.json").write_text(json.dumps(
+            _write(layout.metrics(name, seed), json.dumps(
                 {"syn": {"trials": 20, "cosine": {"eer": eer, "min_dcf_0.01": 5 * eer, "min_dcf_0.05": 3 * eer}}}))
             if not energy:
                 continue
             # 2 epochs x 100 samples x MACs at 5e-9 J per MAC-sample, plus 100 J: seconds at 100 W
             joules = 5e-9 * MACS[name] * 200 + 100 + 5 * seed
-            write_job(results / "energy" / "train" / where, 100.0, joules / 100 / 1.1, T0 + seed * 10**12,
+            write_job(Path(layout.energy_dir("train", name, seed)), 100.0, joules / 100 / 1.1, T0 + seed * 10**12,
                       ["epoch", "epoch"])
-            write_job(results / "energy" / "embed" / where, 50.0, 2.0, T0 + 10**11, ["embed_test", "embed_train"])
-            write_job(results / "energy" / "score" / where, 50.0, 1.0, T0 + 2 * 10**11, ["score"],
+            write_job(Path(layout.energy_dir("embed", name, seed)), 50.0, 2.0, T0 + 10**11,
+                      ["embed_test", "embed_train"])
+            write_job(Path(layout.energy_dir("score", name, seed)), 50.0, 1.0, T0 + 2 * 10**11, ["score"],
                       {"backend": "cosine", "trials": "syn"})
     return {"grid": grid, "seeds": list(seeds), "energy": {},
             "carbon": {"pue": {"value": 1.2, "source": "site"}, "intensity": {"value": 100.0, "source": "grid"},

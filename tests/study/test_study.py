@@ -222,11 +222,12 @@ def test_stage_families_and_power_series() -> None:
 def test_node_sharing_comes_from_the_recorded_job_context(tmp_path: Path) -> None:
     import json
 
-    from svbench.study.summary import node_sharing
+    from svbench.energy.markers import node_sharing
 
     def markers(*contexts: dict) -> Path:
         path = tmp_path / "markers.jsonl"
-        path.write_text("".join(json.dumps({"event": "begin", "job": c}) + "\n" for c in contexts))
+        begin = {"event": "begin", "t_wall_ns": 1, "t_mono_ns": 1}  # the stamps every marker carries
+        path.write_text("".join(json.dumps(begin | {"job": c}) + "\n" for c in contexts))
         return path
 
     assert node_sharing(tmp_path / "missing.jsonl") == "unknown"

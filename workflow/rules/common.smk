@@ -5,9 +5,11 @@ import os
 
 from svbench.energy.config import validate_energy_config
 from svbench.fileio import write_text_atomic
+from svbench.layout import Layout
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid
 
+LAYOUT = Layout()  # every path of the results, spelled once
 SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}
 ARCHS = list(SPECS)
 SEEDS = [int(s) for s in config["seeds"]]
@@ -32,7 +34,7 @@ def arch_json(wildcards):
 # The energy config reaches `svbench monitor` as a file, never on its command line (ps shows every
 # user every argv). Written when the workflow is read, and only when it changed, so that its time stamp
 # tells Snakemake the measured jobs must rerun exactly when the energy config did.
-ENERGY_CONFIG = "results/energy/config.json"
+ENERGY_CONFIG = LAYOUT.energy_config()
 
 
 def _write_energy_config(path=ENERGY_CONFIG):
@@ -52,12 +54,23 @@ validate_energy_config(config["energy"])
 _write_energy_config()
 
 
-def monitor(step):
-    """The prefix of a measured command: the sidecar samples sensors into the step's energy folder."""
-    return (
-        f"svbench monitor --out results/energy/{step}/{{wildcards.arch}}/seed{{wildcards.seed}} "
-        f"--baseline {config['energy']['baseline_s']} --config {{input.energy:q}} --"
-    )
+def energy_dir(step):
+    """The energy folder of a measured step's job (trace, markers, sidecar): not declared outputs, see train.smk."""
+    return lambda wildcards: LAYOUT.energy_dir(step, wildcards.arch, wildcards.seed)
+
+
+def input_folder(name):
+    """A params function: the folder of the named input (a feature store's index gives the store)."""
+    return lambda wildcards, input: os.path.dirname(getattr(input, name))
+
+
+def output_folder(name):
+    """A params function: the folder of the named output, where the command writes."""
+    return lambda wildcards, output: os.path.dirname(getattr(output, name))
+
+
+# the idle seconds `svbench monitor --baseline` samples before each measured job
+BASELINE_S = config["energy"]["baseline_s"]
 
 
 def vox2_convert_reports(wildcards):
@@ -65,4 +78,4 @@ def vox2_convert_reports(wildcards):
     with open(checkpoints.corpus_list_vox2.get().output[0]) as f:
         n = sum(1 for line in f if line.rstrip().endswith(".m4a"))
     batches = math.ceil(n / CORPUS["voxceleb"]["convert"]["batch_size"])
-    return [f"results/corpus/convert/batch{k:05d}.tsv" for k in range(batches)]
+    return [LAYOUT.convert_report(f"{k:05d}") for k in range(batches)]

@@ -1,26 +1,23 @@
-# The corpus stage writes results/corpus/{train,test}.tsv and trials/{name}.txt, whatever the source:
+# The corpus stage writes the train and test manifests and the trial lists, whatever the source:
 # everything downstream (features, train, score) is the same for the synthetic demo and VoxCeleb.
-import shlex
+import json
 
 if CORPUS["kind"] == "synthetic":
 
     rule corpus_synthetic:
         output:
-            train="results/corpus/train.tsv",
-            test="results/corpus/test.tsv",
-            trials="results/corpus/trials/synthetic.txt",
+            train=LAYOUT.manifest("train"),
+            test=LAYOUT.manifest("test"),
+            trials=LAYOUT.trials("synthetic"),
         params:
-            c=CORPUS["synthetic"],
+            synthetic=json.dumps(CORPUS["synthetic"]),
+            out=output_folder("train"),
         log:
-            "results/logs/corpus.log",
+            LAYOUT.log("corpus"),
         conda:
             ENV
         shell:
-            "svbench corpus synth --out results/corpus --train-speakers {params.c[train_speakers]}"
-            " --test-speakers {params.c[test_speakers]} --utts-per-speaker {params.c[utts_per_speaker]}"
-            " --sessions-per-speaker {params.c[sessions_per_speaker]} --min-seconds {params.c[min_seconds]}"
-            " --max-seconds {params.c[max_seconds]} --trials {params.c[trials]} --seed {params.c[seed]}"
-            " > {log} 2>&1"
+            "svbench corpus synth --out {params.out:q} --synthetic {params.synthetic:q} > {log} 2>&1"
 
 else:
     VOX = CORPUS["voxceleb"]
@@ -29,11 +26,11 @@ else:
     # so it is a checkpoint: the DAG is re-evaluated once it exists. A dry run plans it without the trees.
     checkpoint corpus_list_vox2:
         output:
-            "results/corpus/vox2_files.txt",
+            LAYOUT.vox2_listing(),
         params:
             root=VOX["vox2_dev"],
         log:
-            "results/logs/corpus/list_vox2.log",
+            LAYOUT.log("corpus", "list_vox2"),
         conda:
             ENV
         shell:
@@ -42,50 +39,41 @@ else:
     # One job per batch of m4a files; inside it, `threads` ffmpeg processes. A finished wav is kept.
     rule corpus_convert:
         input:
-            "results/corpus/vox2_files.txt",
+            LAYOUT.vox2_listing(),
         output:
-            "results/corpus/convert/batch{batch}.tsv",
+            LAYOUT.convert_report("{batch}"),
         wildcard_constraints:
             batch=r"\d{5}",
         params:
-            root=VOX["vox2_dev"],
-            dst=VOX["converted_root"],
-            size=VOX["convert"]["batch_size"],
-            ffmpeg=VOX["convert"]["ffmpeg"],
+            voxceleb=json.dumps(VOX),
         threads: VOX["convert"]["threads"]
         log:
-            "results/logs/corpus/convert/batch{batch}.log",
+            LAYOUT.log("corpus", "convert", "batch{batch}"),
         conda:
             ENV
         shell:
-            "svbench corpus convert --list {input} --root {params.root:q} --out {params.dst:q}"
-            " --batch {wildcards.batch} --batch-size {params.size} --workers {threads} --ffmpeg {params.ffmpeg:q}"
-            " --report {output} > {log} 2>&1"
+            "svbench corpus convert --list {input} --voxceleb {params.voxceleb:q} --batch {wildcards.batch}"
+            " --workers {threads} --report {output} > {log} 2>&1"
 
     # Trial lists and trees are read from params, not declared inputs: they live outside the workdir
     # and need not exist for a dry run on another machine.
     rule corpus_voxceleb:
         input:
-            listing="results/corpus/vox2_files.txt",
+            listing=LAYOUT.vox2_listing(),
             converted=vox2_convert_reports,
         output:
-            train="results/corpus/train.tsv",
-            test="results/corpus/test.tsv",
-            trials=expand("results/corpus/trials/{name}.txt", name=TRIAL_LISTS),
-            bad="results/corpus/bad_audio.tsv",
+            train=LAYOUT.manifest("train"),
+            test=LAYOUT.manifest("test"),
+            trials=[LAYOUT.trials(name) for name in TRIAL_LISTS],
+            bad=LAYOUT.bad_audio(),
         params:
-            vox2=VOX["vox2_dev"],
-            vox1=VOX["vox1"],
-            converted=VOX["converted_root"],
-            trials=" ".join(shlex.quote(f"{name}={path}") for name, path in VOX["trials"].items()),
-            on_bad=CORPUS["on_bad_audio"],
+            corpus=json.dumps(CORPUS),
+            out=output_folder("train"),
         threads: VOX["check_threads"]
         log:
-            "results/logs/corpus/voxceleb.log",
+            LAYOUT.log("corpus", "voxceleb"),
         conda:
             ENV
         shell:
-            "svbench corpus voxceleb --vox2-list {input.listing} --vox2-root {params.vox2:q}"
-            " --converted-root {params.converted:q} --vox1-root {params.vox1:q} --trials {params.trials}"
-            " --on-bad-audio {params.on_bad} --workers {threads} --convert-reports {input.converted}"
-            " --out results/corpus > {log} 2>&1"
+            "svbench corpus voxceleb --vox2-list {input.listing} --corpus {params.corpus:q} --workers {threads}"
+            " --convert-reports {input.converted} --out {params.out:q} > {log} 2>&1"

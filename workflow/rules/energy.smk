@@ -1,44 +1,39 @@
-# The product of each measured step: the job's own output proves the trace and markers are final.
-STEP_OUTPUT = {
-    "train": "results/models/{arch}/seed{seed}/model.pt",
-    "embed": "results/embeddings/{arch}/seed{seed}/test.npz",
-    "score": "results/scores/{arch}/seed{seed}/metrics.json",
-}
-
-
+# The energy of each measured job. Its product (LAYOUT.step_output: model, test embeddings, metrics)
+# proves the trace and markers are final; they are not declared outputs (see train.smk).
 rule energy_join:
     input:
-        product=lambda w: STEP_OUTPUT[w.step].format(arch=w.arch, seed=w.seed),
+        product=lambda w: LAYOUT.step_output(w.step, w.arch, w.seed),
         # an intensity series weights each sample interval's energy by the intensity then in force
         series=[config["carbon"]["intensity"]["series"]] if config["carbon"]["intensity"].get("series") else [],
     output:
-        "results/energy/{step}/{arch}/seed{seed}/energy.csv",
+        LAYOUT.energy("{step}", "{arch}", "{seed}"),
     params:
-        folder="results/energy/{step}/{arch}/seed{seed}",
+        trace=lambda w: LAYOUT.trace(w.step, w.arch, w.seed),
+        markers=lambda w: LAYOUT.markers(w.step, w.arch, w.seed),
         intensity=json.dumps(config["carbon"]["intensity"]),
     log:
-        "results/logs/energy/{step}/{arch}/seed{seed}.log",
+        LAYOUT.log("energy", "{step}", "{arch}", "seed{seed}"),
     conda:
         ENV
     shell:
-        "svbench energy join --trace {params.folder}/trace.csv --markers {params.folder}/markers.jsonl"
-        " --intensity {params.intensity:q} --out {output} > {log} 2>&1"
+        "svbench energy join --trace {params.trace:q} --markers {params.markers:q}"
+        " --intensity {params.intensity:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule energy_emissions:
     input:
-        "results/energy/{step}/{arch}/seed{seed}/energy.csv",
+        LAYOUT.energy("{step}", "{arch}", "{seed}"),
     output:
-        codecarbon="results/energy/{step}/{arch}/seed{seed}/emissions.csv",
-        svbench="results/energy/{step}/{arch}/seed{seed}/emissions_svbench.csv",
+        codecarbon=LAYOUT.emissions("{step}", "{arch}", "{seed}"),
+        svbench=LAYOUT.emissions_svbench("{step}", "{arch}", "{seed}"),
     params:
-        sidecar=lambda w, input: input[0].replace("energy.csv", "sidecar.json"),
+        sidecar=lambda w: LAYOUT.sidecar(w.step, w.arch, w.seed),
         carbon=json.dumps(config["carbon"]),
     log:
-        "results/logs/energy/{step}/{arch}/seed{seed}.emissions.log",
+        LAYOUT.log("energy", "{step}", "{arch}", "seed{seed}.emissions"),
     conda:
         ENV
     shell:
-        "svbench energy emissions --energy {input} --sidecar {params.sidecar} --carbon {params.carbon:q}"
-        " --project 'svbench {wildcards.step} {wildcards.arch} seed{wildcards.seed}' --out {output.codecarbon}"
-        " --svbench-out {output.svbench} > {log} 2>&1"
+        "svbench energy emissions --energy {input:q} --sidecar {params.sidecar:q} --carbon {params.carbon:q}"
+        " --project 'svbench {wildcards.step} {wildcards.arch} seed{wildcards.seed}' --out {output.codecarbon:q}"
+        " --svbench-out {output.svbench:q} > {log:q} 2>&1"

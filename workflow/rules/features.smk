@@ -1,34 +1,37 @@
+import json
+
 SHARDS = [f"{k:04d}" for k in range(config["features"]["shards"])]
 
 
 rule features_shard:
     input:
-        "results/corpus/{split}.tsv",
+        LAYOUT.manifest("{split}"),
     output:
-        npy="results/features/{split}/shard{shard}.npy",
-        index="results/features/{split}/shard{shard}.index.tsv",
+        npy=LAYOUT.feature_shard("{split}", "{shard}", "npy"),
+        index=LAYOUT.feature_shard("{split}", "{shard}", "index"),
     params:
-        n_mels=config["features"]["n_mels"],
-        shards=len(SHARDS),
+        features=json.dumps(config["features"]),
+        out=output_folder("index"),
     log:
-        "results/logs/features/{split}/shard{shard}.log",
+        LAYOUT.log("features", "{split}", "shard{shard}"),
     conda:
         ENV
     shell:
-        "svbench features extract --manifest {input} --out results/features/{wildcards.split}"
-        " --shard {wildcards.shard} --num-shards {params.shards} --n-mels {params.n_mels} > {log} 2>&1"
+        "svbench features extract --manifest {input} --out {params.out:q} --shard {wildcards.shard}"
+        " --features {params.features:q} > {log} 2>&1"
 
 
 rule features_index:
     input:
-        expand("results/features/{{split}}/shard{shard}.index.tsv", shard=SHARDS),
+        [LAYOUT.feature_shard("{split}", shard, "index") for shard in SHARDS],
     output:
-        "results/features/{split}/index.tsv",
+        index=LAYOUT.feature_index("{split}"),
     params:
-        shards=len(SHARDS),
+        features=json.dumps(config["features"]),
+        out=output_folder("index"),
     log:
-        "results/logs/features/{split}/index.log",
+        LAYOUT.log("features", "{split}", "index"),
     conda:
         ENV
     shell:
-        "svbench features index --out results/features/{wildcards.split} --num-shards {params.shards} > {log} 2>&1"
+        "svbench features index --out {params.out:q} --features {params.features:q} > {log} 2>&1"

@@ -1,48 +1,56 @@
 rule embed:
     input:
         energy=ENERGY_CONFIG,
-        model="results/models/{arch}/seed{seed}/model.pt",
-        test="results/features/test/index.tsv",
-        train="results/features/train/index.tsv",
-        test_manifest="results/corpus/test.tsv",
-        train_manifest="results/corpus/train.tsv",
+        model=LAYOUT.model("{arch}", "{seed}"),
+        test=LAYOUT.feature_index("test"),
+        train=LAYOUT.feature_index("train"),
+        test_manifest=LAYOUT.manifest("test"),
+        train_manifest=LAYOUT.manifest("train"),
     output:
-        test="results/embeddings/{arch}/seed{seed}/test.npz",
-        train="results/embeddings/{arch}/seed{seed}/train.npz",
+        test=LAYOUT.embeddings("{arch}", "{seed}", "test"),
+        train=LAYOUT.embeddings("{arch}", "{seed}", "train"),
     params:
-        crop=config["embedding"]["crop_frames"],
-        device=config["embedding"]["device"],
+        energy_dir=energy_dir("embed"),
+        baseline=BASELINE_S,
+        test_features=input_folder("test"),
+        train_features=input_folder("train"),
+        out=output_folder("test"),
+        embedding=json.dumps(config["embedding"]),
     threads: config["training"]["threads"]
     log:
-        "results/logs/embed/{arch}/seed{seed}.log",
+        LAYOUT.log("embed", "{arch}", "seed{seed}"),
     conda:
         ENV
     shell:
-        monitor("embed")
-        + " svbench embed --model {input.model} --test-features results/features/test"
-        " --test-manifest {input.test_manifest} --train-features results/features/train"
-        " --train-manifest {input.train_manifest} --crop-frames {params.crop} --seed {wildcards.seed}"
-        " --device {params.device:q} --out results/embeddings/{wildcards.arch}/seed{wildcards.seed} > {log} 2>&1"
+        "svbench monitor --out {params.energy_dir:q} --baseline {params.baseline:q} --config {input.energy:q} --"
+        " svbench embed --model {input.model:q} --test-features {params.test_features:q}"
+        " --test-manifest {input.test_manifest:q} --train-features {params.train_features:q}"
+        " --train-manifest {input.train_manifest:q} --embedding {params.embedding:q} --seed {wildcards.seed}"
+        " --out {params.out:q} > {log:q} 2>&1"
 
 
 rule score:
     input:
         energy=ENERGY_CONFIG,
-        test="results/embeddings/{arch}/seed{seed}/test.npz",
-        train="results/embeddings/{arch}/seed{seed}/train.npz",
-        trials=expand("results/corpus/trials/{name}.txt", name=TRIAL_LISTS),
+        test=LAYOUT.embeddings("{arch}", "{seed}", "test"),
+        train=LAYOUT.embeddings("{arch}", "{seed}", "train"),
+        trials=[LAYOUT.trials(name) for name in TRIAL_LISTS],
     output:
-        metrics="results/scores/{arch}/seed{seed}/metrics.json",
-        scores=expand("results/scores/{{arch}}/seed{{seed}}/{name}.tsv", name=TRIAL_LISTS),
+        metrics=LAYOUT.metrics("{arch}", "{seed}"),
+        scores=[LAYOUT.scores("{arch}", "{seed}", name) for name in TRIAL_LISTS],
     params:
-        trials=" ".join(f"{name}=results/corpus/trials/{name}.txt" for name in TRIAL_LISTS),
-        top_n=config["scoring"]["top_n"],
+        energy_dir=energy_dir("score"),
+        baseline=BASELINE_S,
+        embeddings=input_folder("test"),
+        # NAME=PATH of every trial list, the paths of the declared inputs
+        trials=lambda wildcards, input: [f"{name}={path}" for name, path in zip(TRIAL_LISTS, input.trials)],
+        out=output_folder("metrics"),
+        scoring=json.dumps(config["scoring"]),
     log:
-        "results/logs/score/{arch}/seed{seed}.log",
+        LAYOUT.log("score", "{arch}", "seed{seed}"),
     conda:
         ENV
     shell:
-        monitor("score")
-        + " svbench score --embeddings results/embeddings/{wildcards.arch}/seed{wildcards.seed}"
-        " --trials {params.trials} --top-n {params.top_n}"
-        " --out results/scores/{wildcards.arch}/seed{wildcards.seed} > {log} 2>&1"
+        "svbench monitor --out {params.energy_dir:q} --baseline {params.baseline:q} --config {input.energy:q} --"
+        " svbench score --embeddings {params.embeddings:q} --trials {params.trials:q} --scoring {params.scoring:q}"
+        " --out {params.out:q} > {log:q} 2>&1"

@@ -1,7 +1,7 @@
 # More than one process per job (training.processes, one per GPU): torchrun starts them on the node
 # and svbench trains with DistributedDataParallel; only rank 0 writes.
 NPROC = config["training"]["processes"]
-LAUNCH = f"torchrun --standalone --nproc-per-node {NPROC} --no-python " if NPROC > 1 else ""
+LAUNCH = ["torchrun", "--standalone", "--nproc-per-node", str(NPROC), "--no-python"] if NPROC > 1 else []
 
 
 # Training is measured: `svbench monitor` runs the sidecar beside it. checkpoint.pt and the energy
@@ -10,13 +10,18 @@ LAUNCH = f"torchrun --standalone --nproc-per-node {NPROC} --no-python " if NPROC
 rule train:
     input:
         energy=ENERGY_CONFIG,
-        features="results/features/train/index.tsv",
-        manifest="results/corpus/train.tsv",
+        features=LAYOUT.feature_index("train"),
+        manifest=LAYOUT.manifest("train"),
     output:
-        model="results/models/{arch}/seed{seed}/model.pt",
-        history="results/models/{arch}/seed{seed}/history.csv",
-        spec="results/models/{arch}/seed{seed}/spec.json",
+        model=LAYOUT.model("{arch}", "{seed}"),
+        history=LAYOUT.history("{arch}", "{seed}"),
+        spec=LAYOUT.spec("{arch}", "{seed}"),
     params:
+        energy_dir=energy_dir("train"),
+        baseline=BASELINE_S,
+        launch=LAUNCH,
+        features=input_folder("features"),
+        out=output_folder("model"),
         arch=arch_json,
         recipe=json.dumps(config["training"]),
     threads: config["training"]["threads"]
@@ -24,13 +29,11 @@ rule train:
         # one GPU per training process; on SLURM the plugin turns this into --gpus=N
         gpu=NPROC,
     log:
-        "results/logs/train/{arch}/seed{seed}.log",
+        LAYOUT.log("train", "{arch}", "seed{seed}"),
     conda:
         ENV
     shell:
-        monitor("train")
-        + " "
-        + LAUNCH
-        + "svbench train --features results/features/train --manifest {input.manifest}"
+        "svbench monitor --out {params.energy_dir:q} --baseline {params.baseline:q} --config {input.energy:q} --"
+        " {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
         " --arch {params.arch:q} --recipe {params.recipe:q} --seed {wildcards.seed}"
-        " --out results/models/{wildcards.arch}/seed{wildcards.seed} > {log} 2>&1"
+        " --out {params.out:q} > {log:q} 2>&1"

@@ -1,24 +1,33 @@
-"""Sensor families. Each module has ``make(config) -> Sensor``; the sidecar opens what works here."""
+"""Sensor families, and the one registry of the physical ones: name → how to build it from the typed config."""
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 
+from svbench.energy.config import EnergyConfig
 from svbench.energy.sensors.base import Reading, Sensor, SensorStatus, SensorUnavailable
 from svbench.energy.sensors.estimate import EstimateSensor
+from svbench.energy.sensors.ipmi import IpmiSensor
+from svbench.energy.sensors.nvml import NvmlSensor
+from svbench.energy.sensors.rapl import RaplSensor
 from svbench.errors import UserError
 
-__all__ = ["Reading", "Sensor", "SensorStatus", "SensorUnavailable", "EstimateSensor", "physical_sensors"]
+__all__ = ["Reading", "Sensor", "SensorStatus", "SensorUnavailable", "EstimateSensor", "SENSORS",
+           "physical_sensors"]
 
-PHYSICAL = ("nvml", "rapl", "ipmi")
+# the names are the schema's energy.sensors enum (a test holds them equal)
+SENSORS: dict[str, Callable[[EnergyConfig], Sensor]] = {
+    "nvml": lambda config: NvmlSensor(config.nvml),
+    "rapl": lambda config: RaplSensor(config.rapl),
+    "ipmi": lambda config: IpmiSensor(config.ipmi),
+}
 
 
-def physical_sensors(config: dict) -> list[Sensor]:
-    """The physical sensors named in ``config["sensors"]`` (default: all three), not yet opened."""
+def physical_sensors(config: EnergyConfig) -> list[Sensor]:
+    """The physical sensors named in ``config.sensors``, built but not yet opened."""
     out = []
-    for name in config.get("sensors", list(PHYSICAL)):
-        if name not in PHYSICAL:
-            raise UserError(f"config key energy.sensors: unknown sensor {name!r} (known: {', '.join(PHYSICAL)})")
-        module = importlib.import_module(f"svbench.energy.sensors.{name}")
-        out.append(module.make(config.get(name) or {}))
+    for name in config.sensors:
+        if name not in SENSORS:
+            raise UserError(f"config key energy.sensors: unknown sensor {name!r} (known: {', '.join(SENSORS)})")
+        out.append(SENSORS[name](config))
     return out

@@ -12,18 +12,20 @@ import os
 
 import psutil
 
+from svbench.energy.config import EstimateConfig
 from svbench.energy.sensors.base import Reading, SensorUnavailable
 
 
 class EstimateSensor:
     name = "estimate"
 
-    def __init__(self, pid: int, watts_per_core: float, watts_per_gib: float, interval_s: float = 0.5,
-                 exclude_pids: set[int] | None = None) -> None:
+    def __init__(self, pid: int, config: EstimateConfig | None = None, exclude_pids: set[int] | None = None) -> None:
+        config = config or EstimateConfig()
         self.pid = pid
-        self.watts_per_core = watts_per_core
-        self.watts_per_gib = watts_per_gib
-        self.interval_s = interval_s
+        self.watts_per_core = config.watts_per_core
+        self.watts_per_gib = config.watts_per_gib
+        self.interval_s = config.interval_s
+        self.source = config.source
         self.exclude = set(exclude_pids or ()) | {os.getpid()}
         self._root: psutil.Process | None = None
         self._cpu_s = 0.0  # kept monotonic: a child between exit and reaping is briefly invisible

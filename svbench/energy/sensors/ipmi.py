@@ -44,6 +44,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from svbench.energy.config import IpmiConfig
 from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
 
 MAX_ANSWER = 64 * 1024  # bytes: a DCMI reading is ~300; anything past this is a broken or flooding tool
@@ -295,22 +296,14 @@ class IpmiSensor:
 
     name = "ipmi"
 
-    def __init__(
-        self,
-        binary: str | None = None,
-        interval_s: float = 2.0,
-        timeout_s: float = 5.0,
-        retries: int = 2,
-        extra_args: list[str] | None = None,
-        persistent: bool = True,
-        password_file: str | None = None,
-        password_env: str | None = None,
-    ) -> None:
-        self.binary = binary or os.environ.get("SVBENCH_IPMITOOL") or "ipmitool"
-        self.interval_s = interval_s
-        self.timeout_s = timeout_s
-        self.retries = max(0, retries)
-        self.extra_args = list(extra_args or [])
+    def __init__(self, config: IpmiConfig | None = None) -> None:
+        config = config or IpmiConfig()
+        self.binary = config.binary or os.environ.get("SVBENCH_IPMITOOL") or "ipmitool"
+        self.interval_s = config.interval_s
+        self.timeout_s = config.timeout_s
+        self.retries = max(0, config.retries)
+        self.extra_args = [str(arg) for arg in config.extra_args]
+        password_file, password_env = config.password_file, config.password_env
         self.tool = "freeipmi" if os.path.basename(self.binary) == "ipmi-dcmi" else "ipmitool"
         ipmitool_pw = any(a == "-P" or (a.startswith("-P") and not a.startswith("--")) for a in self.extra_args)
         # FreeIPMI's -p is the password; ipmitool's -p is the remote port
@@ -336,7 +329,7 @@ class IpmiSensor:
                 self._env = os.environ | {"IPMI_PASSWORD": os.environ[password_env]}
         self._secrets = secret_values(self.extra_args, self.tool)
         self._path: str | None = None
-        self.persistent = persistent and self.tool == "ipmitool"  # FreeIPMI has no shell
+        self.persistent = config.persistent and self.tool == "ipmitool"  # FreeIPMI has no shell
         self._shell: IpmitoolShell | None = None
         self._shell_note = ""
         # (wall, monotonic) ns midpoint of the try that answered in the last read(); None after a failure.
@@ -441,24 +434,3 @@ class IpmiSensor:
         for proc in list(_IN_FLIGHT):
             _end(proc)
 
-
-def make(config: dict) -> IpmiSensor:
-    """Build an IpmiSensor from its config section.
-
-    Keys: ``binary`` (default env ``SVBENCH_IPMITOOL`` or ``ipmitool``; a basename of ``ipmi-dcmi``
-    selects FreeIPMI), ``interval_s`` (2.0), ``timeout_s`` (5.0), ``retries`` (2), ``extra_args``
-    (list, e.g. ``["-I", "lanplus", "-H", host, "-U", user]``; credentials are redacted everywhere; a
-    ``-P`` is refused), ``password_file`` (ipmitool ``-f``), ``password_env`` (a variable name: ipmitool
-    ``-E``), ``persistent`` (true: one long-lived ipmitool shell; false: one process per
-    reading). Other keys are ignored.
-    """
-    return IpmiSensor(
-        binary=config.get("binary"),
-        interval_s=float(config.get("interval_s", 2.0)),
-        timeout_s=float(config.get("timeout_s", 5.0)),
-        retries=int(config.get("retries", 2)),
-        extra_args=[str(a) for a in config.get("extra_args") or []],
-        persistent=bool(config.get("persistent", True)),
-        password_file=config.get("password_file"),
-        password_env=config.get("password_env"),
-    )

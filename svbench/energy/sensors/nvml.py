@@ -24,16 +24,20 @@ reading them ten times a second adds sidecar work, not information.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
+from svbench.energy.config import NvmlConfig
+from svbench.energy.sensors.base import Reading, SensorUnavailable
 from svbench.energy.sensors.counter import CounterTracker, counter_readings
 
-DEFAULT_MAX_POWER_W = 1500.0  # see make()
+log = logging.getLogger("svbench.energy.nvml")
+
 # NVML refreshes its power and energy figures every ~20-100 ms depending on the GPU: two reads may see
 # up to one refresh more than the time between them.
 UPDATE_S = 0.1
@@ -58,6 +62,7 @@ class _Gpu:
     utilisation: bool = False
     memory: bool = False
     notes: list[str] = field(default_factory=list)
+    errors: int = 0  # failed reads (a lost GPU); the first is logged
 
 
 def _text(value: Any) -> str:
@@ -102,11 +107,11 @@ class NvmlSensor:
 
     name = "nvml"
 
-    def __init__(self, interval_s: float = 0.1, context_interval_s: float = 1.0,
-                 max_power_w: float | None = None) -> None:
-        self.interval_s = interval_s
-        self.context_interval_s = context_interval_s
-        self.max_power_w = max_power_w  # for GPUs whose power limits NVML does not give; None: no bound
+    def __init__(self, config: NvmlConfig | None = None) -> None:
+        config = config or NvmlConfig()
+        self.interval_s = config.interval_s
+        self.context_interval_s = config.context_interval_s
+        self.max_power_w: float | None = config.max_power_w  # for GPUs whose power limits NVML does not give
         self._context_due = -float("inf")
         self._nvml: Any = None
         self._gpus: list[_Gpu] = []
@@ -135,10 +140,23 @@ class NvmlSensor:
         count = nv.nvmlDeviceGetCount()
         if count == 0:
             raise SensorUnavailable("pynvml: no GPU")
-        handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
-        uuids = [_text(nv.nvmlDeviceGetUUID(h)) for h in handles]
+        # The _v2 count includes GPUs this job may not open (another job's, under SLURM's cgroups: NO_PERMISSION)
+        # or that fell off the bus: such a GPU keeps its index, gets no UUID, and is never chosen.
+        handles: list[Any] = []
+        uuids: list[str] = []
+        unreadable: dict[int, str] = {}
+        for i in range(count):
+            try:
+                handle = nv.nvmlDeviceGetHandleByIndex(i)
+                uuid = _text(nv.nvmlDeviceGetUUID(handle))
+            except nv.NVMLError as exc:
+                handle, uuid, unreadable[i] = None, "", str(exc)
+            handles.append(handle)
+            uuids.append(uuid)
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         chosen, notes = select_devices(visible, uuids)
+        notes += [f"NVML device {i}: {why}" for i, why in unreadable.items()]
+        chosen = [i for i in chosen if i not in unreadable]
         if not chosen:
             raise SensorUnavailable(f"pynvml: CUDA_VISIBLE_DEVICES={visible!r} leaves no usable GPU")
 
@@ -213,31 +231,49 @@ class NvmlSensor:
         if context:  # on a grid of context_interval_s, restarted from now after the first read or a stall
             due = self._context_due + self.context_interval_s
             self._context_due = due if due > now else now + self.context_interval_s
+        failed: list[Exception] = []
         for g in self._gpus:
-            h, ch = g.handle, g.channel
-            if g.tracker is not None:
-                step = g.tracker.update(int(nv.nvmlDeviceGetTotalEnergyConsumption(h)), now)
-                out.extend(counter_readings(ch, "gpu", step))
-            if g.instant:
-                fv = nv.nvmlDeviceGetFieldValues(h, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
-                # A field carries its own return code; a failed one is a missing sample, not a reason
-                # to drop this read's energy counters too.
-                if fv.nvmlReturn == nv.NVML_SUCCESS:
-                    out.append(Reading(ch, "power", field_value(fv) / 1000.0, "W", "gpu"))
-            if g.average and (context or not g.instant):  # without instant power it is the power integrated
-                quantity = "power_avg" if g.instant else "power"
-                out.append(Reading(ch, quantity, nv.nvmlDeviceGetPowerUsage(h) / 1000.0, "W", "gpu"))
-            if context and g.utilisation:
-                out.append(Reading(ch, "utilisation", float(nv.nvmlDeviceGetUtilizationRates(h).gpu), "%", "gpu"))
-            if context and g.memory:
-                out.append(Reading(ch, "memory", float(nv.nvmlDeviceGetMemoryInfo(h).used), "B", "gpu"))
+            try:
+                out.extend(self._read_gpu(nv, g, now, context))
+            except nv.NVMLError as exc:
+                # one GPU lost (off the bus, reset) must not silence the others: its channel gets a gap
+                failed.append(exc)
+                g.errors += 1
+                if g.errors == 1:
+                    log.warning("NVML %s (%s) failed: %s; its readings become gaps", g.channel, g.uuid, exc)
+                out.append(Reading(g.channel, "error", math.nan, "", "gpu"))
+        if failed and len(failed) == len(self._gpus):
+            raise failed[0]  # every GPU failed: the sidecar records one gap and says why
+        return out
+
+    @staticmethod
+    def _read_gpu(nv: Any, g: _Gpu, now: float, context: bool) -> list[Reading]:
+        out: list[Reading] = []
+        h, ch = g.handle, g.channel
+        if g.tracker is not None:
+            step = g.tracker.update(int(nv.nvmlDeviceGetTotalEnergyConsumption(h)), now)
+            out.extend(counter_readings(ch, "gpu", step))
+        if g.instant:
+            fv = nv.nvmlDeviceGetFieldValues(h, [nv.NVML_FI_DEV_POWER_INSTANT])[0]
+            # A field carries its own return code; a failed one is a missing sample, not a reason
+            # to drop this read's energy counters too.
+            if fv.nvmlReturn == nv.NVML_SUCCESS:
+                out.append(Reading(ch, "power", field_value(fv) / 1000.0, "W", "gpu"))
+        if g.average and (context or not g.instant):  # without instant power it is the power integrated
+            quantity = "power_avg" if g.instant else "power"
+            out.append(Reading(ch, quantity, nv.nvmlDeviceGetPowerUsage(h) / 1000.0, "W", "gpu"))
+        if context and g.utilisation:
+            out.append(Reading(ch, "utilisation", float(nv.nvmlDeviceGetUtilizationRates(h).gpu), "%", "gpu"))
+        if context and g.memory:
+            out.append(Reading(ch, "memory", float(nv.nvmlDeviceGetMemoryInfo(h).used), "B", "gpu"))
         return out
 
     def metadata(self) -> dict:
         meta = dict(self._meta)
         if "devices" in meta:  # the break count as of now, the rest as found at open()
             meta["devices"] = {
-                g.channel: meta["devices"][g.channel] | {"counter_breaks": g.tracker.breaks if g.tracker else 0}
+                g.channel: meta["devices"][g.channel] | {"counter_breaks": g.tracker.breaks if g.tracker else 0,
+                                                 "read_errors": g.errors}
                 for g in self._gpus
             }
         return meta
@@ -264,19 +300,3 @@ def _max_power(nv: Any, handle: Any, fallback_w: float | None, notes: list[str])
         return fallback_w, "config energy.nvml.max_power_w"
     return None, "none (unbounded: a drop is still a break)"
 
-
-def make(config: dict) -> NvmlSensor:
-    """Build an NvmlSensor from its config section.
-
-    Keys: ``interval_s`` (default 0.1; NVML power updates every ~20-100 ms), ``context_interval_s``
-    (default 1.0: power_avg, utilisation and memory; set it to ``interval_s`` to read them every time),
-    ``max_power_w`` (default 1500: the largest plausible power of a GPU whose power limits NVML does not
-    give; above the 1000-1400 W of the largest boards sold today, B200/B300, and only used to question
-    a counter that rises faster than that). Other keys are ignored.
-    """
-    max_power_w = config.get("max_power_w", DEFAULT_MAX_POWER_W)
-    if isinstance(max_power_w, bool) or not isinstance(max_power_w, int | float) or max_power_w <= 0:
-        raise SensorConfigError(f"energy.nvml.max_power_w must be a number of watts > 0, not {max_power_w!r}")
-    return NvmlSensor(interval_s=float(config.get("interval_s", 0.1)),
-                      context_interval_s=float(config.get("context_interval_s", 1.0)),
-                      max_power_w=float(max_power_w))

@@ -37,6 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from svbench.energy.config import RaplConfig
 from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
 from svbench.energy.sensors.counter import CounterTracker, counter_readings
 
@@ -44,7 +45,6 @@ DEFAULT_ROOT = "/sys/class/powercap"
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")
 _PERMISSION_HINT = "is root-only since Linux 5.10 (CVE-2020-8694)"
 _CONSTRAINT = re.compile(r"^constraint_(\d+)_max_power_uw$")
-DEFAULT_MAX_POWER_W = 1000.0  # see make()
 # RAPL updates its counters about every millisecond; the rest allows for a sidecar preempted between
 # taking the time and reading the counters.
 UPDATE_S = 0.01
@@ -99,16 +99,18 @@ class RaplSensor:
 
     Every reading is quantity ``energy`` in joules, cumulative since ``open()``, unwrapped; a read
     where a counter lost continuity adds a ``counter_break`` row (see :mod:`.counter`).
-    ``max_power_w`` bounds the zones without a constraint file; None (the default here; ``make()``
-    always gives one) leaves them unbounded: a drop of their counter counts as one wrap.
+    ``max_power_w`` bounds the zones without a constraint file: at 1000 W (the default) an Intel package
+    (262 kJ) wraps every 262 s and an AMD one (65.5 kJ) every 65 s, so ``interval_s`` up to 16 s is accepted,
+    yet a reset is still told from a wrap.
     """
 
     name = "rapl"
 
-    def __init__(self, root: str | None = None, interval_s: float = 0.5, max_power_w: float | None = None) -> None:
-        self.root = Path(root or os.environ.get("SVBENCH_POWERCAP_ROOT") or DEFAULT_ROOT)
-        self.interval_s = interval_s
-        self.max_power_w = max_power_w
+    def __init__(self, config: RaplConfig | None = None) -> None:
+        config = config or RaplConfig()
+        self.root = Path(config.root or os.environ.get("SVBENCH_POWERCAP_ROOT") or DEFAULT_ROOT)
+        self.interval_s = config.interval_s
+        self.max_power_w: float | None = config.max_power_w
         self._channels: list[_Channel] = []
         self._skipped: dict[str, str] = {}
 
@@ -264,20 +266,3 @@ def _close_all(channels: list[_Channel]) -> None:
                 pass
             ch.fd = -1
 
-
-def make(config: dict) -> RaplSensor:
-    """Build a RaplSensor from its config section.
-
-    Keys: ``root`` (powercap folder; default env ``SVBENCH_POWERCAP_ROOT`` or ``/sys/class/powercap``),
-    ``interval_s`` (default 0.5; ``open()`` refuses more than a quarter of any zone's wrap period),
-    ``max_power_w`` (default 1000: the largest plausible power of a zone that has no
-    ``constraint_N_max_power_uw``). 1000 W is about twice the largest package limits sold today (~500 W)
-    and far above any DRAM zone, so no real interval is mistaken for a break, yet a reset is still
-    told from a wrap: at 1000 W an Intel package (262 kJ) wraps every 262 s and an AMD one (65.5 kJ)
-    every 65 s, so ``interval_s`` up to 16 s is accepted. Other keys are ignored.
-    """
-    max_power_w = config.get("max_power_w", DEFAULT_MAX_POWER_W)
-    if isinstance(max_power_w, bool) or not isinstance(max_power_w, int | float) or max_power_w <= 0:
-        raise SensorConfigError(f"energy.rapl.max_power_w must be a number of watts > 0, not {max_power_w!r}")
-    return RaplSensor(root=config.get("root"), interval_s=float(config.get("interval_s", 0.5)),
-                      max_power_w=float(max_power_w))

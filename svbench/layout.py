@@ -1,0 +1,168 @@
+"""Where every file of a study lives: the one spelling of the results layout.
+
+The workflow's rules and the study code both name paths through a :class:`Layout`, so the layout is
+written once. Every method takes plain strings, so Snakemake wildcards work as arguments:
+``Layout().model("{arch}", "{seed}")`` is ``results/models/{arch}/seed{seed}/model.pt``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from svbench.errors import UserError
+
+STEPS = ("train", "embed", "score")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measured job of the study: a step of one architecture and seed, with its energy folder."""
+
+    arch: str
+    seed: int
+    step: str
+    energy_dir: str
+
+
+def _energy_file(name: str, what: str) -> Callable[[Layout, str, str, object], str]:
+    """An accessor of one file of a job's energy folder."""
+
+    def path(self: Layout, step: str, arch: str, seed: object) -> str:
+        return f"{self.energy_dir(step, arch, seed)}/{name}"
+
+    path.__doc__ = f"{name} of a job's energy folder: {what}."
+    return path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one study under ``root`` (a folder; "results" in the workflow)."""
+
+    root: str = "results"
+
+    def path(self, *parts: object) -> str:
+        return "/".join([self.root.rstrip("/"), *map(str, parts)])
+
+    # corpus and features
+    def manifest(self, split: str) -> str:
+        return self.path("corpus", f"{split}.tsv")
+
+    def trials(self, name: str) -> str:
+        return self.path("corpus", "trials", f"{name}.txt")
+
+    def vox2_listing(self) -> str:
+        """The sorted listing of the VoxCeleb2-dev tree (``svbench corpus list``)."""
+        return self.path("corpus", "vox2_files.txt")
+
+    def convert_report(self, batch: object) -> str:
+        """What one m4a-to-wav conversion batch did, file by file."""
+        return self.path("corpus", "convert", f"batch{batch}.tsv")
+
+    def bad_audio(self) -> str:
+        return self.path("corpus", "bad_audio.tsv")
+
+    def features(self, split: str) -> str:
+        """The folder of a split's feature store (shards and ``index.tsv``)."""
+        return self.path("features", split)
+
+    def feature_index(self, split: str) -> str:
+        return self.path("features", split, "index.tsv")
+
+    def feature_shard(self, split: str, shard: object, what: str) -> str:
+        """One shard of a feature store: ``what`` is "npy" (the frames) or "index" (its rows)."""
+        return self.path("features", split, f"shard{shard}.npy" if what == "npy" else f"shard{shard}.index.tsv")
+
+    # models, embeddings, scores
+    def model_dir(self, arch: str, seed: object) -> str:
+        return self.path("models", arch, f"seed{seed}")
+
+    def model(self, arch: str, seed: object) -> str:
+        return f"{self.model_dir(arch, seed)}/model.pt"
+
+    def spec(self, arch: str, seed: object) -> str:
+        return f"{self.model_dir(arch, seed)}/spec.json"
+
+    def history(self, arch: str, seed: object) -> str:
+        return f"{self.model_dir(arch, seed)}/history.csv"
+
+    def embeddings_dir(self, arch: str, seed: object) -> str:
+        return self.path("embeddings", arch, f"seed{seed}")
+
+    def embeddings(self, arch: str, seed: object, split: str) -> str:
+        return f"{self.embeddings_dir(arch, seed)}/{split}.npz"
+
+    def scores_dir(self, arch: str, seed: object) -> str:
+        return self.path("scores", arch, f"seed{seed}")
+
+    def scores(self, arch: str, seed: object, trials: str) -> str:
+        return f"{self.scores_dir(arch, seed)}/{trials}.tsv"
+
+    def metrics(self, arch: str, seed: object) -> str:
+        return f"{self.scores_dir(arch, seed)}/metrics.json"
+
+    def step_output(self, step: str, arch: str, seed: object) -> str:
+        """The product of a measured step: once it exists, the step's trace and markers are final."""
+        products = {"train": self.model, "embed": lambda a, s: self.embeddings(a, s, "test"), "score": self.metrics}
+        if step not in products:
+            raise UserError(f"step: expected one of {', '.join(STEPS)}, got {step!r}")
+        return products[step](arch, seed)
+
+    # energy
+    def energy_config(self) -> str:
+        return self.path("energy", "config.json")
+
+    def energy_dir(self, step: str, arch: str, seed: object) -> str:
+        return self.path("energy", step, arch, f"seed{seed}")
+
+    # the files of an energy folder, one accessor each: trace(step, arch, seed), markers(...), ...
+    trace = _energy_file("trace.csv", "the sidecar's samples")
+    markers = _energy_file("markers.jsonl", "the job's phase markers")
+    sidecar = _energy_file("sidecar.json", "the sensors used and the node")
+    energy = _energy_file("energy.csv", "the joined energy per phase")
+    emissions = _energy_file("emissions.csv", "the CodeCarbon-compatible emissions")
+    emissions_svbench = _energy_file("emissions_svbench.csv", "the emissions with svbench's own columns")
+
+    def sidecars(self) -> str:
+        """A glob of every job's ``sidecar.json``, relative to the root."""
+        return "energy/*/*/seed*/sidecar.json"
+
+    # study outputs and logs
+    def study(self, name: str = "") -> str:
+        return self.path("study", name) if name else self.path("study")
+
+    def figure(self, name: str) -> str:
+        return self.path("study", "figures", f"{name}.png")
+
+    def report(self) -> str:
+        return self.path("report.html")
+
+    def log(self, *parts: str) -> str:
+        """``log("train", "{arch}", "seed{seed}")`` is ``results/logs/train/{arch}/seed{seed}.log``."""
+        return self.path("logs", *parts) + ".log"
+
+    # the study's jobs
+    def jobs(self, archs: Iterable[str], seeds: Iterable[object], steps: Iterable[str] = STEPS) -> Iterator[Job]:
+        """Every (arch, seed, step) of a grid, in the order the study's tables list them."""
+        steps = tuple(steps)
+        for arch in archs:
+            for seed in seeds:
+                for step in steps:
+                    yield Job(arch, int(seed), step, self.energy_dir(step, arch, seed))
+
+    @classmethod
+    def of(cls, results: str | os.PathLike | Layout) -> Layout:
+        """A results folder, or a Layout as it is."""
+        return results if isinstance(results, Layout) else cls(os.fspath(results))
+
+    def root_of(self, path: str | os.PathLike, named: str) -> str:
+        """The root of the study in which ``path`` is the file this layout calls ``named``: a rule's
+        declared input (``root_of(input.test, layout.manifest("test"))``) gives the folder it lies in."""
+        path, prefix = os.fspath(path), self.root.rstrip("/") + "/"
+        if not named.startswith(prefix):
+            raise UserError(f"{named}: not a path of the layout under {self.root}")
+        relative = named[len(prefix):]
+        if path != relative and not path.endswith("/" + relative):
+            raise UserError(f"{path}: not a path ending in {relative}")
+        return path[: len(path) - len(relative)].rstrip("/") or "."

@@ -1,0 +1,38 @@
+"""The results layout: one spelling of every path, usable with Snakemake wildcards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from svbench.errors import UserError
+from svbench.layout import STEPS, Layout
+
+
+def test_paths_take_wildcards_as_they_are() -> None:
+    layout = Layout()
+    assert layout.model("{arch}", "{seed}") == "results/models/{arch}/seed{seed}/model.pt"
+    assert layout.energy("{step}", "{arch}", "{seed}") == "results/energy/{step}/{arch}/seed{seed}/energy.csv"
+    assert layout.log("train", "{arch}", "seed{seed}") == "results/logs/train/{arch}/seed{seed}.log"
+    assert layout.scores("a", 1, "vox1_o") == "results/scores/a/seed1/vox1_o.tsv"
+    assert layout.step_output("embed", "a", 0) == "results/embeddings/a/seed0/test.npz"
+    with pytest.raises(UserError, match="step"):
+        layout.step_output("report", "a", 0)
+
+
+def test_jobs_iterate_the_grid_once_in_table_order(tmp_path: Path) -> None:
+    layout = Layout(str(tmp_path))
+    jobs = list(layout.jobs(["a", "b"], [0, 1]))
+    assert [(j.arch, j.seed, j.step) for j in jobs[:4]] == [("a", 0, s) for s in STEPS] + [("a", 1, "train")]
+    assert len(jobs) == 2 * 2 * len(STEPS)
+    assert jobs[0].energy_dir == f"{tmp_path}/energy/train/a/seed0"
+
+
+def test_the_root_comes_from_a_declared_input() -> None:
+    layout = Layout()
+    assert layout.root_of("/x/results/corpus/test.tsv", layout.manifest("test")) == "/x/results"
+    assert layout.root_of("results/corpus/test.tsv", layout.manifest("test")) == "results"
+    assert Layout.of(Path("/y")).root == "/y"
+    with pytest.raises(UserError, match="not a path ending"):
+        layout.root_of("/x/other.tsv", layout.manifest("test"))
