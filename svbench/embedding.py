@@ -8,7 +8,6 @@ cosine scoring subtracts and the per-speaker means that AS-norm uses as its coho
 from __future__ import annotations
 
 import logging
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,37 +18,27 @@ from tqdm import tqdm
 
 from svbench.corpus.manifest import read_manifest
 from svbench.energy.markers import phase
-from svbench.errors import UserError
 from svbench.features import FeatureStore
 from svbench.fileio import atomic_write
 from svbench.models.loading import device_sync, load_model, resolve_device
 from svbench.scoring import speaker_means
+from svbench.typed_config import bounded, parse_block
 
 log = logging.getLogger("svbench.embedding")
 
-_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:[0-9]+)?)")
 
 
 @dataclass(frozen=True)
 class EmbeddingSettings:
     """The config's ``embedding:`` block: the crop of the training mean and cohort, and the device."""
 
-    crop_frames: int = 200
-    device: str = "auto"
+    crop_frames: int = bounded(200, ge=8)
+    device: str = bounded("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
 
     @classmethod
     def from_config(cls, block: dict) -> EmbeddingSettings:
         """The settings of an ``embedding:`` block (as JSON on the command line); UserError naming the key."""
-        unknown = sorted(set(block) - {"crop_frames", "device"})
-        if unknown:
-            raise UserError(f"embedding.{unknown[0]}: not a setting (crop_frames, device)")
-        settings = cls(**block)
-        if isinstance(settings.crop_frames, bool) or not isinstance(settings.crop_frames, int) \
-                or settings.crop_frames < 8:
-            raise UserError(f"embedding.crop_frames: must be an integer >= 8, got {settings.crop_frames!r}")
-        if not isinstance(settings.device, str) or not _DEVICE.fullmatch(settings.device):
-            raise UserError(f"embedding.device: expected auto, cpu, mps, cuda or cuda:N, got {settings.device!r}")
-        return settings
+        return parse_block(cls, block, "embedding")
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,23 @@ from svbench.bootstrap import METHOD, METRICS, percentile_interval, resampled_me
 from svbench.errors import UserError
 from svbench.fileio import atomic_write, write_text_atomic
 from svbench.metrics import compute_all
+from svbench.typed_config import bounded, parse_block
 
 LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class UncertaintySettings:
+    """The config's ``uncertainty:`` block."""
+
+    resamples: int = bounded(1000, ge=10)
+    level: float = bounded(LEVEL, gt=0, le=0.999)
+    seed: int = bounded(0, ge=0)
+
+    @classmethod
+    def from_config(cls, block: dict) -> UncertaintySettings:
+        """The settings of an ``uncertainty:`` block (as JSON on the command line); UserError naming the key."""
+        return parse_block(cls, block, "uncertainty")
 
 
 def _list_rng(seed: int, list_name: str) -> np.random.Generator:
@@ -47,13 +63,13 @@ def read_scores(path: Path) -> pd.DataFrame:
 
 
 def bootstrap_scores(score_files: Mapping[str, Path], speakers: Mapping[str, str], out: Path,
-                     resamples: int = 1000, seed: int = 0) -> dict:
+                     resamples: int = 1000, seed: int = 0, level: float = LEVEL) -> dict:
     """Replicates of every list x back-end x metric into ``out`` (npz); returns the intervals.
 
     ``speakers`` maps each utterance of the lists to its speaker (the evaluation manifest).
     """
     arrays: dict[str, np.ndarray] = {}
-    summary: dict = {"resamples": resamples, "seed": seed, "level": LEVEL, "method": METHOD}
+    summary: dict = {"resamples": resamples, "seed": seed, "level": level, "method": METHOD}
     for name, path in score_files.items():
         frame = read_scores(path)
         unknown = sorted(set(frame["enroll"]).union(frame["test"]) - set(speakers))
@@ -71,7 +87,7 @@ def bootstrap_scores(score_files: Mapping[str, Path], speakers: Mapping[str, str
             point, spread = compute_all(scores, labels), resampled_metrics(trials, counts)
             for m in METRICS:
                 arrays[f"{name}/{backend}/{m}"] = spread[m]
-                low, high = percentile_interval(spread[m], LEVEL)
+                low, high = percentile_interval(spread[m], level)
                 summary.setdefault(name, {}).setdefault(backend, {})[m] = {"value": point[m], "low": low,
                                                                            "high": high}
     with atomic_write(out, "wb") as f:
@@ -168,3 +184,11 @@ def energy_draws(by_sensor: Mapping[str, tuple[float, float]], gap_j: float, rng
 def interval_of(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """The central ``level`` interval of Monte Carlo draws."""
     return percentile_interval(np.asarray(draws, dtype=np.float64), level)
+
+
+def bootstrap_job(score_files: Mapping[str, Path], manifest: Path, out: Path, settings: UncertaintySettings) -> dict:
+    """``svbench intervals``: the replicates of one job's score files, speakers from the evaluation manifest."""
+    from svbench.corpus.manifest import read_manifest
+
+    speakers = {utt.utt: utt.speaker for utt in read_manifest(manifest)}
+    return bootstrap_scores(score_files, speakers, out, settings.resamples, settings.seed, settings.level)

@@ -102,6 +102,13 @@ class Layout:
     def metrics(self, arch: str, seed: object) -> str:
         return f"{self.scores_dir(arch, seed)}/metrics.json"
 
+    def replicates(self, arch: str, seed: object) -> str:
+        """The speaker-bootstrap replicates of a job's metrics (``intervals.json`` beside: its intervals)."""
+        return f"{self.scores_dir(arch, seed)}/intervals.npz"
+
+    def intervals(self, arch: str, seed: object) -> str:
+        return f"{self.scores_dir(arch, seed)}/intervals.json"
+
     def step_output(self, step: str, arch: str, seed: object) -> str:
         """The product of a measured step: once it exists, the step's trace and markers are final."""
         products = {"train": self.model, "embed": lambda a, s: self.embeddings(a, s, "test"), "score": self.metrics}

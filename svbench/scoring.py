@@ -20,6 +20,7 @@ import numpy as np
 
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
+from svbench.typed_config import bounded, parse_block
 
 BACKENDS = ("cosine", "asnorm")
 _CHUNK = 4096  # rows per block, bounds the memory of the utterance × cohort score matrix
@@ -29,18 +30,12 @@ _CHUNK = 4096  # rows per block, bounds the memory of the utterance × cohort sc
 class ScoringSettings:
     """The config's ``scoring:`` block: the AS-norm cohort size per side."""
 
-    top_n: int = 300
+    top_n: int = bounded(300, ge=2)
 
     @classmethod
     def from_config(cls, block: dict) -> ScoringSettings:
         """The settings of a ``scoring:`` block (as JSON on the command line); UserError naming the key."""
-        unknown = sorted(set(block) - {"top_n"})
-        if unknown:
-            raise UserError(f"scoring.{unknown[0]}: not a setting (top_n)")
-        settings = cls(**block)
-        if isinstance(settings.top_n, bool) or not isinstance(settings.top_n, int) or settings.top_n < 2:
-            raise UserError(f"scoring.top_n: must be an integer >= 2, got {settings.top_n!r}")
-        return settings
+        return parse_block(cls, block, "scoring")
 
 
 def normalize(x: np.ndarray, mean: np.ndarray | None = None) -> np.ndarray:

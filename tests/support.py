@@ -45,3 +45,34 @@ def ddp_worker(rank: int, world: int, port: int, corpus: Path, out: Path, stop_a
               stop=stop)
     except Preempted:
         pass
+
+
+SCHEMA_BOUNDS = {"minimum": "ge", "exclusiveMinimum": "gt", "maximum": "le", "enum": "choices", "pattern": "pattern"}
+
+
+def config_schema(*keys: str) -> dict:
+    """The section of workflow/schemas/config.schema.yaml under ``keys`` (``config_schema("corpus")``)."""
+    import yaml
+
+    section = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    for key in keys:
+        section = section["properties"][key]
+    return section
+
+
+def assert_schema_matches(block: type, schema: dict) -> None:
+    """The schema's section names the dataclass's fields, with the same defaults and bounds."""
+    import dataclasses
+
+    assert set(schema["properties"]) == {spec.name for spec in dataclasses.fields(block)}, block.__name__
+    defaults = block()
+    for spec in dataclasses.fields(block):
+        entry = schema["properties"][spec.name]
+        value = getattr(defaults, spec.name)
+        expected = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        if entry.get("type") == "object" and dataclasses.is_dataclass(value):
+            assert entry["default"] == {}, spec.name  # filled from the nested block's own defaults
+        else:
+            assert entry["default"] == expected, spec.name
+        bounds = {SCHEMA_BOUNDS[k]: (tuple(v) if k == "enum" else v) for k, v in entry.items() if k in SCHEMA_BOUNDS}
+        assert bounds == dict(spec.metadata), spec.name

@@ -1,4 +1,5 @@
-"""``svbench embed`` and ``svbench score``: embeddings of a trained model and the trial lists' metrics."""
+"""``svbench embed``, ``svbench score``, ``svbench intervals``: embeddings of a trained model, the trial lists'
+metrics and their speaker-bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_intervals(args: argparse.Namespace) -> int:
+    from svbench.intervals import UncertaintySettings, bootstrap_job
+
+    summary = bootstrap_job(dict(args.scores), args.manifest, args.out, UncertaintySettings.from_config(args.settings))
+    for name, backends in summary.items():
+        if isinstance(backends, dict):
+            for backend, m in backends.items():
+                eer = m["eer"]
+                print(f"{name} {backend}: EER {eer['value']:.2%} [{eer['low']:.2%}, {eer['high']:.2%}]")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the inference commands to ``svbench``."""
     s = sub.add_parser("embed", help="embeddings of the evaluation set and the training mean/cohort")
@@ -49,3 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='the config\'s scoring block as JSON: {"top_n": 300}')
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_score)
+
+    s = sub.add_parser("intervals", help="speaker-bootstrap replicates and intervals of one job's scores")
+    s.add_argument("--scores", type=named_path, nargs="+", required=True, metavar="NAME=PATH",
+                   help="the score files of svbench score, by trial list")
+    s.add_argument("--manifest", type=Path, required=True, help="the evaluation manifest (utterance -> speaker)")
+    s.add_argument("--settings", type=json_object, default={}, help="the uncertainty block as JSON")
+    s.add_argument("--out", type=Path, required=True, help="the replicates (npz); the intervals go beside as .json")
+    s.set_defaults(func=cmd_intervals)

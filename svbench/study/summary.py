@@ -24,8 +24,10 @@ from svbench.corpus.manifest import read_manifest, read_trials
 from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, rows_g
 from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total, total_rows
 from svbench.energy.markers import BASELINE, node_sharing
+from svbench.intervals import UncertaintySettings
 from svbench.layout import STEPS, Job, Layout
 from svbench.models import ArchSpec
+from svbench.study import uncertainty
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
 from svbench.study.tables import write_table
@@ -251,7 +253,7 @@ def summary_rows(results: Path | Layout, config: dict) -> list[dict]:
     for spec, seed, jobs in study_jobs(layout, config):
         info = json.loads(Path(layout.spec(spec.name, seed)).read_text())
         metrics = json.loads(Path(layout.metrics(spec.name, seed)).read_text())
-        row = _model_row(spec, seed, info, metrics)
+        row = _model_row(spec, seed, info, metrics) | uncertainty.job_columns(Path(layout.intervals(spec.name, seed)))
         train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
         row |= _train_row(train)
         if list_seconds is None:  # the lists are the same for every model
@@ -364,14 +366,24 @@ NUMERIC_IN_BY_ARCH = ["params_m", "macs_g", "eer_cosine_*", "min_dcf_0.01_cosine
                       "inference_co2e_g", "embodied_co2e_g"]
 
 
-def by_arch_tables(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-architecture table: numbers (CSV: ``*_mean``, ``*_sd``) and text (``mean ± sd``)."""
-    numbers = by_arch(frame)
-    cols = [c for c in frame.columns
-            if any(c == p or (p.endswith("*") and c.startswith(p[:-1])) for p in NUMERIC_IN_BY_ARCH)]
+def by_arch_tables(frame: pd.DataFrame, layout: Layout | None = None,
+                   settings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-architecture table: numbers (CSV: ``*_mean``, ``*_sd``, and with a ``layout`` the accuracy
+    intervals over seeds and speakers, ``*_low``/``*_high``) and text (``mean ± sd [low, high]``)."""
+    numbers = by_arch(frame[[c for c in frame.columns if not uncertainty.is_bound(c)]])
+    if layout is not None:
+        chosen = UncertaintySettings.from_config(settings or {})
+        bounds = uncertainty.arch_columns(layout, frame, chosen.seed, chosen.level)
+        numbers = numbers.merge(bounds, on="arch", how="left", sort=False)
+    cols = [c for c in frame.columns if not uncertainty.is_bound(c)
+            and any(c == p or (p.endswith("*") and c.startswith(p[:-1])) for p in NUMERIC_IN_BY_ARCH)]
     shown = numbers[["arch", "seeds", "block", "stages", "widths"]].copy()
     for c in cols:
         shown[c] = [mean_sd_text(m, s) for m, s in zip(numbers[f"{c}_mean"], numbers[f"{c}_sd"], strict=True)]
+        if f"{c}_low" in numbers:
+            shown[c] = [f"{text} [{low:.3g}, {high:.3g}]" if not (np.isnan(low) or np.isnan(high)) else text
+                        for text, low, high in zip(shown[c], numbers[f"{c}_low"], numbers[f"{c}_high"],
+                                                   strict=True)]
     for c in ("train_energy_basis", "inference_energy_basis"):
         if c in numbers:
             shown[c] = numbers[c]
@@ -388,9 +400,10 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(summary_rows(results, config))
     write_table(frame, out_dir / "summary", caption="svbench study summary: one row per architecture and seed")
-    numbers, shown = by_arch_tables(frame)
+    numbers, shown = by_arch_tables(frame, Layout.of(results), config.get("uncertainty"))
     write_table(numbers, out_dir / "summary_by_arch", shown=shown,
-                caption="svbench study summary: one row per architecture, mean ± sd over seeds")
+                caption="svbench study summary: one row per architecture, mean ± sd over seeds "
+                        "[95 % interval over seeds and speakers: speaker bootstrap]")
     phases = pd.DataFrame(phase_rows(results, config))
     write_table(phases, out_dir / "phases",
                 caption="Energy (J) and operational CO2e (g) per phase of every job, all spans and attempts summed")

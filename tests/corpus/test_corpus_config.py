@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
-import yaml
-from support import REPO
+from support import assert_schema_matches, config_schema
 
 from svbench.cli import main
 from svbench.corpus.config import ConvertConfig, CorpusConfig, SyntheticConfig, VoxcelebConfig
 from svbench.errors import UserError
 
-SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["corpus"]
-BOUNDS = {"minimum": "ge", "exclusiveMinimum": "gt", "maximum": "le", "enum": "choices"}
+SCHEMA = config_schema("corpus")
 
 
 @pytest.mark.parametrize(("block", "schema"), [
@@ -24,18 +21,7 @@ BOUNDS = {"minimum": "ge", "exclusiveMinimum": "gt", "maximum": "le", "enum": "c
     (ConvertConfig, SCHEMA["properties"]["voxceleb"]["properties"]["convert"]),
 ])
 def test_schema_fields_defaults_and_bounds_match_the_dataclass(block: type, schema: dict) -> None:
-    assert set(schema["properties"]) == {spec.name for spec in dataclasses.fields(block)}, block.__name__
-    defaults = block()
-    for spec in dataclasses.fields(block):
-        entry = schema["properties"][spec.name]
-        value = getattr(defaults, spec.name)
-        expected = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-        if entry.get("type") == "object" and dataclasses.is_dataclass(value):
-            assert entry["default"] == {}, spec.name  # filled from the nested block's own defaults
-        else:
-            assert entry["default"] == expected, spec.name
-        bounds = {BOUNDS[k]: (tuple(v) if k == "enum" else v) for k, v in entry.items() if k in BOUNDS}
-        assert bounds == dict(spec.metadata), spec.name
+    assert_schema_matches(block, schema)
 
 
 def test_from_dict_fills_defaults_and_nested_blocks() -> None:

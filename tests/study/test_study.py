@@ -376,3 +376,32 @@ def test_a_job_outside_the_series_is_refused_or_labelled(tmp_path: Path) -> None
     edge = Intensity.from_config({"series": str(series), "source": "grid", "outside": "edge"})
     frame = join(*paths, None, edge)
     assert (frame.loc[frame["sensor"] == "x", "intensity_g_per_kwh"] == 200.0).all() and _edge_used(frame)
+
+
+def test_summary_shows_accuracy_intervals_per_job_and_over_seeds(tmp_path: Path) -> None:
+    from svbench.intervals import bootstrap_scores
+    from svbench.layout import Layout
+
+    config = fake_study(tmp_path)
+    layout = Layout(str(tmp_path / "results"))
+    rng = np.random.default_rng(0)
+    speakers = {f"s{k}u{u}": f"s{k}" for k in range(12) for u in range(4)}
+    utts = list(speakers)
+    for spec in config["grid"]:
+        for seed in config["seeds"]:
+            lines = ["label\tenroll\ttest\tcosine"]
+            for _ in range(400):
+                enroll, test = rng.choice(utts, 2, replace=False)
+                same = speakers[enroll] == speakers[test]
+                lines.append(f"{int(same)}\t{enroll}\t{test}\t{rng.normal(2.0 * same, 1.0):.6f}")
+            scores = Path(layout.scores(spec["name"], seed, "syn"))
+            scores.write_text("\n".join(lines) + "\n")
+            bootstrap_scores({"syn": scores}, speakers, Path(layout.replicates(spec["name"], seed)), resamples=50)
+    frame = build_summary(layout, config | {"uncertainty": {"resamples": 50}}, tmp_path / "study")
+    low, high = frame["eer_cosine_syn_low"], frame["eer_cosine_syn_high"]
+    assert (low < high).all() and (low > 0).all() and (high < 100).all()  # EER in %
+    by = pd.read_csv(tmp_path / "study/summary_by_arch.csv")
+    assert {"eer_cosine_syn_low", "eer_cosine_syn_high"} <= set(by.columns)
+    assert "eer_cosine_syn_low_mean" not in by.columns  # bounds are not averaged over seeds
+    assert (by["eer_cosine_syn_low"] < by["eer_cosine_syn_high"]).all()
+    assert "[" in (tmp_path / "study/summary_by_arch.html").read_text()

@@ -10,6 +10,8 @@ rule study_summary:
         energy=STUDY_ENERGY,
         metrics=[LAYOUT.metrics(arch, seed) for arch in ARCHS for seed in SEEDS],
         specs=[LAYOUT.spec(arch, seed) for arch in ARCHS for seed in SEEDS],
+        # the accuracy intervals: each job's speaker-bootstrap replicates
+        intervals=[LAYOUT.replicates(arch, seed) for arch in ARCHS for seed in SEEDS],
         # the inference figures: audio seconds of the test utterances each list uses
         test=LAYOUT.manifest("test"),
         trials=[LAYOUT.trials(name) for name in TRIAL_LISTS],
@@ -31,7 +33,7 @@ rule study_summary:
         results=lambda wildcards, input: LAYOUT.root_of(input.test, LAYOUT.manifest("test")),
         out=output_folder("csv"),
         # the estimate's factors for the provenance table; the sensors' settings stay out of every command line
-        config=json.dumps({k: config[k] for k in ("grid", "seeds", "carbon")}
+        config=json.dumps({k: config[k] for k in ("grid", "seeds", "carbon", "uncertainty")}
                           | {"energy": {"estimate": config["energy"]["estimate"]}}),
     log:
         LAYOUT.log("study", "summary"),

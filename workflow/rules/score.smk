@@ -54,3 +54,24 @@ rule score:
         "svbench monitor --out {params.energy_dir:q} --baseline {params.baseline:q} --config {input.energy:q} --"
         " svbench score --embeddings {params.embeddings:q} --trials {params.trials:q} --scoring {params.scoring:q}"
         " --out {params.out:q} > {log:q} 2>&1"
+
+
+# The speaker bootstrap of every list and back-end: not measured (an analysis, not inference); the draws
+# depend on the list and uncertainty.seed only, so the replicates of two models are paired.
+rule score_intervals:
+    input:
+        scores=[LAYOUT.scores("{arch}", "{seed}", name) for name in TRIAL_LISTS],
+        manifest=LAYOUT.manifest("test"),
+    output:
+        replicates=LAYOUT.replicates("{arch}", "{seed}"),
+        intervals=LAYOUT.intervals("{arch}", "{seed}"),
+    params:
+        scores=lambda wildcards, input: [f"{name}={path}" for name, path in zip(TRIAL_LISTS, input.scores)],
+        settings=json.dumps(config["uncertainty"]),
+    log:
+        LAYOUT.log("score", "{arch}", "seed{seed}.intervals"),
+    conda:
+        ENV
+    shell:
+        "svbench intervals --scores {params.scores:q} --manifest {input.manifest:q} --settings {params.settings:q}"
+        " --out {output.replicates:q} > {log:q} 2>&1"
