@@ -124,3 +124,17 @@ def test_carbon_factor_ranges_are_drawn_and_checked() -> None:
     assert draws.mean() == pytest.approx((21.7 + 56.0 + 57.0) / 3, rel=1e-2)  # the triangular mean
     with pytest.raises(UserError, match=r"carbon.pue: low <= value <= high"):
         factor_draws({"value": 1.2, "low": 1.3, "high": 1.5}, rng, 10, key="carbon.pue")
+
+
+@pytest.mark.parametrize("section", ["uncertainty", "embedding", "scoring"])
+def test_the_schema_states_the_settings_defaults_and_bounds(section: str) -> None:
+    from support import assert_schema_matches, config_schema
+
+    from svbench.embedding import EmbeddingSettings
+    from svbench.intervals import UncertaintySettings
+    from svbench.scoring import ScoringSettings
+
+    block = {"uncertainty": UncertaintySettings, "embedding": EmbeddingSettings, "scoring": ScoringSettings}[section]
+    assert_schema_matches(block, config_schema(section))
+    with pytest.raises(UserError, match=rf"{section}\.nope: unknown option"):
+        block.from_config({"nope": 1})
