@@ -121,6 +121,8 @@ class NvmlConfig:
     interval_s: float = 0.1
     context_interval_s: float = 1.0
     max_power_w: float | None = 1500.0  # None (not in the schema): unbounded, a drop is still a break
+    tolerance: float = 0.05
+    tolerance_source: str = "NVIDIA NVML API reference: board power accurate to within +/- 5 %"
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,8 @@ class RaplConfig:
     interval_s: float = 0.5
     root: str | None = None
     max_power_w: float | None = 1000.0  # None (not in the schema): unbounded, every drop counts as one wrap
+    tolerance: float = 0.10
+    tolerance_source: str = "svbench assumption: RAPL is a model, not a meter, and Intel states no accuracy"
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,8 @@ class IpmiConfig:
     persistent: bool = True
     password_file: str | None = None
     password_env: str | None = None
+    tolerance: float = 0.05
+    tolerance_source: str = "svbench assumption: set energy.ipmi.tolerance from the BMC's or PSU's datasheet"
 
 
 ESTIMATE_SOURCE = ("Green Algorithms (Lannelongue et al. 2021): TDP per core of a Xeon Gold 6148 "
@@ -161,6 +167,8 @@ class EstimateConfig:
     watts_per_core: float = 7.5
     watts_per_gib: float = 0.3725
     source: str = ESTIMATE_SOURCE
+    tolerance: float = 0.5
+    tolerance_source: str = "svbench assumption: CPU time x per-core power is a model, wide by design"
 
 
 @dataclass(frozen=True)

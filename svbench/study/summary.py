@@ -62,7 +62,8 @@ def energy_of(frame: pd.DataFrame, phase: str, gpus: int | None = 0, trials: str
     rows = _of_phase(frame, phase, trials)
     out = {"energy_j": math.nan, "basis": "not measured", "coverage": math.nan, "seconds": math.nan,
            "start_ns": None, "end_ns": None, "rest_of_node_j": math.nan, "idle_j": math.nan, "dynamic_j": math.nan,
-           "total_from": "none", "closure_note": ""} | {f"{c}_j": math.nan for c in COMPONENTS}
+           "total_from": "none", "closure_note": "", "by_sensor": {}, "gap_j": 0.0}
+    out |= {f"{c}_j": math.nan for c in COMPONENTS}
     if rows is None or len(rows) == 0:
         return out
     for c in (*COMPONENTS, "rest_of_node"):
@@ -73,6 +74,10 @@ def energy_of(frame: pd.DataFrame, phase: str, gpus: int | None = 0, trials: str
     if not len(used):
         return out | {"total_from": "none", "closure_note": ""}
     out["energy_j"] = float(used["energy_j"].sum(min_count=1))
+    if "sensor" in used:  # every energy.csv has it; a hand-made table may not, and gets no interval
+        out["by_sensor"] = {str(k): float(v) for k, v in used.groupby("sensor")["energy_j"].sum().items()}
+    covered = used[used["coverage"] > 0]  # the uncovered share of a row at the mean power of its covered part
+    out["gap_j"] = float((covered["energy_j"] * (1 - covered["coverage"]) / covered["coverage"]).sum())
     out["basis"] = energy_basis(used)
     if gpus is None and not (used["component"] == "gpu").any() and out["total_from"] != "node":
         out["basis"] = "partial"  # the GPUs ran unmeasured: the figure leaves them out
@@ -211,8 +216,9 @@ def _model_row(spec: ArchSpec, seed: int, info: dict, metrics: dict) -> dict:
     return row
 
 
-def _train_row(train: dict) -> dict:
-    row = {"train_energy_kwh": train["energy_j"] / 3.6e6, "train_hours": train["seconds"] / 3600,
+def _train_row(train: dict, bounds: tuple[float, float]) -> dict:
+    row = {"train_energy_kwh": train["energy_j"] / 3.6e6, "train_energy_kwh_low": bounds[0] / 3.6e6,
+           "train_energy_kwh_high": bounds[1] / 3.6e6, "train_hours": train["seconds"] / 3600,
            "train_energy_basis": train["basis"], "train_coverage": train["coverage"],
            "train_total_from": train["total_from"],
            "train_idle_kwh": train["idle_j"] / 3.6e6, "train_dynamic_kwh": train["dynamic_j"] / 3.6e6}
@@ -249,13 +255,18 @@ def summary_rows(results: Path | Layout, config: dict) -> list[dict]:
     factors = factors_from_config(config["carbon"])
     test_seconds = {u.utt: u.seconds for u in read_manifest(Path(layout.manifest("test")))}
     list_seconds: dict[str, float] | None = None
+    # energy intervals: each sensor's tolerance and the coverage gaps, Monte Carlo (svbench.intervals)
+    settings = UncertaintySettings.from_config(config.get("uncertainty", {}))
+    tolerances = uncertainty.sensor_tolerances(config.get("energy", {}))
+    rng = np.random.default_rng(settings.seed)
     rows = []
     for spec, seed, jobs in study_jobs(layout, config):
         info = json.loads(Path(layout.spec(spec.name, seed)).read_text())
         metrics = json.loads(Path(layout.metrics(spec.name, seed)).read_text())
         row = _model_row(spec, seed, info, metrics) | uncertainty.job_columns(Path(layout.intervals(spec.name, seed)))
         train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
-        row |= _train_row(train)
+        row |= _train_row(train, uncertainty.energy_interval(train["by_sensor"], train["gap_j"], tolerances, rng,
+                                                             settings.resamples, settings.level))
         if list_seconds is None:  # the lists are the same for every model
             names = [n for n, m in metrics.items() if isinstance(m, dict)]
             list_seconds = _list_audio_seconds(layout, names, test_seconds)

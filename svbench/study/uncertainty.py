@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from svbench.bootstrap import METRICS
-from svbench.intervals import LEVEL, read_replicates, seed_interval
+from svbench.energy.config import EnergyConfig
+from svbench.intervals import LEVEL, energy_draws, interval_of, read_replicates, seed_interval
 from svbench.layout import Layout
 
 SCALE = {"eer": 100.0, "min_dcf_0.01": 1.0, "min_dcf_0.05": 1.0}  # EER columns are in %
@@ -67,3 +68,21 @@ def arch_columns(layout: Layout, frame: pd.DataFrame, seed: int = 0, level: floa
                 row[name + "_low"], row[name + "_high"] = found["low"], found["high"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+SENSORS = ("nvml", "rapl", "ipmi", "estimate")
+
+
+def sensor_tolerances(energy: dict) -> dict[str, float]:
+    """Each sensor's relative tolerance (95 % half-width) from the config's ``energy`` block, defaults filled."""
+    config = EnergyConfig.from_dict(energy)
+    return {name: getattr(config, name).tolerance for name in SENSORS}
+
+
+def energy_interval(by_sensor: dict[str, float], gap_j: float, tolerances: dict[str, float],
+                    rng: np.random.Generator, draws: int, level: float = LEVEL) -> tuple[float, float]:
+    """The interval of a total from its sensors' joules, their tolerances and what the coverage gaps hide."""
+    if not by_sensor:
+        return float("nan"), float("nan")
+    parts = {sensor: (joules, tolerances.get(sensor, tolerances["estimate"])) for sensor, joules in by_sensor.items()}
+    return interval_of(energy_draws(parts, gap_j, rng, draws), level)

@@ -72,8 +72,10 @@ def test_defaults_are_filled_and_the_input_is_left_alone() -> None:
     kept = copy.deepcopy(given)
     filled = validate_energy_config(given)
     assert given == kept
-    assert filled["rapl"] == {"interval_s": 1, "root": None, "max_power_w": 1000}
-    assert filled["nvml"] == {"interval_s": 0.1, "context_interval_s": 1.0, "max_power_w": 1500}
+    tolerance = {"tolerance": RaplConfig.tolerance, "tolerance_source": RaplConfig.tolerance_source}
+    assert filled["rapl"] == {"interval_s": 1, "root": None, "max_power_w": 1000} | tolerance
+    tolerance = {"tolerance": NvmlConfig.tolerance, "tolerance_source": NvmlConfig.tolerance_source}
+    assert filled["nvml"] == {"interval_s": 0.1, "context_interval_s": 1.0, "max_power_w": 1500} | tolerance
     assert filled["ipmi"]["extra_args"] == [] and filled["ipmi"]["retries"] == 2
     assert filled["estimate"]["enabled"] is True and filled["sensors"] == ["nvml", "rapl", "ipmi"]
     assert validate_energy_config(filled) == filled  # what the workflow already filled passes unchanged
@@ -88,7 +90,7 @@ def test_defaults_are_filled_and_the_input_is_left_alone() -> None:
     ({"nvml": {"interval_s": True}}, "energy.nvml.interval_s: must be a number, got True"),
     ({"estimate": {"interval_s": 0}}, "energy.estimate.interval_s: 0 is not > 0"),
     ({"nvml": {"intervl_s": 1}}, "energy.nvml.intervl_s: unknown key (known: context_interval_s, interval_s, "
-                                 "max_power_w)"),
+                                 "max_power_w, tolerance, tolerance_source)"),
     ({"ipmi": {"retries": -1}}, "energy.ipmi.retries: -1 is not >= 0"),
     ({"ipmi": {"extra_args": "-H bmc"}}, "energy.ipmi.extra_args: must be an array"),
     ({"ipmi": {"extra_args": ["-H", 7]}}, "energy.ipmi.extra_args[1]: must be a string"),

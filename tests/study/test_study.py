@@ -405,3 +405,14 @@ def test_summary_shows_accuracy_intervals_per_job_and_over_seeds(tmp_path: Path)
     assert "eer_cosine_syn_low_mean" not in by.columns  # bounds are not averaged over seeds
     assert (by["eer_cosine_syn_low"] < by["eer_cosine_syn_high"]).all()
     assert "[" in (tmp_path / "study/summary_by_arch.html").read_text()
+
+
+def test_training_energy_has_an_interval_from_the_sensor_tolerances(tmp_path: Path) -> None:
+    config = fake_study(tmp_path)  # the fake jobs are measured by RAPL only
+    frame = build_summary(tmp_path / "results", config | {"energy": {"rapl": {"tolerance": 0.2}}}, tmp_path / "s")
+    energy, low, high = frame["train_energy_kwh"], frame["train_energy_kwh_low"], frame["train_energy_kwh_high"]
+    # a 20 % 95 % half-width, a little more where a job's coverage leaves a gap (it can only add energy)
+    assert (((high - low) / 2 / energy) > 0.18).all() and (((high - low) / 2 / energy) < 0.3).all()
+    assert (low < energy).all() and (energy < high).all()
+    tight = build_summary(tmp_path / "results", config | {"energy": {"rapl": {"tolerance": 0.01}}}, tmp_path / "t")
+    assert ((tight["train_energy_kwh_high"] - tight["train_energy_kwh_low"]) < (high - low)).all()

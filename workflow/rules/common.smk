@@ -69,6 +69,12 @@ def output_folder(name):
     return lambda wildcards, output: os.path.dirname(getattr(output, name))
 
 
+# each sensor's tolerance and its source (the energy intervals of the summary); its other settings stay
+# out of every command line
+SENSOR_TOLERANCES = {name: {key: config["energy"][name][key] for key in ("tolerance", "tolerance_source")}
+                     for name in ("nvml", "rapl", "ipmi")}
+
+
 # the idle seconds `svbench monitor --baseline` samples before each measured job
 BASELINE_S = config["energy"]["baseline_s"]
 

@@ -34,7 +34,7 @@ rule study_summary:
         out=output_folder("csv"),
         # the estimate's factors for the provenance table; the sensors' settings stay out of every command line
         config=json.dumps({k: config[k] for k in ("grid", "seeds", "carbon", "uncertainty")}
-                          | {"energy": {"estimate": config["energy"]["estimate"]}}),
+                          | {"energy": {"estimate": config["energy"]["estimate"]} | SENSOR_TOLERANCES}),
     log:
         LAYOUT.log("study", "summary"),
     conda:
