@@ -45,10 +45,6 @@ def vox_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def vox(vox_source: Path, tmp_path: Path) -> Path:
-    shutil.copytree(vox_source, tmp_path / "vox")
-    return tmp_path / "vox"
 
 
 def _corpus(vox: Path, out: Path, on_bad_audio: str = "stop",

@@ -67,11 +67,6 @@ def vox_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def vox(vox_source: Path, tmp_path: Path) -> Path:
-    """A private copy of the source tree that a test may break."""
-    shutil.copytree(vox_source, tmp_path / "vox")
-    return tmp_path / "vox"
 
 
 def _lists(vox: Path, names: tuple[str, ...] = ("vox1_o", "vox1_e", "vox1_h")) -> dict[str, Path]:
