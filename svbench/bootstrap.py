@@ -179,11 +179,15 @@ def paired_bootstrap(scores_a: ArrayLike, scores_b: ArrayLike, labels: ArrayLike
     b = sort_trials(scores_b, labels, enroll_speakers, test_speakers)
     counts = speaker_counts(a.n_speakers, resamples, np.random.default_rng(seed))
     spread_a, spread_b = resampled_metrics(a, counts), resampled_metrics(b, counts)
-    out = {}
-    for m in METRICS:
-        delta = spread_b[m] - spread_a[m]
-        delta = delta[~np.isnan(delta)]
-        low, high = percentile_interval(delta, level)
-        p = min(1.0, 2 * min(np.mean(delta <= 0), np.mean(delta >= 0))) if delta.size else math.nan
-        out[m] = {"value": point_b[m] - point_a[m], "low": low, "high": high, "p": float(p)}
-    return out
+    return {m: paired_difference(spread_a[m], spread_b[m], point_b[m] - point_a[m], level) for m in METRICS}
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, point: float, level: float = 0.95) -> dict:
+    """B minus A from replicates drawn with the same speakers: the difference, its interval, a two-sided p value
+    (twice the smaller share of resampled differences on either side of zero) and whether the interval
+    excludes zero."""
+    delta = np.asarray(b) - np.asarray(a)
+    delta = delta[~np.isnan(delta)]
+    low, high = percentile_interval(delta, level)
+    p = min(1.0, 2 * min(np.mean(delta <= 0), np.mean(delta >= 0))) if delta.size else math.nan
+    return {"value": point, "low": low, "high": high, "p": float(p), "significant": bool(low > 0 or high < 0)}

@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svbench.bootstrap import METHOD, METRICS, percentile_interval, resampled_metrics, sort_trials, speaker_counts
+from svbench.bootstrap import (
+    METHOD,
+    METRICS,
+    percentile_interval,
+    resampled_metrics,
+    sort_trials,
+    speaker_counts,
+)
 from svbench.errors import UserError
 from svbench.fileio import atomic_write, write_text_atomic
 from svbench.metrics import compute_all
@@ -118,15 +125,6 @@ def seed_interval(replicates: Sequence[np.ndarray], points: Sequence[float], rng
     low, high = percentile_interval(seed_replicates(replicates, rng), level)
     return {"mean": float(points.mean()), "sd": float(points.std(ddof=1)) if points.size > 1 else float("nan"),
             "low": low, "high": high}
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, point: float, level: float = LEVEL) -> dict[str, float]:
-    """B minus A from replicates drawn with the same speakers: the difference, its interval, a p value."""
-    delta = (np.asarray(b) - np.asarray(a))
-    delta = delta[~np.isnan(delta)]
-    low, high = percentile_interval(delta, level)
-    p = min(1.0, 2 * min(np.mean(delta <= 0), np.mean(delta >= 0))) if delta.size else float("nan")
-    return {"value": point, "low": low, "high": high, "p": float(p), "significant": bool(low > 0 or high < 0)}
 
 
 def front_frequencies(cost: np.ndarray, error: np.ndarray, front: Callable[[np.ndarray, np.ndarray], np.ndarray],

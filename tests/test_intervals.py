@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svbench.bootstrap import speaker_bootstrap
+from svbench.bootstrap import paired_difference, speaker_bootstrap
 from svbench.errors import UserError
 from svbench.intervals import (
     bootstrap_scores,
     front_frequencies,
-    paired_difference,
     read_replicates,
     seed_interval,
     seed_replicates,
