@@ -109,13 +109,25 @@ def read_replicates(path: Path) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
+def seed_choice(seeds: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Which seeds each resampled study holds: ``seeds`` draws with replacement per resample (seeds x resamples).
+
+    One choice per architecture, shared by all its figures, keeps a resampled study whole: its EER and its
+    energy come from the same seeds."""
+    return rng.integers(0, seeds, size=(seeds, resamples))
+
+
+def resampled_mean(replicates: Sequence[np.ndarray], chosen: np.ndarray) -> np.ndarray:
+    """Per resample, the mean over the seeds ``chosen`` (:func:`seed_choice`) of their replicates."""
+    stacked = np.vstack([np.asarray(r, dtype=np.float64)[: chosen.shape[1]] for r in replicates])
+    return np.take_along_axis(stacked, chosen, axis=0).mean(axis=0)
+
+
 def seed_replicates(replicates: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
     """Replicates of the mean over seeds: per resample, the seeds drawn with replacement, then averaged.
 
     Every row of ``replicates`` (one per seed) holds the same speakers in each column."""
-    stacked = np.vstack(replicates)
-    chosen = rng.integers(0, stacked.shape[0], size=stacked.shape)
-    return np.take_along_axis(stacked, chosen, axis=0).mean(axis=0)
+    return resampled_mean(replicates, seed_choice(len(replicates), len(replicates[0]), rng))
 
 
 def seed_interval(replicates: Sequence[np.ndarray], points: Sequence[float], rng: np.random.Generator,
@@ -156,7 +168,7 @@ def factor_draws(factor: Mapping, rng: np.random.Generator, n: int, key: str = "
     value = float(factor["value"])
     if factor.get("low") is None and factor.get("high") is None:
         return np.full(n, value)
-    low, high = float(factor.get("low", value)), float(factor.get("high", value))
+    low, high = (value if factor.get(end) is None else float(factor[end]) for end in ("low", "high"))
     if not low <= value <= high:
         raise UserError(f"{key}: low <= value <= high is needed, got low {low}, value {value}, high {high}")
     if low == high:

@@ -1,15 +1,18 @@
 """Carbon: operational CO2e = energy × PUE × grid intensity, and embodied carbon kept apart.
 
-Every factor is a value with its source (``{"value": 1.2, "source": "…"}``). Grid intensity is either
+Every factor is a value with its source (``{"value": 1.2, "source": "…"}``), and may carry a range
+(``low``/``high``, with ``low <= value <= high``) that the study's intervals propagate (a triangular
+distribution with its mode at the value: :func:`svbench.intervals.factor_draws`). Grid intensity is either
 a constant or a time series (CSV with ``timestamp`` and ``gco2e_per_kwh`` columns, e.g. an hourly
-export from the grid operator) averaged over the time span of the energy it applies to.
+export from the grid operator) averaged over the time span of the energy it applies to; a series has no
+range (its values are taken as they are).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +21,27 @@ import pandas as pd
 from svbench.errors import UserError
 
 
+def _range(d: dict, value: float, key: str) -> tuple[float | None, float | None]:
+    """A factor's ``low``/``high`` (None when not given); UserError naming the key when out of order."""
+    low, high = d.get("low"), d.get("high")
+    if low is None and high is None:
+        return None, None
+    low = value if low is None else float(low)
+    high = value if high is None else float(high)
+    if not low <= value <= high:
+        raise UserError(f"config key {key}: low <= value <= high is needed, got low {low}, value {value}, "
+                        f"high {high}")
+    return low, high
+
+
 @dataclass(frozen=True)
 class Factor:
     value: float
     unit: str
     source: str
+    low: float | None = None
+    high: float | None = None
+    key: str = field(default="", compare=False)  # the config key, for errors
 
     @classmethod
     def from_config(cls, d: dict, key: str, unit: str) -> Factor:
@@ -30,7 +49,21 @@ class Factor:
             raise UserError(f"config key {key}: expected {{value: ..., source: ...}}")
         if not d.get("source"):
             raise UserError(f"config key {key}.source: every carbon factor needs its source")
-        return cls(float(d["value"]), d.get("unit", unit), str(d["source"]))
+        value = float(d["value"])
+        return cls(value, d.get("unit", unit), str(d["source"]), *_range(d, value, key), key=key)
+
+    def ratio_draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Monte Carlo draws of the factor over its value (all 1 without a range)."""
+        return ratio_draws(self.value, self.low, self.high, rng, n, self.key)
+
+
+def ratio_draws(value: float, low: float | None, high: float | None, rng: np.random.Generator, n: int,
+                key: str) -> np.ndarray:
+    """Draws of a factor with an optional range, divided by its value (1 for a value of 0)."""
+    from svbench.intervals import factor_draws  # the study's draws; carbon itself needs no numpy RNG
+
+    draws = factor_draws({"value": value, "low": low, "high": high}, rng, n, key=key)
+    return draws / value if value else np.ones(n)
 
 
 OUTSIDE = ("error", "edge")  # carbon.intensity.outside: what a time outside the series gets
@@ -46,12 +79,14 @@ class Intensity:
     """
 
     def __init__(self, value: float | None = None, series: pd.Series | None = None, source: str = "",
-                 path: Path | None = None, outside: str = "error") -> None:
+                 path: Path | None = None, outside: str = "error", low: float | None = None,
+                 high: float | None = None) -> None:
         if (value is None) == (series is None):
             raise ValueError("grid intensity needs exactly one of a value or a series")
         if outside not in OUTSIDE:
             raise UserError(f"config key carbon.intensity.outside: {outside!r} is not one of {', '.join(OUTSIDE)}")
         self.value, self.series, self.source, self.path, self.outside = value, series, source, path, outside
+        self.low, self.high = low, high
         self.edge_used = False
         if series is not None:
             self._times = pd.DatetimeIndex(series.index).as_unit("ns").asi8  # ns since epoch, UTC
@@ -65,11 +100,22 @@ class Intensity:
             raise UserError(f"config key {key}.source: the grid intensity needs its source")
         outside = str(d.get("outside", "error"))
         if d.get("series"):
+            if d.get("low") is not None or d.get("high") is not None:
+                raise UserError(f"config key {key}.low/high: a range applies to a constant value; a series' "
+                                "values are taken as they are (drop low/high, or give a constant value)")
             path = Path(d["series"])
             return cls(series=read_intensity_series(path), source=str(d["source"]), path=path, outside=outside)
         if "value" not in d:
             raise UserError(f"config key {key}: give a value (gCO2e/kWh) or a series (CSV path)")
-        return cls(value=float(d["value"]), source=str(d["source"]), outside=outside)
+        value = float(d["value"])
+        low, high = _range(d, value, key)
+        return cls(value=value, source=str(d["source"]), outside=outside, low=low, high=high)
+
+    def ratio_draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Monte Carlo draws of a constant intensity over its value; all 1 for a series or without a range."""
+        if self.series is not None:
+            return np.ones(n)
+        return ratio_draws(float(self.value), self.low, self.high, rng, n, "carbon.intensity")
 
     @property
     def label(self) -> str:

@@ -23,6 +23,14 @@ from scipy.optimize import nnls
 from svbench.errors import UserError
 
 
+def primary_eer_column(frame: pd.DataFrame) -> str:
+    """The cosine EER of the first trial list (the summary's headline accuracy)."""
+    cols = [c for c in frame.columns if c.startswith("eer_cosine_") and not c.endswith(("_low", "_high"))]
+    if not cols:
+        raise UserError("summary has no eer_cosine_* column")
+    return cols[0]
+
+
 def pareto_front(cost: np.ndarray, error: np.ndarray) -> np.ndarray:
     """Indices of the points no other point beats on both cost and error, by increasing cost."""
     cost, error = np.asarray(cost, dtype=float), np.asarray(error, dtype=float)

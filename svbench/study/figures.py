@@ -25,10 +25,9 @@ from svbench.energy.markers import (
     read_markers,  # noqa: E402
 )
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
-from svbench.errors import UserError
 from svbench.layout import STEPS, Layout
 from svbench.study import catalog  # noqa: E402
-from svbench.study.analysis import by_arch, knee, pareto_front  # noqa: E402,F401  (pareto_front re-exported)
+from svbench.study.analysis import by_arch, knee, pareto_front, primary_eer_column  # noqa: E402,F401  (re-exported)
 
 log = logging.getLogger("svbench.figures")
 
@@ -41,14 +40,6 @@ FIGURES = [f"{name}.png" for name in catalog.FIGURES]
 
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
                      "axes.spines.top": False, "axes.spines.right": False})
-
-
-def primary_eer_column(frame: pd.DataFrame) -> str:
-    """The cosine EER of the first trial list (the summary's headline accuracy)."""
-    cols = [c for c in frame.columns if c.startswith("eer_cosine_")]
-    if not cols:
-        raise UserError("summary has no eer_cosine_* column")
-    return cols[0]
 
 
 def _plain(value: float, _pos: object = None) -> str:

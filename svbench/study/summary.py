@@ -27,7 +27,7 @@ from svbench.energy.markers import BASELINE, node_sharing
 from svbench.intervals import UncertaintySettings
 from svbench.layout import STEPS, Job, Layout
 from svbench.models import ArchSpec
-from svbench.study import uncertainty
+from svbench.study import tradeoff, uncertainty
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
 from svbench.study.tables import write_table
@@ -216,9 +216,8 @@ def _model_row(spec: ArchSpec, seed: int, info: dict, metrics: dict) -> dict:
     return row
 
 
-def _train_row(train: dict, bounds: tuple[float, float]) -> dict:
-    row = {"train_energy_kwh": train["energy_j"] / 3.6e6, "train_energy_kwh_low": bounds[0] / 3.6e6,
-           "train_energy_kwh_high": bounds[1] / 3.6e6, "train_hours": train["seconds"] / 3600,
+def _train_row(train: dict) -> dict:
+    row = {"train_energy_kwh": train["energy_j"] / 3.6e6, "train_hours": train["seconds"] / 3600,
            "train_energy_basis": train["basis"], "train_coverage": train["coverage"],
            "train_total_from": train["total_from"],
            "train_idle_kwh": train["idle_j"] / 3.6e6, "train_dynamic_kwh": train["dynamic_j"] / 3.6e6}
@@ -251,30 +250,37 @@ def _carbon_row(jobs: dict[str, MeasuredJob], train: dict, factors: dict) -> dic
 
 def summary_rows(results: Path | Layout, config: dict) -> list[dict]:
     """One dict per (architecture, seed) of the config's grid."""
+    return summary_with_draws(results, config)[0]
+
+
+def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict], uncertainty.StudyDraws]:
+    """The summary's rows, and the Monte Carlo draws of their energy and carbon figures (their intervals)."""
     layout = Layout.of(results)
     factors = factors_from_config(config["carbon"])
     test_seconds = {u.utt: u.seconds for u in read_manifest(Path(layout.manifest("test")))}
     list_seconds: dict[str, float] | None = None
-    # energy intervals: each sensor's tolerance and the coverage gaps, Monte Carlo (svbench.intervals)
     settings = UncertaintySettings.from_config(config.get("uncertainty", {}))
-    tolerances = uncertainty.sensor_tolerances(config.get("energy", {}))
-    rng = np.random.default_rng(settings.seed)
+    draws = uncertainty.StudyDraws(settings.resamples, settings.seed,
+                                   uncertainty.sensor_tolerances(config.get("energy", {})), factors)
     rows = []
     for spec, seed, jobs in study_jobs(layout, config):
         info = json.loads(Path(layout.spec(spec.name, seed)).read_text())
         metrics = json.loads(Path(layout.metrics(spec.name, seed)).read_text())
         row = _model_row(spec, seed, info, metrics) | uncertainty.job_columns(Path(layout.intervals(spec.name, seed)))
         train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
-        row |= _train_row(train, uncertainty.energy_interval(train["by_sensor"], train["gap_j"], tolerances, rng,
-                                                             settings.resamples, settings.level))
+        row |= _train_row(train)
         if list_seconds is None:  # the lists are the same for every model
             names = [n for n, m in metrics.items() if isinstance(m, dict)]
             list_seconds = _list_audio_seconds(layout, names, test_seconds)
         energy = {step: measured.energy for step, measured in jobs.items()}
         row |= inference_rows(energy, metrics, test_seconds, list_seconds, factors["pue"], factors["intensity"])
         row |= _carbon_row(jobs, train, factors)
-        rows.append(row)
-    return rows
+        total_audio = sum(test_seconds.values())
+        parts = {"train": train, "embed_test": energy_of(energy["embed"], "embed_test"),
+                 "score": energy_of(energy["score"], "score")}
+        share = sum(list_seconds.values()) / total_audio if total_audio else math.nan
+        rows.append(row | draws.add_job(spec.name, seed, row, parts, share, settings.level))
+    return rows, draws
 
 
 def phase_rows(results: Path | Layout, config: dict) -> list[dict]:
@@ -313,7 +319,9 @@ def _factor_row(item: str, d: dict | None, unit: str) -> dict | None:
     if not d:
         return None
     value = d.get("value", f"series {d.get('series')}" if d.get("series") else None)
-    return {"item": item, "value": value, "unit": unit, "source": d.get("source", "")}
+    # a factor's range (low, high) is propagated to the CO2e intervals; empty: taken as exact
+    return {"item": item, "value": value, "low": d.get("low"), "high": d.get("high"), "unit": unit,
+            "source": d.get("source", "")}
 
 
 def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
@@ -377,14 +385,14 @@ NUMERIC_IN_BY_ARCH = ["params_m", "macs_g", "eer_cosine_*", "min_dcf_0.01_cosine
                       "inference_co2e_g", "embodied_co2e_g"]
 
 
-def by_arch_tables(frame: pd.DataFrame, layout: Layout | None = None,
-                   settings: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-architecture table: numbers (CSV: ``*_mean``, ``*_sd``, and with a ``layout`` the accuracy
-    intervals over seeds and speakers, ``*_low``/``*_high``) and text (``mean ± sd [low, high]``)."""
+def by_arch_tables(frame: pd.DataFrame, layout: Layout | None = None, settings: dict | None = None,
+                   draws: uncertainty.StudyDraws | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-architecture table: numbers (CSV: ``*_mean``, ``*_sd``, and with a ``layout`` the intervals over
+    seeds and speakers or sensor and factor draws, ``*_low``/``*_high``) and text (``mean ± sd [low, high]``)."""
     numbers = by_arch(frame[[c for c in frame.columns if not uncertainty.is_bound(c)]])
     if layout is not None:
         chosen = UncertaintySettings.from_config(settings or {})
-        bounds = uncertainty.arch_columns(layout, frame, chosen.seed, chosen.level)
+        bounds = uncertainty.arch_columns(layout, frame, draws, chosen.seed, chosen.level)
         numbers = numbers.merge(bounds, on="arch", how="left", sort=False)
     cols = [c for c in frame.columns if not uncertainty.is_bound(c)
             and any(c == p or (p.endswith("*") and c.startswith(p[:-1])) for p in NUMERIC_IN_BY_ARCH)]
@@ -392,13 +400,41 @@ def by_arch_tables(frame: pd.DataFrame, layout: Layout | None = None,
     for c in cols:
         shown[c] = [mean_sd_text(m, s) for m, s in zip(numbers[f"{c}_mean"], numbers[f"{c}_sd"], strict=True)]
         if f"{c}_low" in numbers:
-            shown[c] = [f"{text} [{low:.3g}, {high:.3g}]" if not (np.isnan(low) or np.isnan(high)) else text
-                        for text, low, high in zip(shown[c], numbers[f"{c}_low"], numbers[f"{c}_high"],
-                                                   strict=True)]
+            shown[c] = [with_interval(text, low, high) for text, low, high
+                        in zip(shown[c], numbers[f"{c}_low"], numbers[f"{c}_high"], strict=True)]
     for c in ("train_energy_basis", "inference_energy_basis"):
         if c in numbers:
             shown[c] = numbers[c]
     return numbers, shown
+
+
+def with_interval(text: str, low: float, high: float) -> str:
+    """A table cell with its interval, ``text [low, high]``; the text alone without one."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return text
+    return f"{text} [{low:.3g}, {high:.3g}]"
+
+
+def shown_with_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-seed summary for HTML and LaTeX: every figure with bounds as ``value [low, high]``, bounds
+    folded in (the CSV keeps them as columns)."""
+    shown = frame[[c for c in frame.columns if not uncertainty.is_bound(c)]].copy()
+    for c in shown.columns:
+        if f"{c}_low" in frame and f"{c}_high" in frame:
+            shown[c] = [with_interval(mean_sd_text(v, math.nan), low, high) for v, low, high
+                        in zip(frame[c], frame[f"{c}_low"], frame[f"{c}_high"], strict=True)]
+    return shown
+
+
+def beside_their_figures(frame: pd.DataFrame) -> pd.DataFrame:
+    """The columns reordered so that ``<figure>_low`` and ``_high`` follow ``<figure>``."""
+    order = []
+    for c in frame.columns:
+        if uncertainty.is_bound(c) and c.rsplit("_", 1)[0] in frame:
+            continue
+        order.append(c)
+        order += [c + b for b in uncertainty.BOUNDS if c + b in frame]
+    return frame[order]
 
 
 def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.DataFrame:
@@ -409,12 +445,26 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame(summary_rows(results, config))
-    write_table(frame, out_dir / "summary", caption="svbench study summary: one row per architecture and seed")
-    numbers, shown = by_arch_tables(frame, Layout.of(results), config.get("uncertainty"))
+    rows, draws = summary_with_draws(results, config)
+    frame = beside_their_figures(pd.DataFrame(rows))
+    write_table(frame, out_dir / "summary", shown=shown_with_intervals(frame),
+                caption="svbench study summary: one row per architecture and seed, each figure [its 95 % interval: "
+                        "speaker bootstrap for accuracy, sensor tolerances, coverage gaps and carbon factor ranges "
+                        "for energy and CO2e]")
+    layout, settings = Layout.of(results), config.get("uncertainty")
+    numbers, shown = by_arch_tables(frame, layout, settings, draws)
     write_table(numbers, out_dir / "summary_by_arch", shown=shown,
                 caption="svbench study summary: one row per architecture, mean ± sd over seeds "
-                        "[95 % interval over seeds and speakers: speaker bootstrap]")
+                        "[95 % interval over seeds and speakers (accuracy) or seeds and sensor/factor draws "
+                        "(energy, CO2e)]")
+    chosen = UncertaintySettings.from_config(settings or {})
+    pareto, differences = tradeoff.tradeoff_tables(layout, frame, draws, chosen)
+    write_table(pareto, out_dir / "pareto",
+                caption="How often each architecture is Pareto-optimal and the knee (EER against training energy) "
+                        "over resampled studies")
+    write_table(differences, out_dir / "differences",
+                caption="Paired differences against the reference architecture and along the Pareto front, "
+                        "with 95 % intervals")
     phases = pd.DataFrame(phase_rows(results, config))
     write_table(phases, out_dir / "phases",
                 caption="Energy (J) and operational CO2e (g) per phase of every job, all spans and attempts summed")

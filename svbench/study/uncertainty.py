@@ -1,13 +1,25 @@
-"""The accuracy intervals of the study's tables: per job from its ``intervals.json``, per architecture from the
-replicates of all its seeds (seeds and speakers resampled together, :func:`svbench.intervals.seed_interval`).
+"""The intervals of the study's tables.
+
+Accuracy: per job from its ``intervals.json`` (speaker bootstrap), per architecture from the replicates of all
+its seeds (seeds and speakers resampled together).
+
+Energy and carbon: Monte Carlo draws per job (:class:`StudyDraws`): each sensor's tolerance and the coverage
+gaps (:func:`svbench.intervals.energy_draws`), times the carbon factors' ranges. The factors are drawn once
+for the whole study (one PUE, one grid, whatever the job): resample ``b`` of every job holds the same factor
+values, so a mean over seeds or a comparison of two architectures does not average their uncertainty away.
+Per architecture, the seeds are resampled too, with the same seed choice for the accuracy and the energy of
+one resampled study (:func:`svbench.intervals.seed_choice`).
 
 Column names follow the summary's: ``eer_<backend>_<list>`` (in %) gets ``eer_<backend>_<list>_low`` and
-``…_high``; minDCF the same. A job without intervals (no ``score_intervals`` run) has none: empty, not zero.
+``…_high``; minDCF, energy and CO2e the same. A figure without intervals (no ``score_intervals`` run, no
+sensor) has none: empty, not zero.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +27,15 @@ import pandas as pd
 
 from svbench.bootstrap import METRICS
 from svbench.energy.config import EnergyConfig
-from svbench.intervals import LEVEL, energy_draws, interval_of, read_replicates, seed_interval
+from svbench.intervals import LEVEL, energy_draws, interval_of, read_replicates, resampled_mean, seed_choice
 from svbench.layout import Layout
 
 SCALE = {"eer": 100.0, "min_dcf_0.01": 1.0, "min_dcf_0.05": 1.0}  # EER columns are in %
 BOUNDS = ("_low", "_high")
+SENSORS = ("nvml", "rapl", "ipmi", "estimate")
+# the energy and carbon figures of a job that get Monte Carlo intervals
+DRAWN = ("train_energy_kwh", "train_co2e_g", "embodied_co2e_g", "inference_j_per_trial",
+         "inference_kj_per_audio_hour", "inference_co2e_g")
 
 
 def column(metric: str, backend: str, trial_list: str) -> str:
@@ -49,40 +65,90 @@ def job_columns(intervals_json: Path) -> dict[str, float]:
     return out
 
 
-def arch_columns(layout: Layout, frame: pd.DataFrame, seed: int = 0, level: float = LEVEL) -> pd.DataFrame:
-    """Per architecture: ``<column>_low/_high`` over its seeds and the speakers, one row per architecture."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for arch, group in frame.groupby("arch", sort=False):
-        paths = [Path(layout.replicates(arch, s)) for s in group["seed"]]
-        row: dict = {"arch": arch}
-        if all(p.exists() for p in paths):
-            replicates = [read_replicates(p) for p in paths]
-            for key in replicates[0]:
-                trial_list, backend, metric = key.split("/")
-                name = column(metric, backend, trial_list)
-                if name not in group:
-                    continue
-                scaled = [SCALE[metric] * r[key] for r in replicates]
-                found = seed_interval(scaled, group[name].to_numpy(dtype=float), rng, level)
-                row[name + "_low"], row[name + "_high"] = found["low"], found["high"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-SENSORS = ("nvml", "rapl", "ipmi", "estimate")
-
-
 def sensor_tolerances(energy: dict) -> dict[str, float]:
     """Each sensor's relative tolerance (95 % half-width) from the config's ``energy`` block, defaults filled."""
     config = EnergyConfig.from_dict(energy)
     return {name: getattr(config, name).tolerance for name in SENSORS}
 
 
-def energy_interval(by_sensor: dict[str, float], gap_j: float, tolerances: dict[str, float],
-                    rng: np.random.Generator, draws: int, level: float = LEVEL) -> tuple[float, float]:
-    """The interval of a total from its sensors' joules, their tolerances and what the coverage gaps hide."""
-    if not by_sensor:
-        return float("nan"), float("nan")
-    parts = {sensor: (joules, tolerances.get(sensor, tolerances["estimate"])) for sensor, joules in by_sensor.items()}
-    return interval_of(energy_draws(parts, gap_j, rng, draws), level)
+class StudyDraws:
+    """Monte Carlo draws of every job's energy and carbon figures (:data:`DRAWN`), ``n`` per figure."""
+
+    def __init__(self, n: int, seed: int, tolerances: dict[str, float], factors: dict) -> None:
+        self.n, self.seed, self.tolerances = n, seed, tolerances
+        rng = np.random.default_rng([seed, zlib.crc32(b"carbon")])
+        ones = np.ones(n)
+        self.carbon = {"pue": factors["pue"].ratio_draws(rng, n),
+                       "intensity": factors["intensity"].ratio_draws(rng, n),
+                       "gpu": factors["gpu_kg_per_hour"].ratio_draws(rng, n) if factors["gpu_kg_per_hour"] else ones,
+                       "server": factors["server_kg_per_hour"].ratio_draws(rng, n)
+                       if factors["server_kg_per_hour"] else ones}
+        self.jobs: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+
+    def _ratio(self, part: dict, rng: np.random.Generator) -> np.ndarray:
+        """Draws of a measured total (:func:`svbench.study.summary.energy_of`) over its value; NaN unmeasured."""
+        joules = part["energy_j"]
+        if not part["by_sensor"] or not joules > 0:
+            return np.full(self.n, math.nan)
+        parts = {s: (j, self.tolerances.get(s, self.tolerances["estimate"])) for s, j in part["by_sensor"].items()}
+        return energy_draws(parts, part["gap_j"], rng, self.n) / joules
+
+    def add_job(self, arch: str, seed: int, row: dict, parts: dict[str, dict], audio_share: float,
+                level: float = LEVEL) -> dict[str, float]:
+        """Draw one job's figures from its ``row`` and measured ``parts`` (train, embed_test, score totals);
+        returns the ``<figure>_low/_high`` columns. ``audio_share``: the share of the embedding energy the
+        trial lists' figures take (their audio over all test audio, summed over the lists)."""
+        rng = np.random.default_rng([self.seed, zlib.crc32(arch.encode()), seed])
+        train = self._ratio(parts["train"], rng)
+        embed_j = parts["embed_test"]["energy_j"] * audio_share
+        score_j = parts["score"]["energy_j"]
+        inference = ((embed_j * self._ratio(parts["embed_test"], rng) + score_j * self._ratio(parts["score"], rng))
+                     / (embed_j + score_j))
+        grid = self.carbon["pue"] * self.carbon["intensity"]
+        draws = {"train_energy_kwh": row["train_energy_kwh"] * train,
+                 "train_co2e_g": row["train_co2e_g"] * train * grid,
+                 "embodied_co2e_g": row["embodied_gpu_co2e_g"] * self.carbon["gpu"]
+                 + row["embodied_server_co2e_g"] * self.carbon["server"],
+                 "inference_j_per_trial": row["inference_j_per_trial"] * inference,
+                 "inference_kj_per_audio_hour": row["inference_kj_per_audio_hour"] * inference,
+                 "inference_co2e_g": row["inference_co2e_g"] * inference * grid}
+        self.jobs[(arch, seed)] = draws
+        out = {}
+        for name, values in draws.items():
+            out[name + "_low"], out[name + "_high"] = interval_of(values, level)
+        return out
+
+
+def arch_columns(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | None = None, seed: int = 0,
+                 level: float = LEVEL) -> pd.DataFrame:
+    """Per architecture: ``<column>_low/_high`` over its seeds and the speakers (accuracy) or the Monte Carlo
+    draws (energy, carbon), one row per architecture."""
+    rows = []
+    for arch, chosen, replicates in resampled_studies(layout, frame, draws, seed):
+        row: dict = {"arch": arch}
+        for name, per_seed in replicates.items():
+            row[name + "_low"], row[name + "_high"] = interval_of(resampled_mean(per_seed, chosen), level)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | None, seed: int = 0):
+    """Per architecture: its seed choice (:func:`svbench.intervals.seed_choice`) and, per summary column, the
+    replicates of each of its seeds (accuracy: speaker bootstrap, scaled as the column; energy: draws)."""
+    rng = np.random.default_rng(seed)
+    for arch, group in frame.groupby("arch", sort=False):
+        seeds = [int(s) for s in group["seed"]]
+        replicates: dict[str, list[np.ndarray]] = {}
+        paths = [Path(layout.replicates(arch, s)) for s in seeds]
+        if all(p.exists() for p in paths):
+            loaded = [read_replicates(p) for p in paths]
+            for key in loaded[0]:
+                trial_list, backend, metric = key.split("/")
+                name = column(metric, backend, trial_list)
+                if name in group:
+                    replicates[name] = [SCALE[metric] * r[key] for r in loaded]
+        if draws is not None and all((arch, s) in draws.jobs for s in seeds):
+            for name in DRAWN:
+                replicates[name] = [draws.jobs[(arch, s)][name] for s in seeds]
+        n = min((len(r) for per_seed in replicates.values() for r in per_seed), default=0)
+        yield arch, seed_choice(len(seeds), n, rng), replicates

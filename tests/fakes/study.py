@@ -80,3 +80,31 @@ def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0,
             "carbon": {"pue": {"value": 1.2, "source": "site"}, "intensity": {"value": 100.0, "source": "grid"},
                        "embodied": {"gpu_kg_per_hour": {"value": 0.0034, "source": "BLOOM"},
                                     "server_kg_per_hour": {"value": 0.056, "source": "BLOOM"}}}}
+
+
+def write_score_replicates(root: Path, config: dict, separation: dict[str, float] | None = None,
+                           trials: int = 400, resamples: int = 50, seed: int = 0) -> None:
+    """Score files of a synthetic list ``syn`` (12 speakers x 4 utterances) and their speaker-bootstrap
+    replicates for every job of ``config``; ``separation`` (per architecture, default 2.0) is the target
+    scores' shift: the larger, the lower the EER."""
+    import numpy as np
+
+    from svbench.intervals import bootstrap_scores
+    from svbench.layout import Layout
+
+    layout = Layout(str(root / "results"))
+    rng = np.random.default_rng(seed)
+    speakers = {f"s{k}u{u}": f"s{k}" for k in range(12) for u in range(4)}
+    utts = list(speakers)
+    for spec in config["grid"]:
+        shift = (separation or {}).get(spec["name"], 2.0)
+        for job_seed in config["seeds"]:
+            lines = ["label\tenroll\ttest\tcosine"]
+            for _ in range(trials):
+                enroll, test = rng.choice(utts, 2, replace=False)
+                same = speakers[enroll] == speakers[test]
+                lines.append(f"{int(same)}\t{enroll}\t{test}\t{rng.normal(shift * same, 1.0):.6f}")
+            scores = Path(layout.scores(spec["name"], job_seed, "syn"))
+            scores.write_text("\n".join(lines) + "\n")
+            bootstrap_scores({"syn": scores}, speakers, Path(layout.replicates(spec["name"], job_seed)),
+                             resamples=resamples)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fakes.study import GRID, T0, fake_study
+from fakes.study import GRID, T0, fake_study, write_score_replicates
 
 from svbench.study.analysis import (
     by_arch,
@@ -379,24 +379,11 @@ def test_a_job_outside_the_series_is_refused_or_labelled(tmp_path: Path) -> None
 
 
 def test_summary_shows_accuracy_intervals_per_job_and_over_seeds(tmp_path: Path) -> None:
-    from svbench.intervals import bootstrap_scores
     from svbench.layout import Layout
 
     config = fake_study(tmp_path)
     layout = Layout(str(tmp_path / "results"))
-    rng = np.random.default_rng(0)
-    speakers = {f"s{k}u{u}": f"s{k}" for k in range(12) for u in range(4)}
-    utts = list(speakers)
-    for spec in config["grid"]:
-        for seed in config["seeds"]:
-            lines = ["label\tenroll\ttest\tcosine"]
-            for _ in range(400):
-                enroll, test = rng.choice(utts, 2, replace=False)
-                same = speakers[enroll] == speakers[test]
-                lines.append(f"{int(same)}\t{enroll}\t{test}\t{rng.normal(2.0 * same, 1.0):.6f}")
-            scores = Path(layout.scores(spec["name"], seed, "syn"))
-            scores.write_text("\n".join(lines) + "\n")
-            bootstrap_scores({"syn": scores}, speakers, Path(layout.replicates(spec["name"], seed)), resamples=50)
+    write_score_replicates(tmp_path, config)
     frame = build_summary(layout, config | {"uncertainty": {"resamples": 50}}, tmp_path / "study")
     low, high = frame["eer_cosine_syn_low"], frame["eer_cosine_syn_high"]
     assert (low < high).all() and (low > 0).all() and (high < 100).all()  # EER in %

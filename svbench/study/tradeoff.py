@@ -1,0 +1,121 @@
+"""The accuracy–energy trade-off under uncertainty.
+
+Over the resampled studies of :func:`svbench.study.uncertainty.resampled_studies` (per architecture its seeds
+drawn with replacement, then the evaluation speakers, the sensors' errors and the carbon factors), the
+headline EER (cosine, first trial list) against the training energy:
+
+- ``pareto.csv``: how often each architecture is on the Pareto front and how often it is the knee
+  (:func:`svbench.study.analysis.knee`), beside whether the point estimates (means over seeds) put it there;
+- ``differences.csv``: each architecture against the reference (the knee of the means, else the most accurate
+  architecture) and each step along the front of the means: the paired ΔEER and ΔminDCF (the same speakers in
+  both, :func:`svbench.bootstrap.paired_difference`) and the training-energy ratio, each with its interval.
+  ``significant`` means the ΔEER interval excludes zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from svbench.bootstrap import paired_difference, percentile_interval
+from svbench.intervals import UncertaintySettings, front_frequencies, resampled_mean
+from svbench.layout import Layout
+from svbench.study.analysis import knee, pareto_front, primary_eer_column
+from svbench.study.uncertainty import StudyDraws, resampled_studies
+
+COST = "train_energy_kwh"
+
+
+def _resampled(layout: Layout, frame: pd.DataFrame, draws: StudyDraws, settings: UncertaintySettings,
+               columns: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per architecture, the resampled means of ``columns`` (those it has replicates of)."""
+    out = {}
+    for arch, chosen, replicates in resampled_studies(layout, frame, draws, settings.seed):
+        out[arch] = {c: resampled_mean(replicates[c], chosen) for c in columns if c in replicates}
+    return out
+
+
+def _complete(resampled: dict[str, dict[str, np.ndarray]], columns: list[str]) -> list[str]:
+    """The architectures with every one of ``columns`` measured in every resample."""
+    return [a for a, r in resampled.items() if all(c in r and not np.isnan(r[c]).all() for c in columns)]
+
+
+def tradeoff_tables(layout: Layout, frame: pd.DataFrame, draws: StudyDraws,
+                    settings: UncertaintySettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(pareto, differences)`` of a study summary (see the module doc); empty tables without intervals."""
+    if not len(frame):
+        return pd.DataFrame(), pd.DataFrame()
+    eer = primary_eer_column(frame)
+    dcf = eer.replace("eer_", "min_dcf_0.01_", 1)
+    means = frame.groupby("arch", sort=False)[[COST, eer, dcf]].mean()
+    resampled = _resampled(layout, frame, draws, settings, [COST, eer, dcf])
+    pareto = pareto_table(means, resampled, eer)
+    return pareto, differences_table(means, resampled, eer, dcf, settings.level)
+
+
+def pareto_table(means: pd.DataFrame, resampled: dict, eer: str) -> pd.DataFrame:
+    """Per architecture: on the front and the knee of the means, and their frequencies over resamples."""
+    archs = list(means.index)
+    cost, error = means[COST].to_numpy(float), means[eer].to_numpy(float)
+    front, k = set(pareto_front(cost, error)), knee(cost, error)
+    table = pd.DataFrame({"arch": archs, "train_energy_kwh": cost, "eer": error,
+                          "pareto_optimal": [i in front for i in range(len(archs))],
+                          "knee": [i == k for i in range(len(archs))],
+                          "p_pareto": math.nan, "p_knee": math.nan, "resamples": 0})
+    usable = _complete(resampled, [COST, eer])
+    if len(usable) >= 1:
+        n = min(len(resampled[a][COST]) for a in usable)
+        c = np.column_stack([resampled[a][COST][:n] for a in usable])
+        e = np.column_stack([resampled[a][eer][:n] for a in usable])
+        on_front, is_knee = front_frequencies(c, e, pareto_front, knee)
+        at = [archs.index(a) for a in usable]
+        table.loc[at, "p_pareto"], table.loc[at, "p_knee"] = on_front, is_knee
+        table.loc[at, "resamples"] = int((~(np.isnan(c).any(axis=1) | np.isnan(e).any(axis=1))).sum())
+    return table
+
+
+def reference_arch(means: pd.DataFrame, eer: str) -> str | None:
+    """The knee of the means, else the most accurate architecture with a training energy."""
+    cost, error = means[COST].to_numpy(float), means[eer].to_numpy(float)
+    k = knee(cost, error)
+    if k is not None:
+        return str(means.index[k])
+    ok = np.isfinite(error) & np.isfinite(cost)
+    return str(means.index[np.flatnonzero(ok)[np.argmin(error[ok])]]) if ok.any() else None
+
+
+def _comparison(means: pd.DataFrame, resampled: dict, a: str, b: str, eer: str, dcf: str, level: float,
+                kind: str) -> dict:
+    """B against A: ΔEER (pp) and ΔminDCF paired, and the training-energy ratio B/A, with intervals."""
+    row: dict = {"comparison": kind, "arch": b, "against": a}
+    for name, col in (("delta_eer_pp", eer), ("delta_min_dcf", dcf)):
+        point = float(means.at[b, col] - means.at[a, col])
+        if col in resampled.get(a, {}) and col in resampled.get(b, {}):
+            found = paired_difference(resampled[a][col], resampled[b][col], point, level)
+        else:
+            found = {"value": point, "low": math.nan, "high": math.nan, "p": math.nan, "significant": None}
+        row |= {name: found["value"], f"{name}_low": found["low"], f"{name}_high": found["high"]}
+        if name == "delta_eer_pp":
+            row |= {"p": found["p"], "significant": found["significant"]}
+    row["energy_ratio"] = float(means.at[b, COST] / means.at[a, COST]) if means.at[a, COST] > 0 else math.nan
+    low = high = math.nan
+    if COST in resampled.get(a, {}) and COST in resampled.get(b, {}):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            low, high = percentile_interval(resampled[b][COST] / resampled[a][COST], level)
+    row |= {"energy_ratio_low": low, "energy_ratio_high": high}
+    return row
+
+
+def differences_table(means: pd.DataFrame, resampled: dict, eer: str, dcf: str, level: float) -> pd.DataFrame:
+    """Every architecture against the reference, then each step along the front of the means."""
+    reference = reference_arch(means, eer)
+    rows = []
+    if reference is not None:
+        rows += [_comparison(means, resampled, reference, b, eer, dcf, level, "against the reference")
+                 for b in means.index if b != reference]
+    front = [str(means.index[i]) for i in pareto_front(means[COST].to_numpy(float), means[eer].to_numpy(float))]
+    rows += [_comparison(means, resampled, a, b, eer, dcf, level, "next on the front")
+             for a, b in zip(front, front[1:], strict=False)]
+    return pd.DataFrame(rows)
