@@ -28,6 +28,10 @@ rule study_summary:
         closure_csv=LAYOUT.study("closure.csv"),
         carbon=report(LAYOUT.study("carbon.html"), category="Carbon", caption="../report/carbon.rst"),
         provenance=report(LAYOUT.study("provenance.html"), category="Carbon", caption="../report/provenance.rst"),
+        pareto=report(LAYOUT.study("pareto.html"), category="Study", caption="../report/pareto.rst"),
+        pareto_csv=LAYOUT.study("pareto.csv"),
+        differences=report(LAYOUT.study("differences.html"), category="Study", caption="../report/differences.rst"),
+        differences_csv=LAYOUT.study("differences.csv"),
     params:
         # the study reads the results folder its declared inputs lie in
         results=lambda wildcards, input: LAYOUT.root_of(input.test, LAYOUT.manifest("test")),
