@@ -21,7 +21,7 @@ def cmd_study_summary(args: argparse.Namespace) -> int:
 def cmd_study_figures(args: argparse.Namespace) -> int:
     from svbench.study.figures import make_figures
 
-    make_figures(args.summary, args.out, phases=args.phases, results=args.results)
+    make_figures(args.summary, args.out, phases=args.phases, results=args.results, by_arch=args.by_arch)
     return 0
 
 
@@ -80,6 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--summary", type=Path, required=True)
     s.add_argument("--phases", type=Path, help="phases.csv of the summary (energy by phase and component)")
     s.add_argument("--results", type=Path, required=True, help="the results folder (traces for the timelines)")
+    s.add_argument("--by-arch", type=Path,
+                   help="summary_by_arch.csv: its intervals become the error bars (± sd over seeds without)")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_study_figures)
     s = study.add_parser("report", help="the findings (Pareto front, knee, energy model) as HTML")

@@ -28,6 +28,7 @@ from svbench.energy.markers import phases as pair_phases  # noqa: E402
 from svbench.layout import STEPS, Layout
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import by_arch, knee, pareto_front, primary_eer_column  # noqa: E402,F401  (re-exported)
+from svbench.study.uncertainty import is_bound  # noqa: E402
 
 log = logging.getLogger("svbench.figures")
 
@@ -96,8 +97,30 @@ def _save(fig: plt.Figure, out: Path) -> Path:
 
 
 def _means(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per-architecture means and sds (``by_arch``) indexed by arch, in grid order."""
-    return by_arch(frame).set_index("arch")
+    """Per-architecture means and sds (``by_arch``) indexed by arch, in grid order, with the intervals
+    (``<column>_low/_high``) of ``summary_by_arch.csv`` where ``frame.attrs["by_arch"]`` holds it."""
+    m = by_arch(frame[[c for c in frame.columns if not is_bound(c)]]).set_index("arch")
+    intervals = frame.attrs.get("by_arch")
+    if intervals is not None:
+        bounds = intervals.set_index("arch")[[c for c in intervals.columns if is_bound(c)]]
+        m = m.join(bounds, how="left")
+    return m
+
+
+def error_bars(m: pd.DataFrame, col: str, scale: float = 1.0) -> tuple[np.ndarray, str]:
+    """The 2×N (below, above) error bars of ``<col>`` in a ``_means`` table and what they are: its interval
+    where one was made (over seeds and speakers or draws), else ± sd over seeds; no bar where neither is."""
+    mean = m[f"{col}_mean"].to_numpy(float)
+    if f"{col}_low" in m and np.isfinite(m[f"{col}_low"].to_numpy(float)).any():
+        below = mean - m[f"{col}_low"].to_numpy(float)
+        above = m[f"{col}_high"].to_numpy(float) - mean
+        what = "interval over seeds and resamples"
+    else:
+        below = above = m[f"{col}_sd"].to_numpy(float)
+        what = "± sd over seeds"
+    # a resampled interval need not hold the mean of the seeds; a bar never points the wrong way
+    bars = np.clip(np.nan_to_num(np.vstack([below, above])), 0, None) * scale
+    return bars, what
 
 
 def _label_points(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, names: list[str]) -> None:
@@ -107,8 +130,9 @@ def _label_points(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, names: list[str]
 
 
 def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarray, yerr: np.ndarray,
-                     names: list[str], xlabel: str, ylabel: str, with_knee: bool = True) -> dict:
-    """Points (mean ± sd), the Pareto front as a step line, the knee ringed. Returns what was found."""
+                     names: list[str], xlabel: str, ylabel: str, with_knee: bool = True, bars: str = "± sd") -> dict:
+    """Points (means, 2×N error bars of what ``bars`` says), the Pareto front as a step line, the knee ringed.
+    Returns what was found."""
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
     found: dict = {"front": [], "knee": None}
     if not ok.any():
@@ -116,8 +140,8 @@ def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarra
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         return found
-    ax.errorbar(x[ok], y[ok], xerr=np.nan_to_num(xerr[ok]), yerr=np.nan_to_num(yerr[ok]), fmt="o", ms=5,
-                capsize=2, color="#4c72b0", ecolor="#9db4d6", label="architecture (mean ± sd over seeds)", zorder=3)
+    ax.errorbar(x[ok], y[ok], xerr=xerr[:, ok], yerr=yerr[:, ok], fmt="o", ms=5, capsize=2, color="#4c72b0",
+                ecolor="#9db4d6", label=f"architecture (mean over seeds, {bars})", zorder=3)
     _label_points(ax, x[ok], y[ok], [n for n, k in zip(names, ok, strict=True) if k])
     idx = np.flatnonzero(ok)
     front = idx[pareto_front(x[ok], y[ok])]
@@ -152,6 +176,10 @@ def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarra
     return found
 
 
+def _bars_text(x: str, y: str) -> str:
+    return x if x == y else f"energy {x}, accuracy {y}"
+
+
 def eer_vs_training_energy(frame: pd.DataFrame, out: Path) -> Path:
     """EER and minDCF(0.01) against training energy (log axis): Pareto front, knee."""
     eer_col = primary_eer_column(frame)
@@ -159,15 +187,16 @@ def eer_vs_training_energy(frame: pd.DataFrame, out: Path) -> Path:
     m = _means(frame)
     scale, unit = energy_unit(m["train_energy_kwh_mean"])
     x = m["train_energy_kwh_mean"].to_numpy(float) * scale
-    xerr = m["train_energy_kwh_sd"].to_numpy(float) * scale
+    xerr, xwhat = error_bars(m, "train_energy_kwh", scale)
     est = ", estimated" if _estimated(frame["train_energy_basis"]) else ""
     trials = eer_col.removeprefix("eer_cosine_")
     panels = [(eer_col, f"EER (%), {trials}, cosine"), (dcf_col, f"minDCF (p=0.01), {trials}, cosine")]
     panels = [p for p in panels if f"{p[0]}_mean" in m]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
     for ax, (col, label) in zip(axes[0], panels, strict=True):
-        _trade_off_panel(ax, x, xerr, m[f"{col}_mean"].to_numpy(float), m[f"{col}_sd"].to_numpy(float),
-                         list(m.index), f"training energy ({unit}{est}), log scale", label)
+        yerr, ywhat = error_bars(m, col)
+        _trade_off_panel(ax, x, xerr, m[f"{col}_mean"].to_numpy(float), yerr, list(m.index),
+                         f"training energy ({unit}{est}), log scale", label, bars=_bars_text(xwhat, ywhat))
     fig.suptitle("Accuracy bought by training energy", fontsize=11)
     fig.tight_layout()
     return _save(fig, out)
@@ -330,12 +359,14 @@ def inference_energy_vs_eer(frame: pd.DataFrame, out: Path) -> Path:
     unit = "J"
     if np.isfinite(x).any() and np.nanmedian(x) < 0.1:
         x, unit = x * 1e3, "mJ"
-    xerr = m["inference_j_per_trial_sd"].to_numpy(float) * (1e3 if unit == "mJ" else 1)
+    xerr, xwhat = error_bars(m, "inference_j_per_trial", 1e3 if unit == "mJ" else 1)
+    yerr, ywhat = error_bars(m, eer_col)
     est = ", estimated" if _estimated(frame["inference_energy_basis"]) else ""
     fig, ax = plt.subplots(figsize=(5.6, 4.0))
-    _trade_off_panel(ax, x, xerr, m[f"{eer_col}_mean"].to_numpy(float), m[f"{eer_col}_sd"].to_numpy(float),
-                     list(m.index), f"inference energy per trial ({unit}{est}), log scale",
-                     f"EER (%), {eer_col.removeprefix('eer_cosine_')}, cosine", with_knee=False)
+    _trade_off_panel(ax, x, xerr, m[f"{eer_col}_mean"].to_numpy(float), yerr, list(m.index),
+                     f"inference energy per trial ({unit}{est}), log scale",
+                     f"EER (%), {eer_col.removeprefix('eer_cosine_')}, cosine", with_knee=False,
+                     bars=_bars_text(xwhat, ywhat))
     ax.set_title("Accuracy against the energy of using the model")
     fig.tight_layout()
     return _save(fig, out)
@@ -541,11 +572,14 @@ def power_timeline(results: Path | Layout, step: str, jobs: list[tuple[str, int]
 
 
 def make_figures(summary: Path, out_dir: Path, phases: Path | None = None,
-                 results: Path | Layout | None = None) -> list[Path]:
-    """Every figure of the study into ``out_dir``; the timelines need ``results`` (traces, markers)."""
+                 results: Path | Layout | None = None, by_arch: Path | None = None) -> list[Path]:
+    """Every figure of the study into ``out_dir``; the timelines need ``results`` (traces, markers), the
+    error bars of the trade-off figures the intervals of ``by_arch`` (``summary_by_arch.csv``; ± sd without)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = pd.read_csv(summary)
+    if by_arch is not None:
+        frame.attrs["by_arch"] = pd.read_csv(by_arch)
     phase_frame = pd.read_csv(phases) if phases and Path(phases).exists() else pd.DataFrame(
         columns=["arch", "seed", "step", "phase", "energy_j", "basis"])
     made = [eer_vs_training_energy(frame, out_dir / "eer_vs_training_energy.png"),

@@ -163,3 +163,33 @@ def test_pareto_frequencies_tell_a_sure_front_from_a_coin_toss() -> None:
     twins = diffs.loc[("against the reference", "twin2")]  # the reference: twin1, the most accurate (no knee)
     assert diffs.loc[("next on the front", "twin1"), "significant"]  # cheap -> twin1: 1 pp better, shared speakers
     assert not twins["significant"] and twins["delta_eer_pp_low"] < 0 < twins["delta_eer_pp_high"]
+
+
+def test_trade_off_figures_draw_the_intervals_of_summary_by_arch(tmp_path: Path) -> None:
+    """The error bars are each architecture's interval (over seeds and speakers, or draws), asymmetric where
+    it is; without ``summary_by_arch.csv`` they fall back to ± sd over seeds."""
+    import pandas as pd
+
+    from svbench.study.figures import FIGURES, _means, error_bars, make_figures
+
+    config = fake_study(tmp_path)
+    write_score_replicates(tmp_path, config)
+    build_summary(tmp_path / "results", config, tmp_path / "study")
+    frame = pd.read_csv(tmp_path / "study/summary.csv")
+    by_arch = pd.read_csv(tmp_path / "study/summary_by_arch.csv").set_index("arch")
+    frame.attrs["by_arch"] = by_arch.reset_index()
+    m = _means(frame)
+    for col in ("eer_cosine_syn", "train_energy_kwh"):
+        bars, what = error_bars(m, col)
+        assert what.startswith("interval")
+        below = m[f"{col}_mean"] - by_arch.loc[m.index, f"{col}_low"]
+        above = by_arch.loc[m.index, f"{col}_high"] - m[f"{col}_mean"]
+        assert bars[0] == pytest.approx(below.clip(lower=0).to_numpy())
+        assert bars[1] == pytest.approx(above.clip(lower=0).to_numpy())
+        assert (bars[0] != bars[1]).any()  # intervals, not a symmetric sd
+    plain = _means(pd.read_csv(tmp_path / "study/summary.csv"))
+    bars, what = error_bars(plain, "eer_cosine_syn")
+    assert "sd" in what and bars[0] == pytest.approx(plain["eer_cosine_syn_sd"].to_numpy())
+    made = make_figures(tmp_path / "study/summary.csv", tmp_path / "fig", tmp_path / "study/phases.csv",
+                        tmp_path / "results", by_arch=tmp_path / "study/summary_by_arch.csv")
+    assert sorted(p.name for p in made) == sorted(FIGURES)

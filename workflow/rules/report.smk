@@ -52,6 +52,7 @@ rule study_figures:
     input:
         summary=LAYOUT.study("summary.csv"),
         phases=LAYOUT.study("phases.csv"),
+        by_arch=LAYOUT.study("summary_by_arch.csv"),
         energy=STUDY_ENERGY,  # the traces behind the timelines are final once their energy is joined
     output:
         [
@@ -71,8 +72,8 @@ rule study_figures:
     conda:
         ENV
     shell:
-        "svbench study figures --summary {input.summary:q} --phases {input.phases:q} --results {params.results:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        "svbench study figures --summary {input.summary:q} --phases {input.phases:q} --by-arch {input.by_arch:q}"
+        " --results {params.results:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule study_report:
