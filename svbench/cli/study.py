@@ -28,7 +28,8 @@ def cmd_study_figures(args: argparse.Namespace) -> int:
 def cmd_study_report(args: argparse.Namespace) -> int:
     from svbench.study.report import write_study_report
 
-    write_study_report(args.summary, args.out, model_json=args.model_json, model_table=args.model_csv)
+    write_study_report(args.summary, args.out, model_json=args.model_json, model_table=args.model_csv,
+                       pareto=args.pareto, differences=args.differences, findings_rst=args.findings_rst)
     return 0
 
 
@@ -89,6 +90,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--model-json", type=Path)
     s.add_argument("--model-csv", type=Path)
+    s.add_argument("--pareto", type=Path, help="pareto.csv of the summary: Pareto and knee frequencies")
+    s.add_argument("--differences", type=Path, help="differences.csv of the summary: what the intervals support")
+    s.add_argument("--findings-rst", type=Path, help="the findings as reStructuredText, the report's opening page")
     s.set_defaults(func=cmd_study_report)
 
     s = sub.add_parser("predict", help="predicted training energy of an architecture, with the model's error")

@@ -12,6 +12,7 @@ import pandas as pd
 
 from svbench.study.analysis import by_arch, fit_energy_model, knee, pareto_front
 from svbench.study.figures import energy_unit, primary_eer_column
+from svbench.study.findings import Findings
 from svbench.study.tables import STYLE, html_table
 
 
@@ -40,21 +41,25 @@ def study_findings(frame: pd.DataFrame) -> dict:
 
 
 def write_study_report(summary: Path, out_html: Path, model_json: Path | None = None,
-                       model_table: Path | None = None) -> dict:
-    """``study.html`` (the findings, for the report); the energy model as JSON and as a held-out table."""
+                       model_table: Path | None = None, pareto: Path | None = None, differences: Path | None = None,
+                       findings_rst: Path | None = None) -> dict:
+    """``study.html`` (the findings, for the report); the energy model as JSON and as a held-out table; with
+    ``pareto``/``differences`` (``pareto.csv``, ``differences.csv``) what their intervals support, on the page
+    and as ``findings_rst``, the report's opening page."""
     frame = pd.read_csv(summary)
     f = study_findings(frame)
     scale, unit = energy_unit(frame["train_energy_kwh"].to_numpy(float))
     estimated = any("estimated" in b for b in f["basis"])
     est = " (estimated)" if estimated else ""
-    parts = [f"<h2>What the study shows</h2><p>{f['archs']} architectures, {f['seeds']} seed(s) each; accuracy is "
-             f"the cosine EER on <i>{html.escape(f['eer_column'].removeprefix('eer_cosine_'))}</i>; training energy "
-             f"is the whole training job{est}.</p>"]
+    trials = f["eer_column"].removeprefix("eer_cosine_")
+    context = (f"{f['archs']} architectures, {f['seeds']} seed(s) each; accuracy is the cosine EER on {trials}; "
+               f"training energy is the whole training job{est}.")
+    parts = [f"<h2>What the study shows</h2><p>{html.escape(context)}</p>"]
     if f["pareto"]:
         items = "".join(f"<li><b>{html.escape(p['arch'])}</b>: EER {_num(p['eer'])} %, training "
                         f"{_num(p['train_energy_kwh'] * scale)} {unit}</li>" for p in f["pareto"])
         parts.append(f"<h3>Pareto-optimal architectures</h3><p>No other architecture is both cheaper to train and "
-                     f"more accurate (by increasing energy):</p><ul>{items}</ul>")
+                     f"more accurate (by increasing energy, means over seeds):</p><ul>{items}</ul>")
     else:
         parts.append("<p>No training energy was measured: no Pareto front.</p>")
     if f["knee"]:
@@ -67,7 +72,27 @@ def write_study_report(summary: Path, out_html: Path, model_json: Path | None = 
     else:
         parts.append("<h3>The knee</h3><p>Not defined here: it needs at least 3 Pareto-optimal architectures on a "
                      "front that bends (some point above the chord).</p>")
-    model = f["energy_model"]
+    if pareto is not None and differences is not None:
+        carried = Findings.read(pareto, differences)
+        parts.append(carried.html())
+        if findings_rst is not None:
+            Path(findings_rst).write_text(carried.rst("What the study shows", context))
+    parts += _energy_model_parts(frame, f["energy_model"], scale, unit, model_json, model_table)
+    if f["unmeasured"]:
+        parts.append("<p>No training energy for: " + html.escape(", ".join(f["unmeasured"])) + ".</p>")
+    if estimated:
+        parts.append("<p><b>Caveat:</b> energy here is <i>estimated</i> from CPU time × watts per core and resident "
+                     "memory × watts per GiB (no RAPL/NVML/IPMI sensor was readable); it ranks architectures but "
+                     "is not a measurement.</p>")
+    Path(out_html).write_text(f"<!doctype html><meta charset='utf-8'>{STYLE}\n<div style='font: 14px/1.5 "
+                              f"system-ui, sans-serif; max-width: 60em'>{''.join(parts)}</div>\n")
+    return f
+
+
+def _energy_model_parts(frame: pd.DataFrame, model, scale: float, unit: str, model_json: Path | None,
+                        model_table: Path | None) -> list[str]:
+    """The energy model's section of the page; its JSON (or why there is none) and its held-out table."""
+    parts = []
     table = pd.DataFrame()
     if isinstance(model, str):
         parts.append(f"<h3>Energy model</h3><p>Not fitted: {html.escape(model)}.</p>")
@@ -91,14 +116,6 @@ def write_study_report(summary: Path, out_html: Path, model_json: Path | None = 
         if model_json:
             Path(model_json).write_text(json.dumps(model.to_dict() | {"macs_frames": int(frame["macs_frames"].iloc[0])
                                                                       if "macs_frames" in frame else 200}, indent=2))
-    if f["unmeasured"]:
-        parts.append("<p>No training energy for: " + html.escape(", ".join(f["unmeasured"])) + ".</p>")
-    if estimated:
-        parts.append("<p><b>Caveat:</b> energy here is <i>estimated</i> from CPU time × watts per core and resident "
-                     "memory × watts per GiB (no RAPL/NVML/IPMI sensor was readable); it ranks architectures but "
-                     "is not a measurement.</p>")
     if model_table is not None:
         table.to_csv(model_table, index=False)
-    Path(out_html).write_text(f"<!doctype html><meta charset='utf-8'>{STYLE}\n<div style='font: 14px/1.5 "
-                              f"system-ui, sans-serif; max-width: 60em'>{''.join(parts)}</div>\n")
-    return f
+    return parts

@@ -86,11 +86,13 @@ def write_score_replicates(root: Path, config: dict, separation: dict[str, float
                            trials: int = 400, resamples: int = 50, seed: int = 0) -> None:
     """Score files of a synthetic list ``syn`` (12 speakers x 4 utterances) and their speaker-bootstrap
     replicates for every job of ``config``; ``separation`` (per architecture, default 2.0) is the target
-    scores' shift: the larger, the lower the EER."""
+    scores' shift: the larger, the lower the EER. The jobs' metrics become those of these scores, so that
+    every point estimate lies among its replicates as in a real study."""
     import numpy as np
 
     from svbench.intervals import bootstrap_scores
     from svbench.layout import Layout
+    from svbench.metrics import compute_all
 
     layout = Layout(str(root / "results"))
     rng = np.random.default_rng(seed)
@@ -106,5 +108,12 @@ def write_score_replicates(root: Path, config: dict, separation: dict[str, float
                 lines.append(f"{int(same)}\t{enroll}\t{test}\t{rng.normal(shift * same, 1.0):.6f}")
             scores = Path(layout.scores(spec["name"], job_seed, "syn"))
             scores.write_text("\n".join(lines) + "\n")
+            table = np.array([line.split("\t") for line in lines[1:]])
+            found = compute_all(table[:, 3].astype(float), table[:, 0].astype(int))
+            metrics = Path(layout.metrics(spec["name"], job_seed))
+            written = json.loads(metrics.read_text())
+            cosine = {k: found[k] for k in ("eer", "min_dcf_0.01", "min_dcf_0.05")}
+            written["syn"] = {"trials": trials, "cosine": cosine}
+            metrics.write_text(json.dumps(written))
             bootstrap_scores({"syn": scores}, speakers, Path(layout.replicates(spec["name"], job_seed)),
                              resamples=resamples)

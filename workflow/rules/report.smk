@@ -78,15 +78,19 @@ rule study_figures:
 
 rule study_report:
     input:
-        LAYOUT.study("summary.csv"),
+        summary=LAYOUT.study("summary.csv"),
+        pareto=LAYOUT.study("pareto.csv"),
+        differences=LAYOUT.study("differences.csv"),
     output:
         html=report(LAYOUT.study("study.html"), category="Study", caption="../report/study.rst"),
         model=LAYOUT.study("energy_model.json"),
         table=LAYOUT.study("energy_model.csv"),
+        findings=LAYOUT.study("findings.rst"),
     log:
         LAYOUT.log("study", "report"),
     conda:
         ENV
     shell:
-        "svbench study report --summary {input:q} --out {output.html:q} --model-json {output.model:q}"
-        " --model-csv {output.table:q} > {log:q} 2>&1"
+        "svbench study report --summary {input.summary:q} --pareto {input.pareto:q}"
+        " --differences {input.differences:q} --out {output.html:q} --findings-rst {output.findings:q}"
+        " --model-json {output.model:q} --model-csv {output.table:q} > {log:q} 2>&1"

@@ -1,0 +1,151 @@
+"""The findings the data can carry, from ``pareto.csv`` and ``differences.csv`` (:mod:`svbench.study.tradeoff`).
+
+A difference is stated as one only where its interval supports it (the ΔEER interval excludes zero); the
+others are listed with their numbers and labelled *not significant*, so that no reader takes a point estimate
+for a finding. The same findings go to the study page (HTML) and to the report's opening page (reStructuredText,
+Snakemake's workflow-level ``report:``).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+
+def _num(v: float, digits: int = 2) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.{digits}g}"
+
+
+def _signed(v: float) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:+.2g}".replace("-", "−")
+
+
+def _bounds(low: float, high: float, text=_num) -> str:
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f" [{text(low)}, {text(high)}]"
+
+
+def _p(p: float, resamples: int) -> str:
+    if not math.isfinite(p):
+        return ""
+    # a bootstrap p-value resolves 1/resamples: none of them on the other side is "below that", not zero
+    return f" (p < {1 / resamples:.2g})" if p == 0 and resamples else f" (p = {_num(p)})"
+
+
+def comparison_text(row: pd.Series | dict, resamples: int = 0) -> str:
+    """``B vs A: ΔEER +0.05 pp [−0.02, 0.12], not significant, for 2.1× [1.9, 2.3] the training energy``."""
+    delta = (f"ΔEER {_signed(row['delta_eer_pp'])} pp"
+             f"{_bounds(row['delta_eer_pp_low'], row['delta_eer_pp_high'], _signed)}")
+    significant = row.get("significant")
+    if significant is True or significant == "True":
+        verdict = "significant" + _p(row.get("p", math.nan), resamples)
+    elif significant is False or significant == "False":
+        verdict = "not significant"
+    else:
+        verdict = "no interval: a point estimate, not a finding"
+    ratio = f"{_num(row['energy_ratio'])}×{_bounds(row['energy_ratio_low'], row['energy_ratio_high'])}"
+    return f"{row['arch']} vs {row['against']}: {delta}, {verdict}, for {ratio} the training energy"
+
+
+@dataclass
+class Findings:
+    """What the resampled studies support: Pareto and knee frequencies, differences split by their intervals."""
+
+    resamples: int
+    pareto: list[dict] = field(default_factory=list)  # arch, p_pareto, p_knee, on the front of the means
+    supported: list[str] = field(default_factory=list)  # differences whose interval excludes zero
+    unsupported: list[str] = field(default_factory=list)  # the rest, labelled
+    reference: str | None = None
+
+    @classmethod
+    def of(cls, pareto: pd.DataFrame, differences: pd.DataFrame) -> Findings:
+        resamples = int(pareto["resamples"].max()) if len(pareto) and "resamples" in pareto else 0
+        rows = [{"arch": r.arch, "p_pareto": float(r.p_pareto), "p_knee": float(r.p_knee),
+                 "pareto_optimal": bool(r.pareto_optimal), "knee": bool(r.knee)} for r in pareto.itertuples()]
+        rows.sort(key=lambda r: -r["p_pareto"] if math.isfinite(r["p_pareto"]) else 1.0)
+        found = cls(resamples, rows)
+        pairs = set()
+        for _, row in differences.iterrows() if len(differences) else ():
+            pair = frozenset((row["arch"], row["against"]))
+            if pair in pairs:  # a step along the front that is also a comparison with the reference
+                continue
+            pairs.add(pair)
+            significant = row["significant"] is True or row["significant"] == "True"
+            (found.supported if significant else found.unsupported).append(
+                f"{row['comparison']}: {comparison_text(row, resamples)}")
+            if row["comparison"] == "against the reference":
+                found.reference = str(row["against"])
+        return found
+
+    @classmethod
+    def read(cls, pareto_csv: Path, differences_csv: Path) -> Findings:
+        def table(path: Path) -> pd.DataFrame:
+            try:
+                return pd.read_csv(path)
+            except pd.errors.EmptyDataError:  # a study without energy writes an empty table
+                return pd.DataFrame()
+        return cls.of(table(pareto_csv), table(differences_csv))
+
+    def frequencies(self) -> list[str]:
+        """One line per architecture: how often it is Pareto-optimal and the knee over the resampled studies."""
+        out = []
+        for r in self.pareto:
+            if not math.isfinite(r["p_pareto"]):
+                continue
+            means = " (on the front of the means" + (", its knee)" if r["knee"] else ")") if r["pareto_optimal"] else ""
+            out.append(f"{r['arch']}: Pareto-optimal in {r['p_pareto']:.0%} of the resampled studies, the knee in "
+                       f"{r['p_knee']:.0%}{means}")
+        return out
+
+    def html(self) -> str:
+        """The findings as an HTML section of the study page."""
+        parts = ["<h3>What the data can carry</h3>"]
+        if not self.resamples:
+            parts.append("<p>No intervals were made (no speaker-bootstrap replicates or no energy): the front "
+                         "and the knee above are point estimates, and no difference between architectures is "
+                         "stated as a finding.</p>")
+        else:
+            parts.append(f"<p>Over {self.resamples} resampled studies (seeds, evaluation speakers, sensor errors "
+                         "and carbon factors drawn again):</p>")
+            parts.append(_html_list(self.frequencies()))
+        parts.append("<h4>Differences their intervals support</h4>")
+        parts.append(_html_list(self.supported) if self.supported else "<p>None: no difference in EER between "
+                     "the architectures compared has an interval that excludes zero.</p>")
+        if self.unsupported:
+            parts.append("<h4>Differences the data cannot tell apart</h4>" + _html_list(self.unsupported))
+        return "".join(parts)
+
+    def rst(self, title: str, context: str) -> str:
+        """The findings as the report's opening page (reStructuredText for Snakemake's ``report:``)."""
+        lines = [title, "=" * len(title), "", _rst(context), ""]
+        if not self.resamples:
+            lines += ["No intervals were made: the Pareto front and the knee are point estimates and no "
+                      "difference between architectures is stated as a finding.", ""]
+        else:
+            lines += [f"Over {self.resamples} resampled studies (seeds, evaluation speakers, sensor errors and "
+                      "carbon factors drawn again):", ""] + [f"- {_rst(t)}" for t in self.frequencies()] + [""]
+        lines += ["Differences their intervals support", "-" * 35, ""]
+        lines += [f"- {_rst(t)}" for t in self.supported] or ["None: no EER difference between the architectures "
+                                                               "compared has an interval that excludes zero."]
+        if self.unsupported:
+            lines += ["", "Differences the data cannot tell apart", "-" * 38, ""]
+            lines += [f"- {_rst(t)}" for t in self.unsupported]
+        lines += ["", "The tables and figures behind these lines are in the *Study* category: "
+                  "``pareto.html``, ``differences.html``, ``summary_by_arch.html``.", ""]
+        # Snakemake renders this page with Jinja first: nothing in it is a template
+        return "{% raw %}\n" + "\n".join(lines) + "\n{% endraw %}\n"
+
+
+def _html_list(items: list[str]) -> str:
+    return "<ul>" + "".join(f"<li>{html.escape(t)}</li>" for t in items) + "</ul>"
+
+
+def _rst(text: str) -> str:
+    """Plain text safe in reStructuredText: its inline markup characters escaped."""
+    return re.sub(r"([\\*_`|])", r"\\\1", text)
