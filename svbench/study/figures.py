@@ -114,10 +114,10 @@ def error_bars(m: pd.DataFrame, col: str, scale: float = 1.0) -> tuple[np.ndarra
     if f"{col}_low" in m and np.isfinite(m[f"{col}_low"].to_numpy(float)).any():
         below = mean - m[f"{col}_low"].to_numpy(float)
         above = m[f"{col}_high"].to_numpy(float) - mean
-        what = "interval over seeds and resamples"
+        what = "bars: interval over seeds and resamples"
     else:
         below = above = m[f"{col}_sd"].to_numpy(float)
-        what = "± sd over seeds"
+        what = "bars: ± sd over seeds"
     # a resampled interval need not hold the mean of the seeds; a bar never points the wrong way
     bars = np.clip(np.nan_to_num(np.vstack([below, above])), 0, None) * scale
     return bars, what
@@ -141,7 +141,7 @@ def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarra
         ax.set_ylabel(ylabel)
         return found
     ax.errorbar(x[ok], y[ok], xerr=xerr[:, ok], yerr=yerr[:, ok], fmt="o", ms=5, capsize=2, color="#4c72b0",
-                ecolor="#9db4d6", label=f"architecture (mean over seeds, {bars})", zorder=3)
+                ecolor="#9db4d6", label=f"architecture: mean over seeds; {bars}", zorder=3)
     _label_points(ax, x[ok], y[ok], [n for n, k in zip(names, ok, strict=True) if k])
     idx = np.flatnonzero(ok)
     front = idx[pareto_front(x[ok], y[ok])]
@@ -150,7 +150,7 @@ def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarra
         fx, fy = x[front], y[front]
         # the best error reachable with at most that much energy: a staircase
         ax.step(np.append(fx, fx[-1] * 1.15), np.append(fy, fy[-1]), where="post", color="#c44e52", lw=1.3,
-                label="Pareto front", zorder=2)
+                label="Pareto front", zorder=3.5)  # over the error bars it would hide behind
     ax.scatter(x[front], y[front], s=60, facecolors="none", edgecolors="#c44e52", zorder=4)
     if with_knee:
         k = knee(x[ok], y[ok])
@@ -165,19 +165,23 @@ def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarra
     if missing:
         _note(ax, "no energy: " + ", ".join(missing), where="corner")
     ax.set_xscale("log")
-    plain_log_axis(ax.xaxis, float(np.nanmin(x[ok])), float(np.nanmax(x[ok])))
-    lo, hi = float(np.nanmin(x[ok])), float(np.nanmax(x[ok]))
-    ax.set_xlim(lo / 1.3, hi * 1.3)
+    # the axis holds the error bars too (their low ends stay positive on a log axis)
+    lows = x[ok] - xerr[0, ok]
+    lo = float(np.nanmin(np.where(lows > 0, lows, x[ok])))
+    hi = float(np.nanmax(x[ok] + xerr[1, ok]))
+    plain_log_axis(ax.xaxis, lo, hi)
+    ax.set_xlim(lo / 1.15, hi * 1.15)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.25)
     ax.margins(y=0.12)
-    ax.legend(loc="best", framealpha=0.85)
+    # below the axes: inside, it would cover the error bars of some architecture
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, frameon=False)
     return found
 
 
 def _bars_text(x: str, y: str) -> str:
-    return x if x == y else f"energy {x}, accuracy {y}"
+    return x if x == y else f"energy {x}, accuracy {y.removeprefix('bars: ')}"
 
 
 def eer_vs_training_energy(frame: pd.DataFrame, out: Path) -> Path:
@@ -192,7 +196,7 @@ def eer_vs_training_energy(frame: pd.DataFrame, out: Path) -> Path:
     trials = eer_col.removeprefix("eer_cosine_")
     panels = [(eer_col, f"EER (%), {trials}, cosine"), (dcf_col, f"minDCF (p=0.01), {trials}, cosine")]
     panels = [p for p in panels if f"{p[0]}_mean" in m]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.8), squeeze=False)
     for ax, (col, label) in zip(axes[0], panels, strict=True):
         yerr, ywhat = error_bars(m, col)
         _trade_off_panel(ax, x, xerr, m[f"{col}_mean"].to_numpy(float), yerr, list(m.index),
@@ -362,7 +366,7 @@ def inference_energy_vs_eer(frame: pd.DataFrame, out: Path) -> Path:
     xerr, xwhat = error_bars(m, "inference_j_per_trial", 1e3 if unit == "mJ" else 1)
     yerr, ywhat = error_bars(m, eer_col)
     est = ", estimated" if _estimated(frame["inference_energy_basis"]) else ""
-    fig, ax = plt.subplots(figsize=(5.6, 4.0))
+    fig, ax = plt.subplots(figsize=(5.6, 4.8))
     _trade_off_panel(ax, x, xerr, m[f"{eer_col}_mean"].to_numpy(float), yerr, list(m.index),
                      f"inference energy per trial ({unit}{est}), log scale",
                      f"EER (%), {eer_col.removeprefix('eer_cosine_')}, cosine", with_knee=False,

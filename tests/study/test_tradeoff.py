@@ -181,7 +181,7 @@ def test_trade_off_figures_draw_the_intervals_of_summary_by_arch(tmp_path: Path)
     m = _means(frame)
     for col in ("eer_cosine_syn", "train_energy_kwh"):
         bars, what = error_bars(m, col)
-        assert what.startswith("interval")
+        assert "interval" in what
         below = m[f"{col}_mean"] - by_arch.loc[m.index, f"{col}_low"]
         above = by_arch.loc[m.index, f"{col}_high"] - m[f"{col}_mean"]
         assert bars[0] == pytest.approx(below.clip(lower=0).to_numpy())
