@@ -1,5 +1,9 @@
 """Does data loading keep up with training? Run by hand: ``.venv/bin/python bench/train_step.py``.
 
+``--precision`` only times ResNet34 in float32 against AMP (bf16) + channels-last in one run (segments/s,
+ratio; ``bench/gpu_check.sh`` part 2); ``--steady-s S`` only runs training steps for S seconds, logging each
+step's end (part 4, the sidecar's overhead).
+
 1. Forward+backward(+SGD) step time of ResNet34 and ResNet293 (m = 32, batch 32, 200 frames x 80 bins,
    AAM head) on the current device, with the training loop's settings (AMP, channels-last on CUDA).
 2. Data-loader segments/s from a generated memory-mapped feature store (clean crops, as in training
@@ -16,8 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,31 +50,110 @@ def machine(device: torch.device) -> str:
     return text
 
 
-def step_time(name: str, device: torch.device, amp: str, batch: int, frames: int, steps: int, warmup: int) -> float:
-    """Seconds per training step (forward, backward, SGD update) after ``warmup`` untimed steps."""
-    spec = preset(name, 32)
+N_CLASSES = 17982  # VoxCeleb2 x 3 speeds
+
+
+def build_parts(name: str, device: torch.device, width: int = 32, dtype: torch.dtype | None | str = "auto",
+                channels_last: bool | None = None) -> tuple[TrainingModel, torch.optim.Optimizer, object]:
+    """Model with its AAM head, optimiser and gradient scaler as training builds them. ``dtype``: the autocast
+    dtype (None: float32; "auto": the training loop's choice); ``channels_last`` None follows training."""
+    dtype = amp_mode("auto", device) if dtype == "auto" else dtype
+    spec = preset(name, width)
     model = build(spec).to(device)
-    if device.type == "cuda":
+    if channels_last if channels_last is not None else device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    head = AAMSoftmax(spec.embedding, 17982, scale=32.0, margin=0.2).to(device)  # VoxCeleb2 x 3 speeds
-    dtype = amp_mode(amp, device)
+    head = AAMSoftmax(spec.embedding, N_CLASSES, scale=32.0, margin=0.2).to(device)
     net = TrainingModel(model, head, dtype)
     opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    scaler = grad_scaler(device, dtype)
-    x = torch.randn(batch, frames, 80, device=device)
-    y = torch.randint(0, 17982, (batch,), device=device)
+    return net, opt, grad_scaler(device, dtype)
 
-    for _ in range(warmup):  # the training loop's own step (it reads the loss back, as training does)
-        train_step(net, opt, scaler, x, y)
+
+def build_step(name: str, device: torch.device, dtype: torch.dtype | None, batch: int, frames: int, *,
+               width: int = 32, channels_last: bool | None = None) -> Callable[[], object]:
+    """One training step (the loop's own ``train_step``: forward, backward, SGD update, loss read back) on a
+    fixed random batch, as a closure. ``dtype``: the autocast dtype (None: float32); ``channels_last`` None
+    follows training (on for CUDA)."""
+    net, opt, scaler = build_parts(name, device, width, dtype, channels_last)
+    x = torch.randn(batch, frames, 80, device=device)
+    y = torch.randint(0, N_CLASSES, (batch,), device=device)
+    return lambda: train_step(net, opt, scaler, x, y)
+
+
+def time_steps(step: Callable[[], object], device: torch.device, steps: int, warmup: int) -> float:
+    """Seconds per call of ``step`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        train_step(net, opt, scaler, x, y)
+        step()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return (time.perf_counter() - t0) / steps
+
+
+def step_time(name: str, device: torch.device, amp: str, batch: int, frames: int, steps: int, warmup: int) -> float:
+    """Seconds per training step (forward, backward, SGD update) after ``warmup`` untimed steps."""
+    return time_steps(build_step(name, device, amp_mode(amp, device), batch, frames), device, steps, warmup)
+
+
+def low_precision(device: torch.device) -> torch.dtype:
+    """bf16 for autocast: the training loop's choice on CUDA (fp16 where bf16 is not supported); on a CPU,
+    where training never uses it, bf16 all the same so that the comparison's code runs anywhere."""
+    if device.type != "cuda":
+        return torch.bfloat16
+    return amp_mode("bf16", device) or torch.bfloat16
+
+
+def precision_rates(device: torch.device, batch: int, frames: int, steps: int, warmup: int, width: int = 32,
+                    name: str = "ResNet34") -> list[dict]:
+    """Segments/s of one model in float32 (NCHW, torch's default TF32 convolutions; and strict, TF32 off)
+    and with AMP (bf16 autocast) + channels-last, in this one process, one after the other."""
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    low = low_precision(device)
+    configs = [("fp32", None, False, flags), ("fp32 strict (TF32 off)", None, False, (False, False)),
+               (f"{str(low).removeprefix('torch.')} + channels-last", low, True, flags)]
+    rows = []
+    try:
+        for label, dtype, cl, (conv_tf32, mm_tf32) in configs:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv_tf32, mm_tf32
+            step = build_step(name, device, dtype, batch, frames, width=width, channels_last=cl)
+            seconds = time_steps(step, device, steps, warmup)
+            rows.append({"config": label, "dtype": str(dtype or torch.float32).removeprefix("torch."),
+                         "channels_last": cl, "cudnn_tf32": conv_tf32, "step_s": seconds,
+                         "segments_per_s": batch / seconds, "steps": steps})
+            del step
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+    return rows
+
+
+def steady(device: torch.device, batch: int, frames: int, seconds: float, log_path: Path, width: int = 32,
+           warmup: int = 5) -> int:
+    """Training steps (ResNet34, the training loop's precision and layout) for ``seconds`` or until SIGTERM,
+    each step's end written to ``log_path`` as monotonic ns: the throughput of any window can be read from it
+    afterwards (``bench/gpu_parts.py`` runs the sidecar beside it in some windows). Returns the steps."""
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stop.append(signum))
+    step = build_step("ResNet34", device, amp_mode("auto", device), batch, frames, width=width)
+    for _ in range(warmup):
+        step()
+    n, end = 0, time.monotonic() + seconds
+    with open(log_path, "w") as log:
+        log.write(f"ready {time.monotonic_ns()} batch {batch}\n")
+        log.flush()
+        while not stop and time.monotonic() < end:
+            step()  # reads the loss back: the GPU's work for this step is done when it returns
+            n += 1
+            log.write(f"{time.monotonic_ns()}\n")
+            if n % 16 == 0:
+                log.flush()
+    return n
 
 
 def make_store(root: Path, n_utts: int, rng: np.random.Generator) -> tuple[FeatureStore, list[str]]:
@@ -111,10 +196,29 @@ def main() -> None:
     p.add_argument("--batch-293", type=int, default=None, help="ResNet293 batch (default: --batch on CUDA, 4 on CPU)")
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--loader-seconds", type=float, default=10.0)
+    p.add_argument("--precision", action="store_true",
+                   help="only ResNet34 in float32 against AMP bf16 + channels-last, same run: segments/s and ratio")
+    p.add_argument("--width", type=int, default=32, help="base width m of the timed ResNets (--precision, --steady-s)")
+    p.add_argument("--steady-s", type=float, default=0.0,
+                   help="only ResNet34 training steps for this long (or until SIGTERM), step ends to --steps-log")
+    p.add_argument("--steps-log", type=Path, default=Path("steps.log"))
     a = p.parse_args()
 
     device = resolve_device(a.device)
     cuda = device.type == "cuda"
+    if a.steady_s:
+        n = steady(device, a.batch, a.frames, a.steady_s, a.steps_log, width=a.width, warmup=5 if cuda else 1)
+        print(f"steady: {n} steps of batch {a.batch} logged to {a.steps_log}")
+        return
+    if a.precision:
+        print(f"machine: {machine(device)}")
+        rows = precision_rates(device, a.batch, a.frames, a.steps or (20 if cuda else 2), 5 if cuda else 1, a.width)
+        for row in rows:
+            print(f"ResNet34 {row['config']:<26} batch {a.batch} step {row['step_s'] * 1e3:8.1f} ms -> "
+                  f"{row['segments_per_s']:8.1f} segments/s")
+        print(f"AMP + channels-last / fp32: {rows[2]['segments_per_s'] / rows[0]['segments_per_s']:.2f}x "
+              f"(/ strict fp32: {rows[2]['segments_per_s'] / rows[1]['segments_per_s']:.2f}x)")
+        return
     steps = a.steps or (20 if cuda else 3)
     steps293 = a.steps_293 or (20 if cuda else 1)
     dtype = amp_mode(a.amp, device)

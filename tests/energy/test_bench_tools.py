@@ -25,6 +25,7 @@ def _bench_module(name: str):
 
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -113,3 +114,50 @@ def test_gpu_check_fails_clearly_without_a_gpu(tmp_path):
                               text=True, timeout=TIMEOUT)
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert not list(tmp_path.glob("svbench-gpu-check.*"))  # nothing created before the GPU is found
+
+
+def test_gpu_check_dry_runs_every_part_and_writes_one_report(tmp_path):
+    """``gpu_check.sh --dry``: the five parts at toy scale on the CPU against the fake NVML, one report whose
+    every figure says it is no GPU measurement, and no goal judged."""
+    import json
+
+    out = tmp_path / "check out"  # a space in the path, as a user's TMPDIR may have
+    env = os.environ | {"SVBENCH_PYTHON": sys.executable, "SVBENCH_GPU_CHECK_OUT": str(out)}
+    proc = subprocess.run(["bash", str(BENCH / "gpu_check.sh"), "--dry"], env=env, cwd=BENCH.parent,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "dry" and [p["id"] for p in report["parts"]] == ["nvml", "amp", "util", "overhead",
+                                                                                "demo"]
+    for part in report["parts"]:
+        assert part["status"] == "ok" and part["exit_status"] == 0, part
+        for fig in part["figures"]:
+            assert fig["met"] is None and "not a GPU measurement" in fig["note"], fig
+    figures = {f["name"]: f["value"] for p in report["parts"] for f in p["figures"]}
+    assert figures["NVML read interval (median)"] == pytest.approx(25, rel=0.5)  # the sidecar read the fake NVML
+    assert any("+ channels-last / fp32" in name and value > 0 for name, value in figures.items())
+    assert figures["utilisation readings"] > 0
+    assert (out / "report.md").read_text().startswith("# svbench GPU device check")
+    assert "DRY RUN" in (out / "report.md").read_text()
+
+
+def test_gpu_report_names_a_part_that_ran_past_its_limit(tmp_path):
+    """A part killed by its time limit, or one that never wrote its result, fails the check with its log."""
+    import json
+
+    report = _bench_module("gpu_report")
+    report.setup(tmp_path, dry=False, command="test")
+    (tmp_path / "nvml").mkdir()
+    (tmp_path / "nvml" / "exit").write_text("124 120.3 120\n")
+    (tmp_path / "nvml" / "log.txt").write_text("gpu_burn: started\n")
+    result = report.Result("amp", tmp_path / "amp", dry=False)
+    result.figure("ratio", 2.5, "×", report.Goal("≥ 2×", lambda v: v >= 2))
+    result.status = "ok"
+    result.write()
+    (tmp_path / "amp" / "exit").write_text("0 10 60\n")
+    assert report.report(tmp_path, dry=False) == 2
+    data = json.loads((tmp_path / "report.json").read_text())
+    nvml, amp = data["parts"][0], data["parts"][1]
+    assert nvml["status"] == "failed" and "time limit" in nvml["error"] and "gpu_burn: started" in nvml["log_tail"]
+    assert amp["status"] == "ok" and amp["figures"][0]["met"] is True
+    assert [p["status"] for p in data["parts"][2:]] == ["not run"] * 3
