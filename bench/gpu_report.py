@@ -186,7 +186,11 @@ def facts(dry: bool, command: str) -> dict:
 
 
 def setup(out: Path, dry: bool, command: str) -> None:
-    """facts.json; in dry mode first the fake NVML (a pynvml.py with one GPU at 300 W) under ``out/fake_nvml``."""
+    """facts.json; in dry mode first the fake NVML (a pynvml.py with one GPU at 300 W) under ``out/fake_nvml``.
+
+    The dry run uses the pure-Python fake, not the C driver of ``tests/fakes/libnvml``: it needs no compiler on
+    the machine that runs the check, and what it tests is the check's plumbing; the real binding is tested
+    against the C driver in ``tests/energy/test_nvml_real_binding.py``."""
     out.mkdir(parents=True, exist_ok=True)
     if dry:
         sys.path.insert(0, str(ROOT / "tests"))
