@@ -34,6 +34,11 @@ class EmbeddingSettings:
 
     crop_frames: int = bounded(200, ge=8)
     device: str = bounded("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+    # WeSpeaker's AS-norm cohort (local/score_norm.sh): one mean embedding of whole utterances per training
+    # speaker; "crops": one random crop of each of up to max_crop_utts training utterances, then speaker means
+    cohort: str = bounded("speaker_mean", choices=("speaker_mean", "crops"))
+    cohort_utts_per_speaker: int = bounded(0, ge=0)  # speaker_mean: 0 = every utterance of the speaker
+    max_crop_utts: int = bounded(20000, ge=2)  # crops
 
     @classmethod
     def from_config(cls, block: dict) -> EmbeddingSettings:
@@ -83,8 +88,10 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 def embed(model_path: Path, test_features: Path, test_manifest: Path, train_features: Path, train_manifest: Path,
           out_dir: Path, crop_frames: int = 200, max_train_utts: int = 20000, seed: int = 0,
-          device: str = "auto") -> None:
-    """Write ``test.npz`` (ids, embeddings) and ``train.npz`` (mean, cohort speakers, cohort)."""
+          device: str = "auto", cohort: str = "speaker_mean", cohort_utts_per_speaker: int = 0) -> None:
+    """Write ``test.npz`` (ids, embeddings) and ``train.npz`` (mean, cohort speakers, cohort, its kind and the
+    number of training utterances behind it). ``cohort``: "speaker_mean" (whole utterances, every one or up to
+    ``cohort_utts_per_speaker`` per speaker) or "crops" (one ``crop_frames`` crop of up to ``max_train_utts``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -97,11 +104,31 @@ def embed(model_path: Path, test_features: Path, test_manifest: Path, train_feat
         _save_npz(out_dir / "test.npz", ids=np.array(ids), embeddings=emb)
     with phase("embed_train", sync=sync):
         store = FeatureStore(train_features)
-        train = read_manifest(train_manifest)
         rng = np.random.default_rng(seed)
-        if len(train) > max_train_utts:  # a random subset is enough for a mean and speaker means
-            train = [train[i] for i in sorted(rng.choice(len(train), max_train_utts, replace=False))]
-        emb = embed_crops(model, store, [u.utt for u in train], crop_frames, seed, dev)
-        speakers, cohort = speaker_means(emb, [u.speaker for u in train])
-        _save_npz(out_dir / "train.npz", mean=emb.mean(axis=0), speakers=np.array(speakers), cohort=cohort)
-    log.info("embedded %d test utterances and %d training crops", len(ids), len(train))
+        train = cohort_utterances(read_manifest(train_manifest), cohort, cohort_utts_per_speaker, max_train_utts,
+                                  rng)
+        utts = [u.utt for u in train]
+        emb = (embed_utterances(model, store, utts, dev) if cohort == "speaker_mean"
+               else embed_crops(model, store, utts, crop_frames, seed, dev))
+        speakers, means = speaker_means(emb, [u.speaker for u in train])
+        _save_npz(out_dir / "train.npz", mean=emb.mean(axis=0), speakers=np.array(speakers), cohort=means,
+                  cohort_kind=np.array(cohort), cohort_utts=np.array(len(train)))
+    log.info("embedded %d test utterances and %d training utterances (%s cohort of %d speakers)", len(ids),
+             len(train), cohort, len(speakers))
+
+
+def cohort_utterances(train: list, cohort: str, per_speaker: int, max_utts: int, rng: np.random.Generator) -> list:
+    """The training utterances behind the mean and the cohort: every one, or up to ``per_speaker`` of each speaker
+    (speaker_mean: every speaker keeps a mean); a random ``max_utts`` of them (crops), in manifest order."""
+    if cohort == "crops":
+        if len(train) > max_utts:
+            return [train[i] for i in sorted(rng.choice(len(train), max_utts, replace=False))]
+        return train
+    if not per_speaker:
+        return train
+    by_speaker: dict[str, list[int]] = defaultdict(list)
+    for i, u in enumerate(train):
+        by_speaker[u.speaker].append(i)
+    keep = [i for rows in by_speaker.values()
+            for i in (rows if len(rows) <= per_speaker else rng.choice(rows, per_speaker, replace=False))]
+    return [train[i] for i in sorted(keep)]

@@ -211,6 +211,9 @@ def score_lists(embeddings_dir: Path, trial_lists: dict[str, Path], out_dir: Pat
             lines.append(f"{t.label}\t{t.enroll}\t{t.test}\t{values}\n")
         write_text_atomic(out_dir / f"{name}.tsv", "".join(lines))
     metrics["cohort_size"] = int(train["cohort"].shape[0])
+    # embeddings written before the cohort had a kind were speaker means of random crops
+    metrics["cohort_kind"] = str(train["cohort_kind"]) if "cohort_kind" in train else "crops"
+    metrics["cohort_utts"] = int(train["cohort_utts"]) if "cohort_utts" in train else None
     metrics["top_n"] = top_n
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
     return metrics

@@ -62,3 +62,47 @@ def test_embedding_settings_come_from_the_config_block_and_name_the_key() -> Non
                        ({"crop": 1}, "embedding.crop")):
         with pytest.raises(UserError, match=key):
             EmbeddingSettings.from_config(block)
+
+
+def test_the_speaker_mean_cohort_equals_a_direct_computation(tiny_corpus: Path, tmp_path: Path) -> None:
+    """WeSpeaker's cohort: every training speaker, the mean of its whole-utterance embeddings; the training mean
+    is the mean over those utterances. The crops cohort stays an option, and the scores say which was used."""
+    _model(tmp_path / "model.pt")
+    train_manifest = read_manifest(tiny_corpus / "corpus/train.tsv")
+    embed(tmp_path / "model.pt", tiny_corpus / "features/test", tiny_corpus / "corpus/test.tsv",
+          tiny_corpus / "features/train", tiny_corpus / "corpus/train.tsv", tmp_path / "emb")
+    train = np.load(tmp_path / "emb/train.npz")
+    torch.manual_seed(0)
+    model = build(SPEC).eval()
+    store = FeatureStore(tiny_corpus / "features/train")
+    with torch.no_grad():
+        direct = {u.utt: model(torch.from_numpy(np.asarray(store.get(u.utt), np.float32))[None]).numpy()[0]
+                  for u in train_manifest}
+    speakers = sorted({u.speaker for u in train_manifest})
+    expected = np.stack([np.mean([direct[u.utt] for u in train_manifest if u.speaker == s], axis=0)
+                         for s in speakers])
+    assert train["speakers"].tolist() == speakers and str(train["cohort_kind"]) == "speaker_mean"
+    np.testing.assert_allclose(train["cohort"], expected, atol=1e-4)
+    np.testing.assert_allclose(train["mean"], np.mean(list(direct.values()), axis=0), atol=1e-4)
+    assert int(train["cohort_utts"]) == len(train_manifest)
+    metrics = score_lists(tmp_path / "emb", {"synthetic": tiny_corpus / "corpus/trials/synthetic.txt"},
+                          tmp_path / "scores", top_n=3)
+    assert metrics["cohort_kind"] == "speaker_mean" and metrics["cohort_size"] == len(speakers)
+
+    embed(tmp_path / "model.pt", tiny_corpus / "features/test", tiny_corpus / "corpus/test.tsv",
+          tiny_corpus / "features/train", tiny_corpus / "corpus/train.tsv", tmp_path / "crops", crop_frames=50,
+          cohort="crops")
+    crops = np.load(tmp_path / "crops/train.npz")
+    assert str(crops["cohort_kind"]) == "crops" and not np.allclose(crops["cohort"], expected, atol=1e-3)
+
+
+def test_a_per_speaker_limit_keeps_every_speaker_in_the_cohort() -> None:
+    from svbench.corpus.manifest import Utterance
+    from svbench.embedding import cohort_utterances
+
+    train = [Utterance(f"s{k % 5}/u{k}", f"s{k % 5}", Path(f"s{k % 5}/u{k}.wav"), 1.0) for k in range(5 * 40)]
+    kept = cohort_utterances(train, "speaker_mean", 3, 0, np.random.default_rng(0))
+    assert sorted({u.speaker for u in kept}) == [f"s{k}" for k in range(5)] and len(kept) == 15
+    assert cohort_utterances(train, "speaker_mean", 0, 0, np.random.default_rng(0)) == train
+    sampled = cohort_utterances(train, "crops", 0, 10, np.random.default_rng(0))
+    assert len(sampled) == 10 and sampled == sorted(sampled, key=train.index)

@@ -339,8 +339,9 @@ def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
                      "source": est.get("source", "")})
         rows.append({"item": "estimate: W per GiB resident", "value": est.get("watts_per_gib"), "unit": "W/GiB",
                      "source": est.get("source", "")})
-    seen = set()
     layout = Layout.of(results)
+    rows += cohort_rows(config, layout)
+    seen = set()
     for meta in sorted(Path(layout.root).glob(layout.sidecars())):
         for s in json.loads(meta.read_text()).get("sensors", []):
             key = (s["name"], s["available"], s.get("reason", ""))
@@ -349,6 +350,27 @@ def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
                 rows.append({"item": f"sensor {s['name']}", "value": "used" if s["available"] else "not available",
                              "unit": "", "source": s.get("reason", "")})
     return pd.DataFrame(rows)
+
+
+def cohort_rows(config: dict, layout: Layout) -> list[dict]:
+    """The AS-norm cohorts the scores used (kind, speakers, utterances, top-N), one row per distinct cohort."""
+    found: dict[tuple, list[str]] = {}
+    for spec in specs_from_grid(config["grid"]):
+        for seed in config["seeds"]:
+            path = Path(layout.metrics(spec.name, seed))
+            if path.exists():
+                m = json.loads(path.read_text())
+                if "cohort_size" in m:
+                    key = (m.get("cohort_kind", "crops"), m["cohort_size"], m.get("cohort_utts"), m.get("top_n"))
+                    found.setdefault(key, []).append(f"{spec.name}/seed{seed}")
+    rows = []
+    for (kind, size, utts, top_n), jobs in found.items():
+        what = ("speaker-mean embeddings of whole training utterances (WeSpeaker's local/score_norm.sh)"
+                if kind == "speaker_mean" else "speaker means of one random crop per sampled training utterance")
+        from_utts = f" from {utts} utterances" if utts is not None else ""
+        rows.append({"item": "AS-norm cohort", "value": f"{kind}: {size} speakers{from_utts}, top {top_n}",
+                     "unit": "", "source": f"{what}; {len(jobs)} job(s)"})
+    return rows
 
 
 def _job_provenance_row(measured: MeasuredJob) -> dict:

@@ -403,3 +403,24 @@ def test_training_energy_has_an_interval_from_the_sensor_tolerances(tmp_path: Pa
     assert (low < energy).all() and (energy < high).all()
     tight = build_summary(tmp_path / "results", config | {"energy": {"rapl": {"tolerance": 0.01}}}, tmp_path / "t")
     assert ((tight["train_energy_kwh_high"] - tight["train_energy_kwh_low"]) < (high - low)).all()
+
+
+def test_provenance_names_the_as_norm_cohort(tmp_path: Path) -> None:
+    import json
+
+    from svbench.layout import Layout
+    from svbench.study.summary import provenance
+
+    config = fake_study(tmp_path)
+    layout = Layout(str(tmp_path / "results"))
+    for spec in config["grid"]:
+        for seed in config["seeds"]:
+            path = Path(layout.metrics(spec["name"], seed))
+            m = json.loads(path.read_text())
+            path.write_text(json.dumps(m | {"cohort_size": 5994, "cohort_kind": "speaker_mean",
+                                            "cohort_utts": 1092009, "top_n": 300}))
+    table = provenance(config, tmp_path / "results")
+    row = table[table["item"] == "AS-norm cohort"]
+    assert len(row) == 1  # one cohort for every job
+    assert row.iloc[0]["value"] == "speaker_mean: 5994 speakers from 1092009 utterances, top 300"
+    assert "WeSpeaker" in row.iloc[0]["source"] and f"{len(config['grid']) * 2} job(s)" in row.iloc[0]["source"]
