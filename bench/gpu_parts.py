@@ -295,9 +295,13 @@ def run_part(part: str, out: Path, dry: bool) -> int:
     r.out_dir.mkdir(parents=True, exist_ok=True)
     r.write()
     t0 = time.monotonic()
-    beat = threading.Event()  # a progress line every 30 s: the parts run for minutes on a GPU
-    threading.Thread(target=lambda: [print(f"gpu_check: {part} running", flush=True) for _ in iter(
-        lambda: beat.wait(30), True)], daemon=True).start()
+    beat = threading.Event()
+
+    def progress() -> None:  # a line every 30 s: on a GPU a part runs for minutes
+        while not beat.wait(30):
+            print(f"gpu_check: {part} running, {time.monotonic() - t0:.0f} s", flush=True)
+
+    threading.Thread(target=progress, daemon=True).start()
     try:
         PARTS[part](r, dry)
         r.status = "ok"

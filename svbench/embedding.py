@@ -87,11 +87,11 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def embed(model_path: Path, test_features: Path, test_manifest: Path, train_features: Path, train_manifest: Path,
-          out_dir: Path, crop_frames: int = 200, max_train_utts: int = 20000, seed: int = 0,
+          out_dir: Path, crop_frames: int = 200, max_crop_utts: int = 20000, seed: int = 0,
           device: str = "auto", cohort: str = "speaker_mean", cohort_utts_per_speaker: int = 0) -> None:
     """Write ``test.npz`` (ids, embeddings) and ``train.npz`` (mean, cohort speakers, cohort, its kind and the
     number of training utterances behind it). ``cohort``: "speaker_mean" (whole utterances, every one or up to
-    ``cohort_utts_per_speaker`` per speaker) or "crops" (one ``crop_frames`` crop of up to ``max_train_utts``)."""
+    ``cohort_utts_per_speaker`` per speaker) or "crops" (one ``crop_frames`` crop of up to ``max_crop_utts``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
@@ -105,7 +105,7 @@ def embed(model_path: Path, test_features: Path, test_manifest: Path, train_feat
     with phase("embed_train", sync=sync):
         store = FeatureStore(train_features)
         rng = np.random.default_rng(seed)
-        train = cohort_utterances(read_manifest(train_manifest), cohort, cohort_utts_per_speaker, max_train_utts,
+        train = cohort_utterances(read_manifest(train_manifest), cohort, cohort_utts_per_speaker, max_crop_utts,
                                   rng)
         utts = [u.utt for u in train]
         emb = (embed_utterances(model, store, utts, dev) if cohort == "speaker_mean"

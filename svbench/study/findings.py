@@ -38,17 +38,24 @@ def _p(p: float, resamples: int) -> str:
     return f" (p < {1 / resamples:.2g})" if p == 0 and resamples else f" (p = {_num(p)})"
 
 
+def _significant(value: object) -> bool | None:
+    """``significant`` as differences.csv holds it: True, False, or empty where no interval was made."""
+    if value is True or value == "True":
+        return True
+    if value is False or value == "False":
+        return False
+    return None
+
+
 def comparison_text(row: pd.Series | dict, resamples: int = 0) -> str:
     """``B vs A: ΔEER +0.05 pp [−0.02, 0.12], not significant, for 2.1× [1.9, 2.3] the training energy``."""
     delta = (f"ΔEER {_signed(row['delta_eer_pp'])} pp"
              f"{_bounds(row['delta_eer_pp_low'], row['delta_eer_pp_high'], _signed)}")
-    significant = row.get("significant")
-    if significant is True or significant == "True":
-        verdict = "significant" + _p(row.get("p", math.nan), resamples)
-    elif significant is False or significant == "False":
-        verdict = "not significant"
-    else:
+    significant = _significant(row.get("significant"))
+    if significant is None:
         verdict = "no interval: a point estimate, not a finding"
+    else:
+        verdict = "significant" + _p(row.get("p", math.nan), resamples) if significant else "not significant"
     ratio = f"{_num(row['energy_ratio'])}×{_bounds(row['energy_ratio_low'], row['energy_ratio_high'])}"
     return f"{row['arch']} vs {row['against']}: {delta}, {verdict}, for {ratio} the training energy"
 
@@ -61,7 +68,6 @@ class Findings:
     pareto: list[dict] = field(default_factory=list)  # arch, p_pareto, p_knee, on the front of the means
     supported: list[str] = field(default_factory=list)  # differences whose interval excludes zero
     unsupported: list[str] = field(default_factory=list)  # the rest, labelled
-    reference: str | None = None
 
     @classmethod
     def of(cls, pareto: pd.DataFrame, differences: pd.DataFrame) -> Findings:
@@ -76,11 +82,8 @@ class Findings:
             if pair in pairs:  # a step along the front that is also a comparison with the reference
                 continue
             pairs.add(pair)
-            significant = row["significant"] is True or row["significant"] == "True"
-            (found.supported if significant else found.unsupported).append(
+            (found.supported if _significant(row["significant"]) else found.unsupported).append(
                 f"{row['comparison']}: {comparison_text(row, resamples)}")
-            if row["comparison"] == "against the reference":
-                found.reference = str(row["against"])
         return found
 
     @classmethod
@@ -107,16 +110,13 @@ class Findings:
         """The findings as an HTML section of the study page."""
         parts = ["<h3>What the data can carry</h3>"]
         if not self.resamples:
-            parts.append("<p>No intervals were made (no speaker-bootstrap replicates or no energy): the front "
-                         "and the knee above are point estimates, and no difference between architectures is "
-                         "stated as a finding.</p>")
+            parts.append(f"<p>{NO_INTERVALS}</p>")
         else:
             parts.append(f"<p>Over {self.resamples} resampled studies (seeds, evaluation speakers, sensor errors "
                          "and carbon factors drawn again):</p>")
             parts.append(_html_list(self.frequencies()))
         parts.append("<h4>Differences their intervals support</h4>")
-        parts.append(_html_list(self.supported) if self.supported else "<p>None: no difference in EER between "
-                     "the architectures compared has an interval that excludes zero.</p>")
+        parts.append(_html_list(self.supported) if self.supported else f"<p>{NONE_SUPPORTED}</p>")
         if self.unsupported:
             parts.append("<h4>Differences the data cannot tell apart</h4>" + _html_list(self.unsupported))
         return "".join(parts)
@@ -125,14 +125,12 @@ class Findings:
         """The findings as the report's opening page (reStructuredText for Snakemake's ``report:``)."""
         lines = [title, "=" * len(title), "", _rst(context), ""]
         if not self.resamples:
-            lines += ["No intervals were made: the Pareto front and the knee are point estimates and no "
-                      "difference between architectures is stated as a finding.", ""]
+            lines += [NO_INTERVALS, ""]
         else:
             lines += [f"Over {self.resamples} resampled studies (seeds, evaluation speakers, sensor errors and "
                       "carbon factors drawn again):", ""] + [f"- {_rst(t)}" for t in self.frequencies()] + [""]
         lines += ["Differences their intervals support", "-" * 35, ""]
-        lines += [f"- {_rst(t)}" for t in self.supported] or ["None: no EER difference between the architectures "
-                                                               "compared has an interval that excludes zero."]
+        lines += [f"- {_rst(t)}" for t in self.supported] or [NONE_SUPPORTED]
         if self.unsupported:
             lines += ["", "Differences the data cannot tell apart", "-" * 38, ""]
             lines += [f"- {_rst(t)}" for t in self.unsupported]
@@ -140,6 +138,11 @@ class Findings:
                   "``pareto.html``, ``differences.html``, ``summary_by_arch.html``.", ""]
         # Snakemake renders this page with Jinja first: nothing in it is a template
         return "{% raw %}\n" + "\n".join(lines) + "\n{% endraw %}\n"
+
+
+NO_INTERVALS = ("No intervals were made (no speaker-bootstrap replicates or no energy): the Pareto front and the "
+                "knee are point estimates, and no difference between architectures is stated as a finding.")
+NONE_SUPPORTED = "None: no EER difference between the architectures compared has an interval that excludes zero."
 
 
 def _html_list(items: list[str]) -> str:
