@@ -13,12 +13,36 @@ from dataclasses import dataclass
 
 from svbench.errors import UserError
 
-STEPS = ("train", "embed", "score")
+STEPS = ("train", "embed", "score")  # the measured steps of a trained model
+FINETUNE = "finetune"  # the large-margin fine-tuning: the measured step that makes a fine-tuned model
+MEASURED_STEPS = ("train", FINETUNE, "embed", "score")
+# A fine-tuned model is named after its backbone: grid names cannot hold "+" (ArchSpec), so none collides.
+LM_SUFFIX = "+lm"
+
+
+def large_margin_name(arch: str) -> str:
+    """The name of ``arch`` after large-margin fine-tuning: its folders, rows and points in the study."""
+    return arch + LM_SUFFIX
+
+
+def backbone_of(model: str) -> str:
+    """The grid architecture a model name is made of: itself, or the fine-tuned model's backbone."""
+    return model.removesuffix(LM_SUFFIX)
+
+
+def is_large_margin(model: str) -> bool:
+    return model.endswith(LM_SUFFIX)
+
+
+def steps_of(model: str) -> tuple[str, ...]:
+    """A model's own measured steps: a fine-tuned model is made by ``finetune`` from its trained backbone."""
+    return (FINETUNE, *STEPS[1:]) if is_large_margin(model) else STEPS
 
 
 @dataclass(frozen=True)
 class Job:
-    """One measured job of the study: a step of one architecture and seed, with its energy folder."""
+    """One measured job of the study: a step of one model (an architecture, or its fine-tuned version) and
+    seed, with its energy folder."""
 
     arch: str
     seed: int
@@ -111,9 +135,10 @@ class Layout:
 
     def step_output(self, step: str, arch: str, seed: object) -> str:
         """The product of a measured step: once it exists, the step's trace and markers are final."""
-        products = {"train": self.model, "embed": lambda a, s: self.embeddings(a, s, "test"), "score": self.metrics}
+        products = {"train": self.model, FINETUNE: self.model, "embed": lambda a, s: self.embeddings(a, s, "test"),
+                    "score": self.metrics}
         if step not in products:
-            raise UserError(f"step: expected one of {', '.join(STEPS)}, got {step!r}")
+            raise UserError(f"step: expected one of {', '.join(MEASURED_STEPS)}, got {step!r}")
         return products[step](arch, seed)
 
     # energy
@@ -150,13 +175,15 @@ class Layout:
         return self.path("logs", *parts) + ".log"
 
     # the study's jobs
-    def jobs(self, archs: Iterable[str], seeds: Iterable[object], steps: Iterable[str] = STEPS) -> Iterator[Job]:
-        """Every (arch, seed, step) of a grid, in the order the study's tables list them."""
-        steps = tuple(steps)
+    def jobs(self, archs: Iterable[str], seeds: Iterable[object], large_margin: bool = False) -> Iterator[Job]:
+        """Every (model, seed, step) of a grid, in the order the study's tables list them: each architecture's
+        seeds, then (``large_margin``) those of its fine-tuned model."""
+        seeds = list(seeds)
         for arch in archs:
-            for seed in seeds:
-                for step in steps:
-                    yield Job(arch, int(seed), step, self.energy_dir(step, arch, seed))
+            for model in (arch, large_margin_name(arch)) if large_margin else (arch,):
+                for seed in seeds:
+                    for step in steps_of(model):
+                        yield Job(model, int(seed), step, self.energy_dir(step, model, seed))
 
     @classmethod
     def of(cls, results: str | os.PathLike | Layout) -> Layout:

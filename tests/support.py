@@ -19,6 +19,33 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 300) -> subprocess.Co
                           timeout=timeout)
 
 
+def kill_at_checkpoint(cmd: list[str], checkpoint: Path, ready, signum: int, timeout: float = 120) -> int:
+    """Start ``cmd``, wait until ``checkpoint`` loads and ``ready(checkpoint dict)`` holds, send ``signum``; the
+    exit status (a negative signal number when killed by it)."""
+    import time
+
+    import torch
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "the job ended before it could be killed"
+            if checkpoint.exists():
+                try:
+                    ckpt = torch.load(checkpoint, weights_only=False)
+                except Exception:  # caught between write and rename: retry
+                    ckpt = None
+                if ckpt and ready(ckpt):
+                    break
+            time.sleep(0.05)
+        os.kill(proc.pid, signum)
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def _ddp_setup():
     from svbench.models import ArchSpec
     from svbench.training import Recipe

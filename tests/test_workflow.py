@@ -40,6 +40,8 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     # the BMC password by variable name: its value must reach no file, log or metadata of the run
     tiny = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
     tiny.setdefault("energy", {}).setdefault("ipmi", {})["password_env"] = "SVBENCH_TEST_BMC_SECRET"
+    # the demo-scale large-margin fine-tuning: one epoch of longer crops for every model
+    tiny["large_margin"] = {"enabled": True, "epochs": 1, "batch_size": 8, "crop_frames": 80}
     config.write_text(yaml.safe_dump(tiny))
     os.environ["SVBENCH_TEST_BMC_SECRET"] = secret = "hunter2-e2e-xyz"
     try:
@@ -54,7 +56,13 @@ def test_tiny_study_end_to_end(tmp_path: Path) -> None:
             if path.is_file() and path.stat().st_size < 50_000_000:
                 assert secret.encode() not in path.read_bytes(), path
     summary = pd.read_csv(tmp_path / "results/study/summary.csv")
-    assert list(summary["arch"]) == ["tinyA", "tinyB"]
+    assert list(summary["arch"]) == ["tinyA", "tinyA+lm", "tinyB", "tinyB+lm"]
+    tuned = summary.set_index("arch").loc[["tinyA+lm", "tinyB+lm"]]
+    assert (tuned["finetune_energy_kwh"] > 0).all() and (tuned["finetune_epochs"] == 1).all()
+    trained = summary.set_index("arch").loc[["tinyA", "tinyB"], "train_energy_kwh"].to_numpy()
+    assert (tuned["train_energy_kwh"].to_numpy() > trained).all()  # its backbone's training and its own
+    differences = pd.read_csv(tmp_path / "results/study/differences.csv")
+    assert (differences["comparison"] == "large-margin fine-tuning").sum() == 2
     assert summary["eer_cosine_synthetic"].between(0, 100).all()
     # no sensor on a CI machine: the estimate stands in and says so; GPU and node stay empty, never 0
     assert (summary["train_energy_basis"] == "estimated").all()

@@ -7,16 +7,21 @@ import logging
 from pathlib import Path
 
 from svbench.cli.arguments import json_object
+from svbench.errors import UserError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from svbench.models import ArchSpec
-    from svbench.training import Preempted, Recipe, train
+    from svbench.training import Preempted, Recipe, large_margin_recipe, train
 
     spec = ArchSpec.from_dict(args.arch, where="--arch")
-    recipe = Recipe.from_dict(args.recipe)  # errors name the config key (training.batch_size), as in the workflow
+    if args.large_margin is not None and args.init is None:
+        raise UserError("--large-margin: fine-tuning needs --init, the trained model it starts from")
+    # errors name the config key (training.batch_size, large_margin.epochs), as in the workflow
+    recipe = (Recipe.from_dict(args.recipe) if args.large_margin is None
+              else large_margin_recipe(args.recipe, args.large_margin))
     try:
-        train(args.features, args.manifest, spec, recipe, args.out, seed=args.seed)
+        train(args.features, args.manifest, spec, recipe, args.out, seed=args.seed, init=args.init)
     except Preempted as exc:
         logging.getLogger("svbench").warning("%s", exc)
         return 143  # as if terminated: the scheduler retries and training resumes
@@ -25,11 +30,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the training commands to ``svbench``."""
-    s = sub.add_parser("train", help="train one architecture (resumes from its checkpoint)")
+    s = sub.add_parser("train", help="train one architecture, or fine-tune a trained one (resumes from its checkpoint)")
     s.add_argument("--features", type=Path, required=True)
     s.add_argument("--manifest", type=Path, required=True)
     s.add_argument("--arch", type=json_object, required=True, help="architecture spec as JSON")
     s.add_argument("--recipe", type=json_object, default={}, help="training recipe as JSON")
+    s.add_argument("--init", type=Path, help="start from this trained model.pt (backbone and margin head)")
+    s.add_argument("--large-margin", type=json_object, help="fine-tune: the config's large_margin block as JSON over "
+                   "the --recipe (needs --init)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_train)

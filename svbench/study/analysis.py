@@ -133,11 +133,14 @@ def _fit(work: np.ndarray, joules: np.ndarray) -> tuple[float, float]:
 
 
 def fit_energy_model(frame: pd.DataFrame) -> EnergyModel:
-    """Fit on every (arch, seed) row with a training energy; held-out error needs ≥ 3 architectures."""
+    """Fit on every (arch, seed) row with a training energy; held-out error needs ≥ 3 architectures. The rows
+    of fine-tuned models (``stage``) are left out: their training is two recipes, not one."""
     need = ["macs_g", "samples_per_epoch", "epochs", "train_energy_kwh"]
     missing = [c for c in need if c not in frame]
     if missing:
         raise UserError(f"summary: missing column(s) {missing} for the energy model")
+    if "stage" in frame:
+        frame = frame[frame["stage"].fillna("trained") == "trained"]
     data = frame.assign(work=training_work(frame)).dropna(subset=["work", "train_energy_kwh"])
     if data["arch"].nunique() < 2:
         raise UserError("the energy model needs the training energy of at least 2 architectures")

@@ -25,7 +25,7 @@ from svbench.energy.markers import (
     read_markers,  # noqa: E402
 )
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
-from svbench.layout import STEPS, Layout
+from svbench.layout import FINETUNE, STEPS, Layout, backbone_of, is_large_margin, steps_of
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import by_arch, knee, pareto_front, primary_eer_column  # noqa: E402,F401  (re-exported)
 from svbench.study.uncertainty import is_bound  # noqa: E402
@@ -36,7 +36,8 @@ DPI = 150
 COMPONENT_COLOURS = {"gpu": "#4c72b0", "cpu": "#dd8452", "dram": "#55a868", "rest of node": "#8c8c8c",
                      "node": "#222222"}
 COMPONENT_LABELS = {"gpu": "GPU", "cpu": "CPU package", "dram": "DRAM", "rest of node": "rest of node"}
-STEP_TITLES = {"train": "training", "embed": "embedding (inference)", "score": "scoring (inference)"}
+STEP_TITLES = {"train": "training", FINETUNE: "large-margin fine-tuning", "embed": "embedding (inference)",
+               "score": "scoring (inference)"}
 FIGURES = [f"{name}.png" for name in catalog.FIGURES]
 
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
@@ -129,6 +130,17 @@ def _label_points(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, names: list[str]
             ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
 
 
+def _fine_tuning_arrows(ax: plt.Axes, x: np.ndarray, y: np.ndarray, names: list[str], ok: np.ndarray) -> None:
+    """An arrow from each trained model to its large-margin fine-tuned one: what the fine-tuning moved."""
+    at = {n: i for i, n in enumerate(names) if ok[i]}
+    pairs = [(at[backbone_of(n)], i) for n, i in at.items() if is_large_margin(n) and backbone_of(n) in at]
+    for a, b in pairs:
+        ax.annotate("", xy=(x[b], y[b]), xytext=(x[a], y[a]), zorder=2.5,
+                    arrowprops={"arrowstyle": "->", "color": "#55a868", "lw": 1.2, "shrinkA": 4, "shrinkB": 4})
+    if pairs:
+        ax.plot([], [], color="#55a868", lw=1.2, label="large-margin fine-tuning (→ +lm)")
+
+
 def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarray, yerr: np.ndarray,
                      names: list[str], xlabel: str, ylabel: str, with_knee: bool = True, bars: str = "± sd") -> dict:
     """Points (means, 2×N error bars of what ``bars`` says), the Pareto front as a step line, the knee ringed.
@@ -143,6 +155,7 @@ def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarra
     ax.errorbar(x[ok], y[ok], xerr=xerr[:, ok], yerr=yerr[:, ok], fmt="o", ms=5, capsize=2, color="#4c72b0",
                 ecolor="#9db4d6", label=f"architecture: mean over seeds; {bars}", zorder=3)
     _label_points(ax, x[ok], y[ok], [n for n, k in zip(names, ok, strict=True) if k])
+    _fine_tuning_arrows(ax, x, y, names, ok)
     idx = np.flatnonzero(ok)
     front = idx[pareto_front(x[ok], y[ok])]
     found["front"] = [names[i] for i in front]
@@ -557,7 +570,8 @@ def _timeline_panel(ax: plt.Axes, trace: Path, markers: Path, title: str) -> Non
 
 
 def power_timeline(results: Path | Layout, step: str, jobs: list[tuple[str, int]], out: Path, ncols: int = 3) -> Path:
-    """Small multiple: one panel per job of ``step``, power stacked by component, phases shaded."""
+    """Small multiple: one panel per job of ``step``, power stacked by component, phases shaded; the training
+    timeline shows a fine-tuned model's own training job, its large-margin fine-tuning."""
     n = max(len(jobs), 1)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
@@ -568,10 +582,13 @@ def power_timeline(results: Path | Layout, step: str, jobs: list[tuple[str, int]
         _note(axes[0, 0], "no jobs")
     layout = Layout.of(results)
     for ax, (arch, seed) in zip(axes.flat, jobs, strict=False):
-        _timeline_panel(ax, Path(layout.trace(step, arch, seed)), Path(layout.markers(step, arch, seed)),
+        own = steps_of(arch)[0] if step == "train" else step
+        _timeline_panel(ax, Path(layout.trace(own, arch, seed)), Path(layout.markers(own, arch, seed)),
                         f"{arch}, seed {seed}")
-    fig.suptitle(f"Power during {STEP_TITLES[step]} (shaded: the job's phases)", fontsize=11)
-    fig.tight_layout()
+    title = "training and large-margin fine-tuning (+lm)" if step == "train" and any(
+        is_large_margin(str(arch)) for arch, _ in jobs) else STEP_TITLES[step]
+    fig.suptitle(f"Power during {title} (shaded: the job's phases)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the first row
     return _save(fig, out)
 
 
@@ -586,13 +603,16 @@ def make_figures(summary: Path, out_dir: Path, phases: Path | None = None,
         frame.attrs["by_arch"] = pd.read_csv(by_arch)
     phase_frame = pd.read_csv(phases) if phases and Path(phases).exists() else pd.DataFrame(
         columns=["arch", "seed", "step", "phase", "energy_j", "basis"])
+    # the figures of size and stage distribution are of the grid's trained models; fine-tuned ones are
+    # points of the trade-off
+    trained = frame[[not is_large_margin(str(a)) for a in frame["arch"]]]
     made = [eer_vs_training_energy(frame, out_dir / "eer_vs_training_energy.png"),
             energy_by_component(phase_frame, out_dir / "energy_by_component.png"),
             energy_by_phase(phase_frame, out_dir / "energy_by_phase.png"),
             idle_vs_dynamic(phase_frame, out_dir / "idle_vs_dynamic.png"),
-            energy_vs_size(frame, out_dir / "energy_vs_size.png"),
+            energy_vs_size(trained, out_dir / "energy_vs_size.png"),
             inference_energy_vs_eer(frame, out_dir / "inference_energy_vs_eer.png"),
-            stage_distribution(frame, out_dir / "stage_distribution.png")]
+            stage_distribution(trained, out_dir / "stage_distribution.png")]
     jobs = list(zip(frame["arch"], frame["seed"].astype(int), strict=True))
     layout = Layout.of(results) if results is not None else Layout()
     for step in STEPS:

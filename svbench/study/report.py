@@ -52,8 +52,13 @@ def write_study_report(summary: Path, out_html: Path, model_json: Path | None = 
     estimated = any("estimated" in b for b in f["basis"])
     est = " (estimated)" if estimated else ""
     trials = f["eer_column"].removeprefix("eer_cosine_")
-    context = (f"{f['archs']} architectures, {f['seeds']} seed(s) each; accuracy is the cosine EER on {trials}; "
-               f"training energy is the whole training job{est}.")
+    tuned = "stage" in frame and bool(frame["stage"].ne("trained").any())
+    trained = frame.loc[frame["stage"].eq("trained"), "arch"].nunique() if tuned else f["archs"]
+    models = (f"{trained} architectures, each also after large-margin fine-tuning (+lm)" if tuned
+              else f"{trained} architectures")
+    whole = " (for a fine-tuned model its training and its fine-tuning)" if tuned else ""
+    context = (f"{models}, {f['seeds']} seed(s) each; accuracy is the cosine EER on {trials}; "
+               f"training energy is the whole training job{whole}{est}.")
     parts = [f"<h2>What the study shows</h2><p>{html.escape(context)}</p>"]
     if f["pareto"]:
         items = "".join(f"<li><b>{html.escape(p['arch'])}</b>: EER {_num(p['eer'])} %, training "

@@ -1,4 +1,6 @@
-"""The study summary: one row per architecture and seed, joined from every step's own files.
+"""The study summary: one row per model and seed, joined from every step's own files. A model is a grid
+architecture as trained, or (``large_margin.enabled``) that architecture after large-margin fine-tuning
+(``<arch>+lm``): its own row, whose training energy is the backbone's training plus the fine-tuning.
 
 Energy of a job: the node meter when it covers the components, node + GPU when it leaves the GPUs out,
 else the sum of the measured components (GPU + CPU package + DRAM): see
@@ -25,7 +27,7 @@ from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_co
 from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total, total_rows
 from svbench.energy.markers import BASELINE, node_sharing
 from svbench.intervals import UncertaintySettings
-from svbench.layout import STEPS, Job, Layout
+from svbench.layout import FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin
 from svbench.models import ArchSpec
 from svbench.study import tradeoff, uncertainty
 from svbench.study.analysis import by_arch, mean_sd_text
@@ -130,12 +132,30 @@ def _measured(layout: Layout, job: Job) -> MeasuredJob:
     return MeasuredJob(job, frame, sidecar, gpu_count(frame, sidecar), markers)
 
 
-def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, int, dict[str, MeasuredJob]]]:
-    """Every (architecture, seed) of the config's grid with its measured steps: the study's one loop."""
+def large_margin_enabled(config: dict) -> bool:
+    """Whether the study fine-tunes every architecture with a large margin (config ``large_margin.enabled``)."""
+    return bool((config.get("large_margin") or {}).get("enabled", False))
+
+
+def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, str, int, dict[str, MeasuredJob]]]:
+    """Every (architecture, model, seed) of the config's grid with the model's own measured steps: the study's
+    one loop. The model is the architecture's name, or its fine-tuned model's."""
     specs = {spec.name: spec for spec in specs_from_grid(config["grid"])}
-    jobs = layout.jobs(specs, config.get("seeds", [0]))
-    for (arch, seed), steps in groupby(jobs, key=lambda job: (job.arch, job.seed)):
-        yield specs[arch], seed, {job.step: _measured(layout, job) for job in steps}
+    jobs = layout.jobs(specs, config.get("seeds", [0]), large_margin_enabled(config))
+    for (model, seed), steps in groupby(jobs, key=lambda job: (job.arch, job.seed)):
+        yield specs[backbone_of(model)], model, seed, {job.step: _measured(layout, job) for job in steps}
+
+
+def training_job(layout: Layout, model: str, seed: int, jobs: dict[str, MeasuredJob]) -> MeasuredJob:
+    """What it cost to train ``model``: its training job, or for a fine-tuned model its backbone's training
+    and its fine-tuning together (their spans summed like the attempts of one job)."""
+    if FINETUNE not in jobs:
+        return jobs["train"]
+    base, tuned = _measured(layout, Job(backbone_of(model), seed, "train", "")), jobs[FINETUNE]
+    gpus = None if None in (base.gpus, tuned.gpus) else max(base.gpus, tuned.gpus)
+    frames = [f for f in (base.energy, tuned.energy) if len(f)]
+    energy = pd.concat(frames, ignore_index=True) if frames else tuned.energy
+    return MeasuredJob(tuned.job, energy, tuned.sidecar, gpus, tuned.markers)
 
 
 def _list_audio_seconds(layout: Layout, names: list[str], seconds: dict[str, float]) -> dict[str, float]:
@@ -198,9 +218,11 @@ def inference_rows(energy: dict[str, pd.DataFrame], metrics: dict, test_seconds:
     return row
 
 
-def _model_row(spec: ArchSpec, seed: int, info: dict, metrics: dict) -> dict:
-    """The architecture, its size and its accuracy on every trial list and back-end."""
-    row: dict = {"arch": spec.name, "seed": seed, "block": spec.block,
+def _model_row(spec: ArchSpec, model: str, seed: int, info: dict, metrics: dict) -> dict:
+    """The model, its architecture and size (``info``: its backbone's ``spec.json``: epochs are the training's),
+    and its accuracy on every trial list and back-end."""
+    row: dict = {"arch": model, "seed": seed, "backbone": spec.name,
+                 "stage": "large-margin fine-tuned" if is_large_margin(model) else "trained", "block": spec.block,
                  "stages": "-".join(map(str, spec.stages)), "widths": "-".join(map(str, spec.stage_widths)),
                  "params_m": info["params"] / 1e6, "macs_g": info["macs"] / 1e9,
                  "macs_frames": info.get("macs_frames", 200),
@@ -225,7 +247,8 @@ def _train_row(train: dict) -> dict:
 
 
 def _carbon_row(jobs: dict[str, MeasuredJob], train: dict, factors: dict) -> dict:
-    """Operational CO2e of the training, embodied CO2e of every step, and the factors used."""
+    """Operational CO2e of the training, embodied CO2e of every step, and the factors used; ``jobs["train"]``
+    is what it cost to train the model (:func:`training_job`)."""
     pue, intensity = factors["pue"], factors["intensity"]
     train_g = _carbon_g(jobs["train"].energy, "job", pue, intensity)
     # embodied: each step's hours on its own real GPU count (NVML channels), plus the server;
@@ -248,8 +271,16 @@ def _carbon_row(jobs: dict[str, MeasuredJob], train: dict, factors: dict) -> dic
             else f"{intensity.source} (edge value used outside the series)"}
 
 
+def _finetune_row(jobs: dict[str, MeasuredJob], info: dict) -> dict:
+    """A fine-tuned model's fine-tuning on its own: its energy (part of ``train_energy_kwh``) and epochs."""
+    if FINETUNE not in jobs:
+        return {"finetune_energy_kwh": math.nan, "finetune_epochs": math.nan}
+    tuned = energy_of(jobs[FINETUNE].energy, "job", jobs[FINETUNE].gpus)
+    return {"finetune_energy_kwh": tuned["energy_j"] / 3.6e6, "finetune_epochs": info.get("epochs")}
+
+
 def summary_rows(results: Path | Layout, config: dict) -> list[dict]:
-    """One dict per (architecture, seed) of the config's grid."""
+    """One dict per (model, seed) of the config's grid."""
     return summary_with_draws(results, config)[0]
 
 
@@ -263,12 +294,15 @@ def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict]
     draws = uncertainty.StudyDraws(settings.resamples, settings.seed,
                                    uncertainty.sensor_tolerances(config.get("energy", {})), factors)
     rows = []
-    for spec, seed, jobs in study_jobs(layout, config):
-        info = json.loads(Path(layout.spec(spec.name, seed)).read_text())
-        metrics = json.loads(Path(layout.metrics(spec.name, seed)).read_text())
-        row = _model_row(spec, seed, info, metrics) | uncertainty.job_columns(Path(layout.intervals(spec.name, seed)))
+    for spec, model, seed, jobs in study_jobs(layout, config):
+        info = json.loads(Path(layout.spec(model, seed)).read_text())
+        trained = json.loads(Path(layout.spec(spec.name, seed)).read_text()) if model != spec.name else info
+        metrics = json.loads(Path(layout.metrics(model, seed)).read_text())
+        row = _model_row(spec, model, seed, trained, metrics) | uncertainty.job_columns(
+            Path(layout.intervals(model, seed)))
+        jobs = jobs | {"train": training_job(layout, model, seed, jobs)}
         train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
-        row |= _train_row(train)
+        row |= _train_row(train) | _finetune_row(jobs, info)
         if list_seconds is None:  # the lists are the same for every model
             names = [n for n, m in metrics.items() if isinstance(m, dict)]
             list_seconds = _list_audio_seconds(layout, names, test_seconds)
@@ -278,8 +312,10 @@ def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict]
         total_audio = sum(test_seconds.values())
         parts = {"train": train, "embed_test": energy_of(energy["embed"], "embed_test"),
                  "score": energy_of(energy["score"], "score")}
+        if FINETUNE in jobs:  # its draws add to the backbone's (the two rows' training energies are paired)
+            parts["finetune"] = energy_of(jobs[FINETUNE].energy, "job", jobs[FINETUNE].gpus)
         share = sum(list_seconds.values()) / total_audio if total_audio else math.nan
-        rows.append(row | draws.add_job(spec.name, seed, row, parts, share, settings.level))
+        rows.append(row | draws.add_job(model, seed, row, parts, share, settings.level))
     return rows, draws
 
 
@@ -293,13 +329,13 @@ def phase_rows(results: Path | Layout, config: dict) -> list[dict]:
     """
     factors = factors_from_config(config["carbon"])
     rows = []
-    for spec, seed, jobs in study_jobs(Layout.of(results), config):
+    for _, model, seed, jobs in study_jobs(Layout.of(results), config):
         for step, measured in jobs.items():
             frame = measured.energy
             names = [p for p in dict.fromkeys(frame["phase"]) if p not in ("job", REST_OF_JOB, BASELINE)]
             order = [BASELINE] * (BASELINE in set(frame["phase"])) + names + [REST_OF_JOB] * bool(names) + ["job"]
             for name in order:
-                rows.append({"arch": spec.name, "seed": seed, "step": step}
+                rows.append({"arch": model, "seed": seed, "step": step}
                             | _phase_row(frame, name, factors, measured.gpus))
     return rows
 
@@ -355,14 +391,16 @@ def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
 def cohort_rows(config: dict, layout: Layout) -> list[dict]:
     """The AS-norm cohorts the scores used (kind, speakers, utterances, top-N), one row per distinct cohort."""
     found: dict[tuple, list[str]] = {}
-    for spec in specs_from_grid(config["grid"]):
+    models = dict.fromkeys(job.arch for job in layout.jobs([s.name for s in specs_from_grid(config["grid"])],
+                                                              [0], large_margin_enabled(config)))
+    for model in models:
         for seed in config["seeds"]:
-            path = Path(layout.metrics(spec.name, seed))
+            path = Path(layout.metrics(model, seed))
             if path.exists():
                 m = json.loads(path.read_text())
                 if "cohort_size" in m:
                     key = (m.get("cohort_kind", "crops"), m["cohort_size"], m.get("cohort_utts"), m.get("top_n"))
-                    found.setdefault(key, []).append(f"{spec.name}/seed{seed}")
+                    found.setdefault(key, []).append(f"{model}/seed{seed}")
     rows = []
     for (kind, size, utts, top_n), jobs in found.items():
         what = ("speaker-mean embeddings of whole training utterances (WeSpeaker's local/score_norm.sh)"
@@ -397,7 +435,7 @@ def _job_provenance_row(measured: MeasuredJob) -> dict:
 
 def job_provenance(results: Path | Layout, config: dict) -> pd.DataFrame:
     """One row per measured job: its sensors and channels, methods, coverage, basis, GPUs, node sharing."""
-    rows = [_job_provenance_row(measured) for _, _, jobs in study_jobs(Layout.of(results), config)
+    rows = [_job_provenance_row(measured) for _, _, _, jobs in study_jobs(Layout.of(results), config)
             for measured in jobs.values()]
     return pd.DataFrame(rows)
 

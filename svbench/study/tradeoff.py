@@ -9,7 +9,8 @@ headline EER (cosine, first trial list) against the training energy:
 - ``differences.csv``: each architecture against the reference (the knee of the means, else the most accurate
   architecture) and each step along the front of the means: the paired ΔEER and ΔminDCF (the same speakers in
   both, :func:`svbench.bootstrap.paired_difference`) and the training-energy ratio, each with its interval.
-  ``significant`` means the ΔEER interval excludes zero.
+  ``significant`` means the ΔEER interval excludes zero. With large-margin fine-tuning, each fine-tuned model
+  against its trained backbone too, with the extra training energy and the EER points gained per extra kWh.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pandas as pd
 
 from svbench.bootstrap import paired_difference, percentile_interval
 from svbench.intervals import UncertaintySettings, front_frequencies, resampled_mean
-from svbench.layout import Layout
+from svbench.layout import Layout, backbone_of, is_large_margin
 from svbench.study.analysis import knee, pareto_front, primary_eer_column
 from svbench.study.uncertainty import StudyDraws, resampled_studies
 
@@ -118,4 +119,28 @@ def differences_table(means: pd.DataFrame, resampled: dict, eer: str, dcf: str, 
     front = [str(means.index[i]) for i in pareto_front(means[COST].to_numpy(float), means[eer].to_numpy(float))]
     rows += [_comparison(means, resampled, a, b, eer, dcf, level, "next on the front")
              for a, b in zip(front, front[1:], strict=False)]
+    rows += [_comparison(means, resampled, backbone_of(b), b, eer, dcf, level, FINE_TUNING)
+             | _gain_per_kwh(means, resampled, backbone_of(b), b, eer, level)
+             for b in means.index if is_large_margin(b) and backbone_of(b) in means.index]
     return pd.DataFrame(rows)
+
+
+FINE_TUNING = "large-margin fine-tuning"  # the comparison of a fine-tuned model with its trained backbone
+
+
+def _gain_per_kwh(means: pd.DataFrame, resampled: dict, a: str, b: str, eer: str, level: float) -> dict:
+    """What B's extra training over A buys: the extra kWh, and the EER points gained (A − B) per extra kWh,
+    each with its interval over the resampled studies."""
+    extra = float(means.at[b, COST] - means.at[a, COST])
+    gain = float(means.at[a, eer] - means.at[b, eer]) / extra if extra > 0 else math.nan
+    row = {"extra_train_kwh": extra, "eer_pp_per_extra_kwh": gain}
+    bounds = {k: (math.nan, math.nan) for k in row}
+    if all(c in resampled.get(x, {}) for c in (COST, eer) for x in (a, b)):
+        more = resampled[b][COST] - resampled[a][COST]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_kwh = np.where(more > 0, (resampled[a][eer] - resampled[b][eer]) / more, np.nan)
+        bounds = {"extra_train_kwh": percentile_interval(more, level),
+                  "eer_pp_per_extra_kwh": percentile_interval(per_kwh, level)}
+    for name, (low, high) in bounds.items():
+        row |= {f"{name}_low": low, f"{name}_high": high}
+    return row

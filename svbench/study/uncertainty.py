@@ -8,7 +8,9 @@ gaps (:func:`svbench.intervals.energy_draws`), times the carbon factors' ranges.
 for the whole study (one PUE, one grid, whatever the job): resample ``b`` of every job holds the same factor
 values, so a mean over seeds or a comparison of two architectures does not average their uncertainty away.
 Per architecture, the seeds are resampled too, with the same seed choice for the accuracy and the energy of
-one resampled study (:func:`svbench.intervals.seed_choice`).
+one resampled study (:func:`svbench.intervals.seed_choice`). A fine-tuned model (``<arch>+lm``) is made from its
+backbone's seed: it takes the backbone's seed choice and the draws of the backbone's training energy (plus
+its own fine-tuning's), so that what fine-tuning adds and buys is a paired difference.
 
 Column names follow the summary's: ``eer_<backend>_<list>`` (in %) gets ``eer_<backend>_<list>_low`` and
 ``…_high``; minDCF, energy and CO2e the same. A figure without intervals (no ``score_intervals`` run, no
@@ -28,7 +30,7 @@ import pandas as pd
 from svbench.bootstrap import METRICS
 from svbench.energy.config import EnergyConfig
 from svbench.intervals import LEVEL, energy_draws, interval_of, read_replicates, resampled_mean, seed_choice
-from svbench.layout import Layout
+from svbench.layout import Layout, backbone_of, is_large_margin
 
 SCALE = {"eer": 100.0, "min_dcf_0.01": 1.0, "min_dcf_0.05": 1.0}  # EER columns are in %
 BOUNDS = ("_low", "_high")
@@ -93,13 +95,24 @@ class StudyDraws:
         parts = {s: (j, self.tolerances.get(s, self.tolerances["estimate"])) for s, j in part["by_sensor"].items()}
         return energy_draws(parts, part["gap_j"], rng, self.n) / joules
 
+    def _training_ratio(self, arch: str, seed: int, row: dict, parts: dict[str, dict],
+                        rng: np.random.Generator) -> np.ndarray:
+        """Draws of the training energy over its value; a fine-tuned model's are its backbone's draws (drawn
+        before, :meth:`svbench.layout.Layout.jobs` lists the backbone first) plus its fine-tuning's own."""
+        base = self.jobs.get((backbone_of(arch), seed))
+        if not is_large_margin(arch) or "finetune" not in parts or base is None or not row["train_energy_kwh"] > 0:
+            return self._ratio(parts["train"], rng)
+        tuned_kwh = parts["finetune"]["energy_j"] / 3.6e6
+        return (base["train_energy_kwh"] + tuned_kwh * self._ratio(parts["finetune"], rng)) / row["train_energy_kwh"]
+
     def add_job(self, arch: str, seed: int, row: dict, parts: dict[str, dict], audio_share: float,
                 level: float = LEVEL) -> dict[str, float]:
-        """Draw one job's figures from its ``row`` and measured ``parts`` (train, embed_test, score totals);
+        """Draw one job's figures from its ``row`` and measured ``parts`` (train, embed_test, score totals;
+        a fine-tuned model's finetune too);
         returns the ``<figure>_low/_high`` columns. ``audio_share``: the share of the embedding energy the
         trial lists' figures take (their audio over all test audio, summed over the lists)."""
         rng = np.random.default_rng([self.seed, zlib.crc32(arch.encode()), seed])
-        train = self._ratio(parts["train"], rng)
+        train = self._training_ratio(arch, seed, row, parts, rng)
         embed_j = parts["embed_test"]["energy_j"] * audio_share
         score_j = parts["score"]["energy_j"]
         inference = ((embed_j * self._ratio(parts["embed_test"], rng) + score_j * self._ratio(parts["score"], rng))
@@ -136,6 +149,7 @@ def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | N
     """Per architecture: its seed choice (:func:`svbench.intervals.seed_choice`) and, per summary column, the
     replicates of each of its seeds (accuracy: speaker bootstrap, scaled as the column; energy: draws)."""
     rng = np.random.default_rng(seed)
+    chosen: dict[str, tuple[list[int], np.ndarray]] = {}
     for arch, group in frame.groupby("arch", sort=False):
         seeds = [int(s) for s in group["seed"]]
         replicates: dict[str, list[np.ndarray]] = {}
@@ -151,4 +165,9 @@ def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | N
             for name in DRAWN:
                 replicates[name] = [draws.jobs[(arch, s)][name] for s in seeds]
         n = min((len(r) for per_seed in replicates.values() for r in per_seed), default=0)
-        yield arch, seed_choice(len(seeds), n, rng), replicates
+        base = chosen.get(backbone_of(arch)) if is_large_margin(arch) else None
+        if base is not None and base[0] == seeds and base[1].shape[1] == n:
+            yield arch, base[1], replicates  # the backbone's seeds: drawn once, the grid's draws unchanged
+            continue
+        chosen[arch] = (seeds, seed_choice(len(seeds), n, rng))
+        yield arch, chosen[arch][1], replicates

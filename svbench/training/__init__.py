@@ -16,14 +16,14 @@ from .distributed import dist_env, weights_digest
 from .job import TrainingJob, build_job
 from .loop import run_epoch, train, train_step
 from .model import TrainingModel, amp_mode, grad_scaler
-from .recipe import AMP_MODES, Recipe
+from .recipe import AMP_MODES, LARGE_MARGIN_DEFAULTS, Recipe, large_margin_recipe
 from .state import RunningStats, StepResult, TrainState
 from .stop import Preempted, StopAfterSteps, StopOnSignal, StopPolicy
 
 __all__ = [
-    "AMP_MODES", "CHECKPOINT_KEYS", "HISTORY_COLUMNS", "Checkpointer", "CropDataset", "Preempted", "Recipe",
-    "RunningStats", "StepResult", "StopAfterSteps", "StopOnSignal", "StopPolicy", "TrainState", "TrainingJob",
-    "TrainingModel", "TrainingSet", "amp_mode", "average_state", "build_job", "dist_env", "epoch_order",
-    "grad_scaler", "load_checkpoint", "load_training_set", "rank_batches", "run_epoch", "train", "train_step",
-    "weights_digest",
+    "AMP_MODES", "CHECKPOINT_KEYS", "HISTORY_COLUMNS", "LARGE_MARGIN_DEFAULTS", "Checkpointer", "CropDataset",
+    "Preempted", "Recipe", "RunningStats", "StepResult", "StopAfterSteps", "StopOnSignal", "StopPolicy", "TrainState",
+    "TrainingJob", "TrainingModel", "TrainingSet", "amp_mode", "average_state", "build_job", "dist_env",
+    "epoch_order", "grad_scaler", "large_margin_recipe", "load_checkpoint", "load_training_set", "rank_batches",
+    "run_epoch", "train", "train_step", "weights_digest",
 ]

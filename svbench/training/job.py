@@ -68,14 +68,34 @@ class TrainingJob:
                 "history": state.history, "running": asdict(state.running), "torch_rng": torch.get_rng_state(),
                 "recipe": asdict(self.recipe), "seed": self.seed, "world_size": self.world}
 
-    def resume(self) -> TrainState:
-        """The position to train from: the checkpoint's (weights restored), else the start."""
+    def resume(self, init: Path | None = None) -> TrainState:
+        """The position to train from: the checkpoint's (weights restored), else the start, from the weights
+        of the trained model ``init`` when given (fine-tuning: a checkpoint, once written, comes first)."""
         state = TrainState()
         found = self.checkpointer.load(self.device)
         if found is not None:
             state = self._restore(*found)
+        elif init is not None:
+            self._initialise(Path(init))
         check_same_position(state.epoch, state.step, self.world)
         return state
+
+    def _initialise(self, path: Path) -> None:
+        """Backbone and margin head from a trained ``model.pt``: it must be of this architecture and corpus."""
+        try:
+            blob = torch.load(path, map_location=self.device, weights_only=False)
+        except FileNotFoundError:
+            raise UserError(f"{path}: no trained model to fine-tune (run the training step first)") from None
+        except Exception as exc:  # truncated, empty, not a torch file
+            raise UserError(f"{path}: not a readable svbench model ({type(exc).__name__})") from None
+        if not isinstance(blob, dict) or "head" not in blob:
+            raise UserError(f"{path}: holds no margin head (a model.pt from before svbench kept it); retrain it")
+        if blob.get("spec") != self.spec.to_dict() or blob.get("n_classes") != self.data.n_classes:
+            raise UserError(f"{path}: a model of another architecture or corpus ({blob.get('n_classes')} classes, "
+                            f"this training set has {self.data.n_classes})")
+        self.model.load_state_dict(blob["model"])
+        self.head.load_state_dict(blob["head"])
+        log.info("fine-tuning from %s", path)
 
     def _restore(self, ckpt: dict, source: Path) -> TrainState:
         if ckpt["spec"] != self.spec.to_dict() or ckpt["n_classes"] != self.data.n_classes:

@@ -143,8 +143,9 @@ def run_epoch(job: TrainingJob, state: TrainState, stop: StopPolicy, progress: P
     _end_epoch(job, state, lr, margin)
 
 
-def _write_model(job: TrainingJob, out_dir: Path, digests: list[str]) -> Path:
-    """``spec.json`` and ``model.pt``: the mean of the last ``average_last`` epochs' weights, else the last."""
+def _write_model(job: TrainingJob, out_dir: Path, digests: list[str], init: Path | None) -> Path:
+    """``spec.json`` and ``model.pt``: the mean of the last ``average_last`` epochs' weights, else the last, with
+    the last epoch's margin head (what fine-tuning starts from; embeddings use the backbone alone)."""
     recipe, data = job.recipe, job.data
     averaged = list(range(max(recipe.epochs - recipe.average_last + 1, 1), recipe.epochs + 1))
     if len(averaged) > 1:
@@ -158,9 +159,10 @@ def _write_model(job: TrainingJob, out_dir: Path, digests: list[str]) -> Path:
         "samples_per_epoch": job.steps_per_epoch * job.global_batch, "world_size": job.world,
         "averaged_epochs": averaged, "recipe": asdict(recipe), "device": str(job.device),
         "amp": str(job.amp_dtype).removeprefix("torch.") if job.amp_dtype else "off",
-        "final_weights_sha256_per_rank": digests}
+        "final_weights_sha256_per_rank": digests, "init": None if init is None else str(init)}
     write_text_atomic(out_dir / "spec.json", json.dumps(info, indent=2, default=str))
-    save_atomic({"spec": job.spec.to_dict(), "model": weights}, out_dir / "model.pt")
+    save_atomic({"spec": job.spec.to_dict(), "model": weights, "head": job.head.state_dict(),
+                 "n_classes": data.n_classes}, out_dir / "model.pt")
     return out_dir / "model.pt"
 
 
@@ -173,7 +175,7 @@ def _configure_torch(recipe: Recipe, seed: int, device: torch.device) -> None:
 
 
 def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_dir: Path, seed: int = 0,
-          stop: StopPolicy | None = None) -> Path:
+          stop: StopPolicy | None = None, init: Path | None = None) -> Path:
     """Train one architecture; resumes from ``out_dir/checkpoint.pt`` (or ``checkpoint.prev.pt``) if present.
 
     Writes ``checkpoint.pt`` (every epoch, every ``checkpoint_minutes`` and on a stop; the one before is kept
@@ -181,7 +183,8 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
     (with params and MACs of the built model) and finally ``model.pt`` (the mean of the last ``average_last``
     epochs' weights, kept in ``epochs/``). ``stop`` decides after every step whether to checkpoint and raise
     ``Preempted`` (default: on SIGTERM). Under ``torchrun`` or ``srun`` with several processes it trains with
-    DDP and only rank 0 writes.
+    DDP and only rank 0 writes. With ``init`` (a trained ``model.pt``), a fresh start takes its backbone and
+    margin head: large-margin fine-tuning with :func:`svbench.training.recipe.large_margin_recipe`.
     """
     rank, world, local_rank = dist_env()
     device = resolve_device(recipe.device, local_rank)
@@ -195,10 +198,10 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
         data = load_training_set(Path(features), Path(manifest), recipe, seed)
         job = build_job(spec, recipe, seed, data, (rank, world), device,
                         Checkpointer(out_dir, recipe.checkpoint_minutes, lead=rank == 0))
-        state = job.resume()
+        state = job.resume(init)
         progress = ProgressLog()
         with stop or StopOnSignal() as policy:
             while state.epoch < recipe.epochs:
                 run_epoch(job, state, policy, progress)
         digests = replica_digests(job.model, job.head, world)
-        return _write_model(job, out_dir, digests) if job.lead else out_dir / "model.pt"
+        return _write_model(job, out_dir, digests, init) if job.lead else out_dir / "model.pt"

@@ -85,3 +85,26 @@ class Recipe:
             return self.margin
         ramp = self.margin_end_epoch - self.margin_start_epoch + 1
         return self.margin * (epoch - self.margin_start_epoch + 1) / ramp
+
+
+# WeSpeaker's large-margin fine-tuning (examples/voxceleb/v2/conf/resnet_lm.yaml): 5 epochs of 600-frame crops,
+# batch 64, margin 0.5 from the first step, lr 1e-4 → 2.5e-5 after one warm-up epoch (both scaled by the global
+# batch / 64, as in training), the weights of the last epoch. Every other training option (augmentation,
+# speed perturbation, optimiser, AMP, processes) is the training's: "the same augmentation".
+LARGE_MARGIN_DEFAULTS = {"epochs": 5, "batch_size": 64, "crop_frames": 600, "lr": 1.0e-4, "final_lr": 2.5e-5,
+                         "warmup_epochs": 1, "margin": 0.5, "margin_start_epoch": 0, "margin_end_epoch": 0,
+                         "average_last": 1, "samples_per_epoch": None}
+
+
+def large_margin_recipe(training: dict, large_margin: dict) -> Recipe:
+    """The fine-tuning recipe: the training's options with the ``large_margin`` block's (config section
+    ``large_margin``; ``enabled`` is the workflow's switch) over WeSpeaker's fine-tuning defaults."""
+    options = {k: v for k, v in large_margin.items() if k != "enabled"}
+    unknown = sorted(set(options) - set(LARGE_MARGIN_DEFAULTS))
+    if unknown:
+        raise UserError(f"large_margin.{unknown[0]}: unknown fine-tuning option (known: enabled, "
+                        f"{', '.join(sorted(LARGE_MARGIN_DEFAULTS))}; the rest is the training's)")
+    training = dict(training)
+    for key in LARGE_MARGIN_DEFAULTS:
+        training.pop(key, None)  # a training value never leaks into the fine-tuning: its own default instead
+    return Recipe.from_dict(training | LARGE_MARGIN_DEFAULTS | options, where="large_margin")

@@ -50,8 +50,42 @@ def _write(path: str, text: str) -> None:
     Path(path).write_text(text)
 
 
-def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0, 1), energy: bool = True) -> dict:
-    """A results tree with training energy proportional to MACs (plus a constant), 20 trials per job."""
+LM_SHARE = 0.1  # a fine-tuning's energy against its backbone's training
+
+
+def models(config: dict) -> list[str]:
+    """The model names of a fake study's config: the grid's, and their fine-tuned models' when enabled."""
+    from svbench.layout import Layout
+
+    jobs = Layout().jobs([spec["name"] for spec in config["grid"]], [0],
+                         config.get("large_margin", {}).get("enabled", False))
+    return list(dict.fromkeys(job.arch for job in jobs))
+
+
+def _fine_tuned(layout, name: str, seed: int, train_joules: float, energy: bool) -> None:
+    """The fine-tuned model of ``name``: one epoch, EER 0.01 lower, its fine-tuning LM_SHARE of the training."""
+    from svbench.layout import large_margin_name
+
+    tuned = large_margin_name(name)
+    _write(layout.spec(tuned, seed), json.dumps({"params": MACS[name] / 100, "macs": MACS[name], "macs_frames": 200,
+                                                 "epochs": 1, "samples_per_epoch": 100}))
+    eer = EER[name] - 0.01 + 0.002 * seed
+    _write(layout.metrics(tuned, seed), json.dumps(
+        {"syn": {"trials": 20, "cosine": {"eer": eer, "min_dcf_0.01": 5 * eer, "min_dcf_0.05": 3 * eer}}}))
+    if not energy:
+        return
+    # at 10 W (+ DRAM's tenth), seconds enough for a few samples
+    write_job(Path(layout.energy_dir("finetune", tuned, seed)), 10.0, LM_SHARE * train_joules / 10 / 1.1,
+              T0 + seed * 10**12 + 5 * 10**11, ["epoch"])
+    write_job(Path(layout.energy_dir("embed", tuned, seed)), 50.0, 2.0, T0 + 3 * 10**11, ["embed_test", "embed_train"])
+    write_job(Path(layout.energy_dir("score", tuned, seed)), 50.0, 1.0, T0 + 4 * 10**11, ["score"],
+              {"backend": "cosine", "trials": "syn"})
+
+
+def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0, 1), energy: bool = True,
+               large_margin: bool = False) -> dict:
+    """A results tree with training energy proportional to MACs (plus a constant), 20 trials per job; with
+    ``large_margin`` every architecture's fine-tuned model too."""
     from svbench.layout import Layout
 
     layout = Layout(str(root / "results"))
@@ -60,6 +94,8 @@ def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0,
     for spec in grid:
         name = spec["name"]
         for seed in seeds:
+            if large_margin:
+                _fine_tuned(layout, name, seed, 5e-9 * MACS[name] * 200 + 100 + 5 * seed, energy)
             _write(layout.spec(name, seed), json.dumps(
                 {"params": MACS[name] / 100, "macs": MACS[name], "macs_frames": 200, "epochs": 2,
                  "samples_per_epoch": 100}))
@@ -76,7 +112,7 @@ def fake_study(root: Path, grid: list[dict] = GRID, seeds: tuple[int, ...] = (0,
                       ["embed_test", "embed_train"])
             write_job(Path(layout.energy_dir("score", name, seed)), 50.0, 1.0, T0 + 2 * 10**11, ["score"],
                       {"backend": "cosine", "trials": "syn"})
-    return {"grid": grid, "seeds": list(seeds), "energy": {},
+    return {"grid": grid, "seeds": list(seeds), "energy": {}, "large_margin": {"enabled": large_margin},
             "carbon": {"pue": {"value": 1.2, "source": "site"}, "intensity": {"value": 100.0, "source": "grid"},
                        "embodied": {"gpu_kg_per_hour": {"value": 0.0034, "source": "BLOOM"},
                                     "server_kg_per_hour": {"value": 0.056, "source": "BLOOM"}}}}
@@ -98,22 +134,22 @@ def write_score_replicates(root: Path, config: dict, separation: dict[str, float
     rng = np.random.default_rng(seed)
     speakers = {f"s{k}u{u}": f"s{k}" for k in range(12) for u in range(4)}
     utts = list(speakers)
-    for spec in config["grid"]:
-        shift = (separation or {}).get(spec["name"], 2.0)
+    for name in models(config):
+        shift = (separation or {}).get(name, 2.0)
         for job_seed in config["seeds"]:
             lines = ["label\tenroll\ttest\tcosine"]
             for _ in range(trials):
                 enroll, test = rng.choice(utts, 2, replace=False)
                 same = speakers[enroll] == speakers[test]
                 lines.append(f"{int(same)}\t{enroll}\t{test}\t{rng.normal(shift * same, 1.0):.6f}")
-            scores = Path(layout.scores(spec["name"], job_seed, "syn"))
+            scores = Path(layout.scores(name, job_seed, "syn"))
             scores.write_text("\n".join(lines) + "\n")
             table = np.array([line.split("\t") for line in lines[1:]])
             found = compute_all(table[:, 3].astype(float), table[:, 0].astype(int))
-            metrics = Path(layout.metrics(spec["name"], job_seed))
+            metrics = Path(layout.metrics(name, job_seed))
             written = json.loads(metrics.read_text())
             cosine = {k: found[k] for k in ("eer", "min_dcf_0.01", "min_dcf_0.05")}
             written["syn"] = {"trials": trials, "cosine": cosine}
             metrics.write_text(json.dumps(written))
-            bootstrap_scores({"syn": scores}, speakers, Path(layout.replicates(spec["name"], job_seed)),
+            bootstrap_scores({"syn": scores}, speakers, Path(layout.replicates(name, job_seed)),
                              resamples=resamples)

@@ -29,6 +29,19 @@ def test_jobs_iterate_the_grid_once_in_table_order(tmp_path: Path) -> None:
     assert jobs[0].energy_dir == f"{tmp_path}/energy/train/a/seed0"
 
 
+def test_fine_tuned_models_follow_their_architecture_with_their_own_steps(tmp_path: Path) -> None:
+    from svbench.layout import backbone_of, is_large_margin, large_margin_name
+
+    layout = Layout(str(tmp_path))
+    jobs = [(j.arch, j.seed, j.step) for j in layout.jobs(["a", "b"], [0, 1], large_margin=True)]
+    assert jobs[:12] == ([("a", s, step) for s in (0, 1) for step in STEPS]
+                         + [("a+lm", s, step) for s in (0, 1) for step in ("finetune", "embed", "score")])
+    assert len(jobs) == 24 and ("a+lm", 0, "train") not in jobs
+    assert large_margin_name("a") == "a+lm" and backbone_of("a+lm") == "a" == backbone_of("a")
+    assert is_large_margin("a+lm") and not is_large_margin("a")
+    assert layout.step_output("finetune", "a+lm", 0) == f"{tmp_path}/models/a+lm/seed0/model.pt"
+
+
 def test_the_root_comes_from_a_declared_input() -> None:
     layout = Layout()
     assert layout.root_of("/x/results/corpus/test.tsv", layout.manifest("test")) == "/x/results"

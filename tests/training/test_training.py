@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from support import REPO
+from support import REPO, kill_at_checkpoint
 
 from svbench.augment import Augmenter
 from svbench.corpus.audio import write_wav
@@ -246,7 +245,7 @@ def test_average_last_checkpoints_and_resume(tiny_corpus: Path, tmp_path: Path) 
     assert all(torch.equal(model[k], resumed[k]) for k in model)
 
 
-def test_voxceleb_config_plans_one_training_job_per_architecture_and_seed(tmp_path: Path) -> None:
+def test_voxceleb_config_plans_one_training_and_one_fine_tuning_job_per_architecture_and_seed(tmp_path: Path) -> None:
     config = yaml.safe_load((REPO / "config/voxceleb.yaml").read_text())
     expected = len(config["grid"]) * len(config["seeds"])
     bin_dir = Path(sys.executable).parent
@@ -254,8 +253,14 @@ def test_voxceleb_config_plans_one_training_job_per_architecture_and_seed(tmp_pa
                           "--configfile", str(REPO / "config/voxceleb.yaml")], capture_output=True, text=True,
                          timeout=300, env=os.environ | {"PATH": f"{bin_dir}:{os.environ['PATH']}"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    counts = dict(line.split()[:2] for line in run.stdout.splitlines() if line.startswith("train "))
+    counts = dict(line.split()[:2] for line in run.stdout.splitlines()
+                  if line.split()[:1] in (["train"], ["finetune"], ["embed"], ["score"]) and len(line.split()) == 2)
     assert int(counts["train"]) == expected == 17
+    # large-margin fine-tuning is on: one job per architecture and seed, and each fine-tuned model is embedded
+    # and scored like a trained one
+    assert int(counts["finetune"]) == expected
+    assert int(counts["embed"]) == int(counts["score"]) == 2 * expected
+    assert "results/models/ResNet34+lm/seed0/model.pt" in run.stdout
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
@@ -272,24 +277,8 @@ def test_killed_mid_epoch_resumes_from_its_checkpoint(signum: int, tiny_corpus: 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "svbench.cli", "train", "--features", str(args[0]), "--manifest", str(args[1]),
            "--arch", json.dumps(SPEC.to_dict()), "--recipe", json.dumps(recipe), "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:  # wait until a mid-epoch checkpoint of epoch 2 exists, then kill
-            assert proc.poll() is None and time.monotonic() < deadline, "training ended before it could be killed"
-            if (out / "checkpoint.pt").exists():
-                try:
-                    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
-                except Exception:  # caught between write and rename: retry
-                    ckpt = None
-                if ckpt and ckpt["epoch"] == 1 and ckpt["step"] >= 10:
-                    break
-            time.sleep(0.05)
-        os.kill(proc.pid, signum)
-        status = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    # killed once a mid-epoch checkpoint of epoch 2 exists
+    status = kill_at_checkpoint(cmd, out / "checkpoint.pt", lambda c: c["epoch"] == 1 and c["step"] >= 10, signum)
     assert status == (143 if signum == signal.SIGTERM else -signal.SIGKILL)
     assert not (out / "model.pt").exists()
     train(*args, out, seed=0)

@@ -2,16 +2,21 @@
 import json
 import math
 import os
+import re
 
 from svbench.energy.config import validate_energy_config
 from svbench.fileio import write_text_atomic
-from svbench.layout import Layout
+from svbench.layout import Layout, backbone_of, large_margin_name
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid
 
 LAYOUT = Layout()  # every path of the results, spelled once
 SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}
 ARCHS = list(SPECS)
+# large-margin fine-tuning: every architecture also as the model <arch>+lm, embedded and scored like the trained
+LARGE_MARGIN = config["large_margin"]["enabled"]
+TUNED = [large_margin_name(arch) for arch in ARCHS] if LARGE_MARGIN else []
+MODELS = ARCHS + TUNED  # what embed, score and the energy rules take as {arch}
 SEEDS = [int(s) for s in config["seeds"]]
 CORPUS = config["corpus"]
 # trial lists scored for every model: the synthetic list, or the configured VoxCeleb lists (vox1_o, vox1_e, ...)
@@ -19,16 +24,22 @@ TRIAL_LISTS = ["synthetic"] if CORPUS["kind"] == "synthetic" else list(CORPUS["v
 ENV = "../../environment.yml"  # used with --use-conda; svbench installs itself with pip -e
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names ("+" of a fine-tuned model's name escaped)."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
 wildcard_constraints:
-    arch="|".join(ARCHS),
+    arch=one_of(MODELS),
     seed=r"\d+",
     split="train|test",
-    step="train|embed|score",
+    step="train|finetune|embed|score",
     shard=r"\d{4}",
 
 
 def arch_json(wildcards):
-    return json.dumps(SPECS[wildcards.arch].to_dict())
+    """The architecture of a model, trained or fine-tuned, as JSON."""
+    return json.dumps(SPECS[backbone_of(wildcards.arch)].to_dict())
 
 
 # The energy config reaches `svbench monitor` as a file, never on its command line (ps shows every

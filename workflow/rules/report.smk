@@ -1,17 +1,17 @@
 # The study: tables, figures and the findings, each marked for `snakemake --report` with a caption
 # (workflow/report/*.rst) that says how it was measured and what to beware of. The figures are those of
 # svbench.study.catalog.FIGURES (imported in common.smk), the one list of them.
-STUDY_JOBS = list(LAYOUT.jobs(ARCHS, SEEDS))  # every (arch, seed, step) of the grid
+STUDY_JOBS = list(LAYOUT.jobs(ARCHS, SEEDS, LARGE_MARGIN))  # every (model, seed, step) of the grid
 STUDY_ENERGY = [LAYOUT.energy(job.step, job.arch, job.seed) for job in STUDY_JOBS]
 
 
 rule study_summary:
     input:
         energy=STUDY_ENERGY,
-        metrics=[LAYOUT.metrics(arch, seed) for arch in ARCHS for seed in SEEDS],
-        specs=[LAYOUT.spec(arch, seed) for arch in ARCHS for seed in SEEDS],
+        metrics=[LAYOUT.metrics(model, seed) for model in MODELS for seed in SEEDS],
+        specs=[LAYOUT.spec(model, seed) for model in MODELS for seed in SEEDS],
         # the accuracy intervals: each job's speaker-bootstrap replicates
-        intervals=[LAYOUT.replicates(arch, seed) for arch in ARCHS for seed in SEEDS],
+        intervals=[LAYOUT.replicates(model, seed) for model in MODELS for seed in SEEDS],
         # the inference figures: audio seconds of the test utterances each list uses
         test=LAYOUT.manifest("test"),
         trials=[LAYOUT.trials(name) for name in TRIAL_LISTS],
@@ -37,7 +37,7 @@ rule study_summary:
         results=lambda wildcards, input: LAYOUT.root_of(input.test, LAYOUT.manifest("test")),
         out=output_folder("csv"),
         # the estimate's factors for the provenance table; the sensors' settings stay out of every command line
-        config=json.dumps({k: config[k] for k in ("grid", "seeds", "carbon", "uncertainty")}
+        config=json.dumps({k: config[k] for k in ("grid", "seeds", "carbon", "uncertainty", "large_margin")}
                           | {"energy": {"estimate": config["energy"]["estimate"]} | SENSOR_TOLERANCES}),
     log:
         LAYOUT.log("study", "summary"),

@@ -1,0 +1,136 @@
+"""Large-margin fine-tuning (issue 17): the recipe block, starting from a trained model, resume after a kill."""
+
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from support import config_schema, kill_at_checkpoint
+
+from svbench.errors import UserError
+from svbench.models import ArchSpec
+from svbench.training import (
+    LARGE_MARGIN_DEFAULTS,
+    Preempted,
+    Recipe,
+    StopAfterSteps,
+    large_margin_recipe,
+    train,
+)
+
+SPEC = ArchSpec(name="tiny", block="basic", stages=(1, 1, 1, 1), width=4, embedding=32)
+TRAINING = {"epochs": 2, "batch_size": 4, "crop_frames": 40, "lr": 0.1, "final_lr": 0.01, "warmup_epochs": 1,
+            "margin": 0.2, "margin_start_epoch": 1, "margin_end_epoch": 2, "threads": 1}
+# the demo-scale fine-tuning: longer crops, a large margin from the start, a small learning rate
+LM = {"enabled": True, "epochs": 2, "batch_size": 4, "crop_frames": 80, "lr": 0.01, "final_lr": 0.001}
+
+
+def test_the_fine_tuning_recipe_is_wespeakers_over_the_training() -> None:
+    recipe = large_margin_recipe(TRAINING | {"aug_prob": 0.3, "speed_perturb": True, "average_last": 4}, {})
+    assert (recipe.epochs, recipe.batch_size, recipe.crop_frames) == (5, 64, 600)
+    assert (recipe.lr, recipe.final_lr, recipe.warmup_epochs) == (1e-4, 2.5e-5, 1)
+    assert [recipe.margin_at(e) for e in range(5)] == [0.5] * 5  # the large margin from the first step
+    assert recipe.average_last == 1  # the training's averaging does not leak into the fine-tuning
+    assert (recipe.aug_prob, recipe.speed_perturb, recipe.threads) == (0.3, True, 1)  # the same augmentation
+
+
+@pytest.mark.parametrize(("block", "key"), [({"epochs": 0}, "large_margin.epochs"),
+                                            ({"aug_prob": 0.1}, "large_margin.aug_prob"),
+                                            ({"margin": "big"}, "large_margin.margin")])
+def test_a_bad_fine_tuning_option_names_its_key(block: dict, key: str) -> None:
+    with pytest.raises(UserError, match=key.replace(".", r"\.")):
+        large_margin_recipe(TRAINING, block)
+
+
+def test_schema_large_margin_keys_are_the_defaults() -> None:
+    keys = config_schema("large_margin")["properties"]
+    assert set(keys) == {"enabled", *LARGE_MARGIN_DEFAULTS}
+    for key, default in LARGE_MARGIN_DEFAULTS.items():
+        assert keys[key].get("default") == default, key
+    assert keys["enabled"]["default"] is False  # the demo does not fine-tune
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    assert set(LARGE_MARGIN_DEFAULTS) <= recipe_fields
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("base")
+    train(tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC,
+          Recipe.from_dict(TRAINING), out, seed=0)
+    return out / "model.pt"
+
+
+def _data(corpus: Path) -> tuple[Path, Path]:
+    return corpus / "features" / "train", corpus / "corpus" / "train.tsv"
+
+
+def test_fine_tuning_starts_from_the_trained_model_and_resumes_bit_exactly(tiny_corpus: Path, trained: Path,
+                                                                         tmp_path: Path) -> None:
+    recipe = large_margin_recipe(TRAINING, LM)
+    straight = train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "straight", seed=0, init=trained)
+    with pytest.raises(Preempted):  # 24 utterances / batch 4: killed in the second epoch
+        train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "resumed", seed=0, init=trained, stop=StopAfterSteps(8))
+    resumed = train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "resumed", seed=0, init=trained)
+    a, b = torch.load(straight)["model"], torch.load(resumed)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # it started from the trained weights, not from scratch: the first loss is that of a trained model
+    from_scratch = train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "scratch", seed=0)
+    tuned_loss = pd.read_csv(tmp_path / "straight" / "history.csv")["loss"]
+    assert tuned_loss.iloc[0] < pd.read_csv(from_scratch.parent / "history.csv")["loss"].iloc[0]
+    history = pd.read_csv(tmp_path / "straight" / "history.csv")
+    assert list(history["margin"]) == [0.5, 0.5]
+    info = json.loads((tmp_path / "straight" / "spec.json").read_text())
+    assert info["init"] == str(trained) and info["epochs"] == 2 and info["recipe"]["crop_frames"] == 80
+    base = torch.load(trained)
+    assert set(base) >= {"spec", "model", "head", "n_classes"}  # the head fine-tuning starts from
+    assert any(not torch.equal(base["model"][k], a[k]) for k in a)
+
+
+def test_a_fine_tuning_killed_by_sigkill_resumes_from_its_checkpoint(tiny_corpus: Path, trained: Path,
+                                                                   tmp_path: Path) -> None:
+    lm = LM | {"samples_per_epoch": 120, "epochs": 2}
+    training = TRAINING | {"checkpoint_minutes": 1e-9}  # checkpoint after every step
+    features, manifest = _data(tiny_corpus)
+    straight = train(features, manifest, SPEC, large_margin_recipe(training, lm), tmp_path / "straight", seed=0,
+                     init=trained)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "svbench.cli", "train", "--features", str(features), "--manifest", str(manifest),
+           "--arch", json.dumps(SPEC.to_dict()), "--recipe", json.dumps(training), "--large-margin", json.dumps(lm),
+           "--init", str(trained), "--out", str(out)]
+    status = kill_at_checkpoint(cmd, out / "checkpoint.pt", lambda c: c["epoch"] == 1 and c["step"] >= 5,
+                                signal.SIGKILL)
+    assert status == -signal.SIGKILL and not (out / "model.pt").exists()
+    # the resumed job reads its checkpoint, not the trained model again
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = torch.load(straight)["model"], torch.load(out / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_fine_tuning_refuses_a_model_it_cannot_start_from(tiny_corpus: Path, trained: Path, tmp_path: Path) -> None:
+    recipe = large_margin_recipe(TRAINING, LM)
+    other = ArchSpec(name="tiny", block="basic", stages=(1, 1, 1, 2), width=4, embedding=32)
+    with pytest.raises(UserError, match="another architecture"):
+        train(*_data(tiny_corpus), other, recipe, tmp_path / "a", init=trained)
+    old = tmp_path / "old.pt"  # a model.pt of an svbench that kept no head
+    torch.save({k: v for k, v in torch.load(trained).items() if k != "head"}, old)
+    with pytest.raises(UserError, match="old.pt: holds no margin head"):
+        train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "b", init=old)
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(UserError, match="empty.pt: not a readable svbench model"):
+        train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "c", init=tmp_path / "empty.pt")
+    with pytest.raises(UserError, match="no trained model to fine-tune"):
+        train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "d", init=tmp_path / "absent.pt")
+
+
+def test_the_cli_needs_init_for_fine_tuning(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "svbench.cli", "train", "--features", str(tmp_path),
+                          "--manifest", str(tmp_path / "m.tsv"), "--arch", json.dumps(SPEC.to_dict()),
+                          "--large-margin", "{}", "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2 and "--large-margin: fine-tuning needs --init" in run.stderr
