@@ -21,6 +21,20 @@ def test_every_config_plans(config: Path, tmp_path: Path) -> None:
     assert "rule train:" in result.stdout
 
 
+def test_reading_the_workflow_imports_no_torch() -> None:
+    """Snakemake parses the workflow on every run and in every SLURM job: what its rules import must not pull
+    torch in (about 2 s each time)."""
+    import re
+    import sys
+
+    lines = [line for path in sorted((REPO / "workflow").rglob("*.smk")) + [REPO / "workflow/Snakefile"]
+             for line in path.read_text().splitlines() if re.match(r"(from svbench\S* import|import svbench)", line)]
+    assert lines
+    code = "\n".join(lines + ["import sys", "assert 'torch' not in sys.modules, 'torch imported'"])
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+
+
 def test_lint_is_clean() -> None:
     result = snakemake("--lint")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,9 +1,15 @@
-"""Architecture specs, ResNet backbones, pooling, margin heads, and params/MACs of built models."""
+"""Architecture specs, ResNet backbones, pooling, margin heads, and params/MACs of built models.
 
-from .complexity import count_macs, count_params, summarize
-from .heads import AAMSoftmax
-from .resnet import build
+The specs import no torch: the workflow reads the grid (``specs_from_grid``) every time Snakemake parses it, on
+every SLURM job too, and importing torch costs about 2 s. The torch parts load on first use (PEP 562).
+"""
+
+from importlib import import_module
+
 from .spec import PRESETS, ArchSpec, preset
+
+_WITH_TORCH = {"count_macs": "complexity", "count_params": "complexity", "summarize": "complexity",
+               "AAMSoftmax": "heads", "build": "resnet"}
 
 __all__ = [
     "AAMSoftmax",
@@ -15,3 +21,9 @@ __all__ = [
     "preset",
     "summarize",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name in _WITH_TORCH:
+        return getattr(import_module(f".{_WITH_TORCH[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
