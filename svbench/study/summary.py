@@ -148,13 +148,16 @@ def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, str, in
 
 def training_job(layout: Layout, model: str, seed: int, jobs: dict[str, MeasuredJob]) -> MeasuredJob:
     """What it cost to train ``model``: its training job, or for a fine-tuned model its backbone's training
-    and its fine-tuning together (their spans summed like the attempts of one job)."""
+    and its fine-tuning together (their spans summed like the attempts of one job). Without the energy of
+    either, the sum is unknown: empty, never the other part alone."""
     if FINETUNE not in jobs:
         return jobs["train"]
     base, tuned = _measured(layout, Job(backbone_of(model), seed, "train", "")), jobs[FINETUNE]
     gpus = None if None in (base.gpus, tuned.gpus) else max(base.gpus, tuned.gpus)
-    frames = [f for f in (base.energy, tuned.energy) if len(f)]
-    energy = pd.concat(frames, ignore_index=True) if frames else tuned.energy
+    if len(base.energy) and len(tuned.energy):
+        energy = pd.concat([base.energy, tuned.energy], ignore_index=True)
+    else:
+        energy = tuned.energy.iloc[0:0] if len(tuned.energy) else tuned.energy
     return MeasuredJob(tuned.job, energy, tuned.sidecar, gpus, tuned.markers)
 
 

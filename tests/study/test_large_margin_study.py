@@ -91,3 +91,13 @@ def test_the_figures_and_report_show_the_fine_tuned_models(study, tmp_path: Path
     by_arch = pd.read_csv(root / "study/summary_by_arch.csv")
     assert list(by_arch["arch"]) == ["a", "a+lm", "b", "b+lm", "b_back", "b_back+lm", "c", "c+lm"]
     assert json.loads((root / "results/models/a+lm/seed0/spec.json").read_text())["epochs"] == 1
+
+
+def test_without_the_backbones_training_energy_the_fine_tuned_total_is_empty(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,), large_margin=True)
+    Path(Layout(str(tmp_path / "results")).energy("train", "a", 0)).unlink()  # its join never ran
+    frame = build_summary(tmp_path / "results", config, tmp_path / "study").set_index("arch")
+    assert pd.isna(frame.loc["a", "train_energy_kwh"]) and pd.isna(frame.loc["a+lm", "train_energy_kwh"])
+    assert frame.loc["a+lm", "finetune_energy_kwh"] > 0  # the fine-tuning alone is still known
+    assert frame.loc["a+lm", "train_energy_basis"] == "not measured"
+    assert frame.loc["b+lm", "train_energy_kwh"] > frame.loc["b", "train_energy_kwh"]
