@@ -47,6 +47,8 @@ def test_a_fine_tuned_model_is_its_own_row_trained_by_both_jobs(study) -> None:
             "a", "large-margin fine-tuned", 2, 1)
         assert rows.loc[("a", seed), "stage"] == "trained" and pd.isna(rows.loc[("a", seed), "finetune_energy_kwh"])
         assert tuned["train_co2e_g"] > rows.loc[("a", seed), "train_co2e_g"]
+    carbon = pd.read_csv(root / "study/carbon.csv").set_index(["arch", "seed"])
+    assert carbon.loc[("a+lm", 0), "finetune_energy_kwh"] == pytest.approx(_job_kwh(root, "finetune", "a+lm", 0))
     phases = pd.read_csv(root / "study/phases.csv")
     assert set(phases.loc[phases["arch"] == "a+lm", "step"]) == {"finetune", "embed", "score"}
     # the energy model is fitted on the trained models: fine-tuning is a second recipe
