@@ -537,7 +537,8 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
     write_table(jobs_only.reindex(columns=closure_cols), out_dir / "closure",
                 caption="Energy closure per job (J): node meter against GPU + CPU + DRAM, the rest of the node, "
                         "and how the total was made")
-    carbon_cols = ["arch", "seed", "train_energy_kwh", "finetune_energy_kwh", "train_idle_kwh", "train_dynamic_kwh", "train_energy_basis",
+    carbon_cols = ["arch", "seed", "train_energy_kwh", "finetune_energy_kwh", "train_idle_kwh", "train_dynamic_kwh",
+                   "train_energy_basis",
                    "train_total_from", "pue", "intensity_g_per_kwh", "intensity_source",
                    "train_co2e_g", "inference_co2e_g", "train_gpus", "embodied_gpu_co2e_g", "embodied_server_co2e_g",
                    "embodied_co2e_g"]
