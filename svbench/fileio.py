@@ -6,6 +6,7 @@ so that two writers, or a glob over the folder, never mistake it for a result.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator, Mapping
@@ -75,3 +76,12 @@ def write_texts_atomic(texts: Mapping[Path, str]) -> None:
         for tmp, _ in temps:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def file_sha256(path: Path | str) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -20,6 +20,7 @@ sensor) has none: empty, not zero.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import zlib
 from pathlib import Path
@@ -31,6 +32,8 @@ from svbench.bootstrap import METRICS
 from svbench.energy.config import EnergyConfig
 from svbench.intervals import LEVEL, energy_draws, interval_of, read_replicates, resampled_mean, seed_choice
 from svbench.layout import Layout, backbone_of, is_large_margin
+
+log = logging.getLogger("svbench.study")
 
 SCALE = {"eer": 100.0, "min_dcf_0.01": 1.0, "min_dcf_0.05": 1.0}  # EER columns are in %
 BOUNDS = ("_low", "_high")
@@ -100,6 +103,8 @@ class StudyDraws:
         """Draws of the training energy over its value; a fine-tuned model's are its backbone's draws (drawn
         before, :meth:`svbench.layout.Layout.jobs` lists the backbone first) plus its fine-tuning's own."""
         base = self.jobs.get((backbone_of(arch), seed))
+        if is_large_margin(arch) and base is None:
+            log.warning("%s seed %d: drawn before its backbone: its training energy is drawn unpaired", arch, seed)
         if not is_large_margin(arch) or "finetune" not in parts or base is None or not row["train_energy_kwh"] > 0:
             return self._ratio(parts["train"], rng)
         tuned_kwh = parts["finetune"]["energy_j"] / 3.6e6
@@ -150,7 +155,9 @@ def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | N
     replicates of each of its seeds (accuracy: speaker bootstrap, scaled as the column; energy: draws)."""
     rng = np.random.default_rng(seed)
     chosen: dict[str, tuple[list[int], np.ndarray]] = {}
-    for arch, group in frame.groupby("arch", sort=False):
+    # the trained models first (in the frame's order), so that a fine-tuned one finds its backbone's choice
+    groups = sorted(frame.groupby("arch", sort=False), key=lambda g: is_large_margin(str(g[0])))
+    for arch, group in groups:
         seeds = [int(s) for s in group["seed"]]
         replicates: dict[str, list[np.ndarray]] = {}
         paths = [Path(layout.replicates(arch, s)) for s in seeds]
@@ -169,5 +176,8 @@ def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | N
         if base is not None and base[0] == seeds and base[1].shape[1] == n:
             yield arch, base[1], replicates  # the backbone's seeds: drawn once, the grid's draws unchanged
             continue
+        if is_large_margin(arch):
+            log.warning("%s: not paired with its backbone (other seeds or resamples): its comparison with it "
+                        "counts both models' seed and energy uncertainty", arch)
         chosen[arch] = (seeds, seed_choice(len(seeds), n, rng))
         yield arch, chosen[arch][1], replicates

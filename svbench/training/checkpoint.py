@@ -106,6 +106,15 @@ class Checkpointer:
         self._last_save = time.monotonic()
         return found
 
+    def set_aside(self) -> None:
+        """Rename ``checkpoint.pt`` and ``checkpoint.prev.pt`` to ``*.stale.pt`` (lead rank): checkpoints of
+        another run, kept for inspection but never resumed from."""
+        if self.lead:
+            for path in (self.current, self.previous):
+                if path.exists():
+                    path.replace(path.with_name(path.stem + ".stale.pt"))
+        self._keep_previous = True
+
     def due(self, epoch_end: bool = False) -> bool:
         """Whether a checkpoint is due now: at an epoch's end, or ``minutes`` after the last one."""
         if epoch_end:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from svbench.errors import UserError
+from svbench.fileio import file_sha256
 from svbench.models import AAMSoftmax, ArchSpec, build
 
 from .checkpoint import Checkpointer
@@ -40,6 +41,7 @@ class TrainingJob:
     optimiser: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     checkpointer: Checkpointer
+    init_sha256: str | None = None  # the trained model a fine-tuning started from (set by ``resume``)
 
     @property
     def lead(self) -> bool:
@@ -66,13 +68,22 @@ class TrainingJob:
                 "head": self.head.state_dict(), "optimiser": self.optimiser.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": state.epoch, "step": state.step,
                 "history": state.history, "running": asdict(state.running), "torch_rng": torch.get_rng_state(),
-                "recipe": asdict(self.recipe), "seed": self.seed, "world_size": self.world}
+                "recipe": asdict(self.recipe), "seed": self.seed, "world_size": self.world,
+                "init_sha256": self.init_sha256}
 
     def resume(self, init: Path | None = None) -> TrainState:
         """The position to train from: the checkpoint's (weights restored), else the start, from the weights
         of the trained model ``init`` when given (fine-tuning: a checkpoint, once written, comes first)."""
         state = TrainState()
         found = self.checkpointer.load(self.device)
+        if init is not None:
+            self.init_sha256 = _init_digest(Path(init))
+            if found is not None and found[0].get("init_sha256") != self.init_sha256:
+                # a fine-tuning of another model (its backbone retrained since): resuming would keep stale weights
+                log.warning("%s: fine-tuned from another %s (retrained since): set aside as *.stale.pt, starting "
+                            "again", found[1], init)
+                self.checkpointer.set_aside()
+                found = None
         if found is not None:
             state = self._restore(*found)
         elif init is not None:
@@ -88,13 +99,19 @@ class TrainingJob:
             raise UserError(f"{path}: no trained model to fine-tune (run the training step first)") from None
         except Exception as exc:  # truncated, empty, not a torch file
             raise UserError(f"{path}: not a readable svbench model ({type(exc).__name__})") from None
-        if not isinstance(blob, dict) or "head" not in blob:
+        if not isinstance(blob, dict) or "model" not in blob:
+            raise UserError(f"{path}: not an svbench model.pt (no backbone weights)")
+        if "head" not in blob:
             raise UserError(f"{path}: holds no margin head (a model.pt from before svbench kept it); retrain it")
         if blob.get("spec") != self.spec.to_dict() or blob.get("n_classes") != self.data.n_classes:
             raise UserError(f"{path}: a model of another architecture or corpus ({blob.get('n_classes')} classes, "
                             f"this training set has {self.data.n_classes})")
-        self.model.load_state_dict(blob["model"])
-        self.head.load_state_dict(blob["head"])
+        try:
+            self.model.load_state_dict(blob["model"])
+            self.head.load_state_dict(blob["head"])
+        except RuntimeError as exc:  # weights of other shapes under the right spec: a damaged or edited file
+            detail = (str(exc).splitlines() or [""])[0][:160]
+            raise UserError(f"{path}: its weights do not fit the architecture ({detail}); retrain it") from None
         log.info("fine-tuning from %s", path)
 
     def _restore(self, ckpt: dict, source: Path) -> TrainState:
@@ -111,6 +128,16 @@ class TrainingJob:
         torch.set_rng_state(ckpt["torch_rng"])
         log.info("resumed from %s at epoch %d step %d", source, state.epoch, state.step)
         return state
+
+
+def _init_digest(path: Path) -> str:
+    """The SHA-256 of the model a fine-tuning starts from; a missing one is named like the loading does."""
+    try:
+        return file_sha256(path)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no trained model to fine-tune (run the training step first)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: not a readable svbench model ({exc.strerror or exc})") from None
 
 
 def _optimiser(model: torch.nn.Module, head: AAMSoftmax, recipe: Recipe, world: int) -> torch.optim.SGD:

@@ -68,14 +68,17 @@ class Recipe:
         return self.lr * (self.batch_size * world_size / 64 if self.scale_lr_by_batch else 1.0)
 
     def lr_at(self, epoch: int, step: int, steps_per_epoch: int, world_size: int = 1) -> float:
-        """Linear warm-up to the peak, then exponential decay to ``final_lr`` at the last step."""
+        """Linear warm-up to the peak, then exponential decay to ``final_lr`` at the last step; with
+        ``scale_lr_by_batch`` both ends are scaled by the global batch / 64 (WeSpeaker's ExponentialDecrease
+        multiplies the whole curve by that ratio)."""
         position = epoch + step / steps_per_epoch
         peak = self.peak_lr(world_size)
         if position < self.warmup_epochs:
             return peak * (position + 1 / steps_per_epoch) / self.warmup_epochs
         span = max(self.epochs - self.warmup_epochs, 1e-9)
         progress = min((position - self.warmup_epochs) / span, 1.0)
-        return peak * (self.final_lr / peak) ** progress
+        final = self.final_lr * peak / self.lr
+        return peak * (final / peak) ** progress
 
     def margin_at(self, epoch: int) -> float:
         """0 until ``margin_start_epoch``, then a linear ramp reaching ``margin`` at ``margin_end_epoch``."""
@@ -88,9 +91,9 @@ class Recipe:
 
 
 # WeSpeaker's large-margin fine-tuning (examples/voxceleb/v2/conf/resnet_lm.yaml): 5 epochs of 600-frame crops,
-# batch 64, margin 0.5 from the first step, lr 1e-4 → 2.5e-5 after one warm-up epoch (both scaled by the global
-# batch / 64, as in training), the weights of the last epoch. Every other training option (augmentation,
-# speed perturbation, optimiser, AMP, processes) is the training's: "the same augmentation".
+# batch 64, margin 0.5 from the first step, lr 1e-4 -> 2.5e-5 after one warm-up epoch (both scaled by the global
+# batch / 64, as in training), the weights of the last epoch. Every other training option (augmentation, speed
+# perturbation, optimiser, AMP, processes) is the training's: "the same augmentation".
 LARGE_MARGIN_DEFAULTS = {"epochs": 5, "batch_size": 64, "crop_frames": 600, "lr": 1.0e-4, "final_lr": 2.5e-5,
                          "warmup_epochs": 1, "margin": 0.5, "margin_start_epoch": 0, "margin_end_epoch": 0,
                          "average_last": 1, "samples_per_epoch": None}
@@ -99,6 +102,7 @@ LARGE_MARGIN_DEFAULTS = {"epochs": 5, "batch_size": 64, "crop_frames": 600, "lr"
 def large_margin_recipe(training: dict, large_margin: dict) -> Recipe:
     """The fine-tuning recipe: the training's options with the ``large_margin`` block's (config section
     ``large_margin``; ``enabled`` is the workflow's switch) over WeSpeaker's fine-tuning defaults."""
+    Recipe.from_dict(training)  # a bad training option is named as the training's
     options = {k: v for k, v in large_margin.items() if k != "enabled"}
     unknown = sorted(set(options) - set(LARGE_MARGIN_DEFAULTS))
     if unknown:

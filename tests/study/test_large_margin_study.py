@@ -78,6 +78,27 @@ def test_what_fine_tuning_adds_and_buys_is_paired_with_its_backbone(study) -> No
     assert "kWh" in line and "EER points per extra kWh" in line
 
 
+def test_the_pairing_does_not_depend_on_the_order_of_the_rows(study) -> None:
+    from svbench.intervals import UncertaintySettings
+    from svbench.study.summary import summary_with_draws
+    from svbench.study.tradeoff import tradeoff_tables
+
+    root, config, _ = study
+    rows, draws = summary_with_draws(root / "results", config)
+    frame = pd.DataFrame(rows)
+    settings = UncertaintySettings.from_config(config["uncertainty"])
+    layout = Layout(str(root / "results"))
+    tuned_first = pd.concat([frame[frame["stage"] != "trained"], frame[frame["stage"] == "trained"]])
+    columns = ["arch", "extra_train_kwh_low", "extra_train_kwh_high", "delta_eer_pp_low", "delta_eer_pp_high"]
+
+    def tuning(table: pd.DataFrame) -> pd.DataFrame:
+        rows = table[table["comparison"] == "large-margin fine-tuning"][columns]
+        return rows.sort_values("arch").reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(tuning(tradeoff_tables(layout, frame, draws, settings)[1]),
+                                  tuning(tradeoff_tables(layout, tuned_first, draws, settings)[1]))
+
+
 def test_the_figures_and_report_show_the_fine_tuned_models(study, tmp_path: Path) -> None:
     from svbench.study.figures import FIGURES, make_figures
     from svbench.study.report import write_study_report

@@ -39,12 +39,14 @@ def test_the_fine_tuning_recipe_is_wespeakers_over_the_training() -> None:
     assert (recipe.aug_prob, recipe.speed_perturb, recipe.threads) == (0.3, True, 1)  # the same augmentation
 
 
-@pytest.mark.parametrize(("block", "key"), [({"epochs": 0}, "large_margin.epochs"),
-                                            ({"aug_prob": 0.1}, "large_margin.aug_prob"),
-                                            ({"margin": "big"}, "large_margin.margin")])
-def test_a_bad_fine_tuning_option_names_its_key(block: dict, key: str) -> None:
+@pytest.mark.parametrize(("training", "block", "key"), [({}, {"epochs": 0}, "large_margin.epochs"),
+                                                        ({}, {"aug_prob": 0.1}, "large_margin.aug_prob"),
+                                                        ({}, {"margin": "big"}, "large_margin.margin"),
+                                                        ({"foo": 1}, {}, "training.foo"),
+                                                        ({"aug_prob": 2}, {}, "training.aug_prob")])
+def test_a_bad_fine_tuning_option_names_its_key(training: dict, block: dict, key: str) -> None:
     with pytest.raises(UserError, match=key.replace(".", r"\.")):
-        large_margin_recipe(TRAINING, block)
+        large_margin_recipe(TRAINING | training, block)
 
 
 def test_schema_large_margin_keys_are_the_defaults() -> None:
@@ -112,6 +114,29 @@ def test_a_fine_tuning_killed_by_sigkill_resumes_from_its_checkpoint(tiny_corpus
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_rerun_after_the_backbone_was_retrained_fine_tunes_the_new_backbone(tiny_corpus: Path, trained: Path,
+                                                                          tmp_path: Path) -> None:
+    """Snakemake reruns the fine-tuning when its backbone changed, deleting only the declared outputs: the old
+    run's finished checkpoint must not be resumed (it would hand back the old fine-tuned weights)."""
+    recipe = large_margin_recipe(TRAINING, LM)
+    backbone = tmp_path / "base" / "model.pt"
+    backbone.parent.mkdir()
+    backbone.write_bytes(trained.read_bytes())
+    out = tmp_path / "tuned"
+    old = torch.load(train(*_data(tiny_corpus), SPEC, recipe, out, seed=0, init=backbone))["model"]
+    retrained = torch.load(backbone)
+    retrained["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in retrained["model"].items()}
+    torch.save(retrained, backbone)
+    for name in ("model.pt", "history.csv", "spec.json"):  # the declared outputs
+        (out / name).unlink()
+    new = torch.load(train(*_data(tiny_corpus), SPEC, recipe, out, seed=0, init=backbone))["model"]
+    fresh = torch.load(train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "fresh", seed=0, init=backbone))["model"]
+    assert all(torch.equal(new[k], fresh[k]) for k in new)
+    assert any(not torch.equal(new[k], old[k]) for k in new)
+    assert (out / "checkpoint.stale.pt").exists()  # set aside, not deleted
+    assert len(pd.read_csv(out / "history.csv")) == 2
+
+
 def test_fine_tuning_refuses_a_model_it_cannot_start_from(tiny_corpus: Path, trained: Path, tmp_path: Path) -> None:
     recipe = large_margin_recipe(TRAINING, LM)
     other = ArchSpec(name="tiny", block="basic", stages=(1, 1, 1, 2), width=4, embedding=32)
@@ -121,6 +146,16 @@ def test_fine_tuning_refuses_a_model_it_cannot_start_from(tiny_corpus: Path, tra
     torch.save({k: v for k, v in torch.load(trained).items() if k != "head"}, old)
     with pytest.raises(UserError, match="old.pt: holds no margin head"):
         train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "b", init=old)
+    torch.save({"spec": SPEC.to_dict()}, tmp_path / "nothing.pt")
+    with pytest.raises(UserError, match="nothing.pt: not an svbench model.pt"):
+        train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "e", init=tmp_path / "nothing.pt")
+    wrong = torch.load(trained)
+    wrong["head"] = {"weight": torch.zeros(3, 32)}  # the right class count on record, weights of another shape
+    torch.save(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(UserError, match="wrong.pt: its weights do not fit"):
+        train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "f", init=tmp_path / "wrong.pt")
+    with pytest.raises(UserError, match="not a readable svbench model"):
+        train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "g", init=tmp_path)  # a folder
     (tmp_path / "empty.pt").write_bytes(b"")
     with pytest.raises(UserError, match="empty.pt: not a readable svbench model"):
         train(*_data(tiny_corpus), SPEC, recipe, tmp_path / "c", init=tmp_path / "empty.pt")

@@ -42,7 +42,7 @@ def test_recipe_schedules() -> None:
     assert r.peak_lr() == pytest.approx(0.2)  # scaled by batch / 64
     assert r.lr_at(0, 0, 10) < r.lr_at(1, 5, 10) < r.peak_lr() + 1e-12
     assert r.lr_at(2, 0, 10) == pytest.approx(0.2)
-    assert r.lr_at(9, 10, 10) == pytest.approx(1e-3)
+    assert r.lr_at(9, 10, 10) == pytest.approx(2e-3)  # the final rate scaled like the peak (WeSpeaker's lr_coeff)
     assert [r.margin_at(e) for e in range(8)] == pytest.approx([0, 0, 0, 0, 0.2 / 3, 0.4 / 3, 0.2, 0.2])
 
 
@@ -136,8 +136,12 @@ def test_amp_on_cpu_is_off() -> None:
 
 
 def test_lr_scales_with_the_global_batch() -> None:
-    r = Recipe(batch_size=128, lr=0.1)
+    r = Recipe(batch_size=128, lr=0.1, final_lr=5e-5, epochs=10, warmup_epochs=1)
     assert r.peak_lr(world_size=4) == pytest.approx(0.8)
+    # WeSpeaker's ExponentialDecrease multiplies the whole curve by the ratio: the final rate too
+    assert r.lr_at(9, 99, 100, world_size=4) == pytest.approx(5e-5 * 8, rel=0.05)
+    unscaled = Recipe(batch_size=128, lr=0.1, final_lr=5e-5, epochs=10, warmup_epochs=1, scale_lr_by_batch=False)
+    assert unscaled.lr_at(9, 99, 100, world_size=4) == pytest.approx(5e-5, rel=0.05)
 
 
 def test_rank_batches_cut_each_global_batch() -> None:
