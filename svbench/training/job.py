@@ -127,7 +127,20 @@ class TrainingJob:
             state.running.clear_counts()
         torch.set_rng_state(ckpt["torch_rng"])
         log.info("resumed from %s at epoch %d step %d", source, state.epoch, state.step)
+        changed = _changed_options(ckpt.get("recipe") or {}, asdict(self.recipe))
+        if changed:  # allowed (more epochs, a smaller batch to fit a GPU), but the weights are no longer one recipe's
+            log.warning("%s was written with other training options (%s): resumed with this run's", source,
+                        ", ".join(f"{k} {ckpt['recipe'][k]!r} -> {getattr(self.recipe, k)!r}" for k in changed))
         return state
+
+
+# options that change how a run goes but not what it computes: resuming across them is routine
+RUNTIME_OPTIONS = {"threads", "num_workers", "device", "checkpoint_minutes", "channels_last", "cudnn_benchmark"}
+
+
+def _changed_options(saved: dict, current: dict) -> list[str]:
+    """The recipe options a checkpoint was written with that differ from this run's (runtime ones aside)."""
+    return sorted(k for k in saved if k in current and k not in RUNTIME_OPTIONS and saved[k] != current[k])
 
 
 def _init_digest(path: Path) -> str:

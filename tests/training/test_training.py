@@ -95,6 +95,17 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_corpus: Path, tmp_pa
         train(*args, other, RECIPE, tmp_path)
 
 
+def test_resuming_with_other_options_says_which(tiny_corpus: Path, tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC)
+    with pytest.raises(Preempted):
+        train(*args, RECIPE, tmp_path, stop=StopAfterSteps(2))
+    with caplog.at_level("WARNING", logger="svbench.training"):
+        train(*args, dataclasses.replace(RECIPE, lr=0.05, threads=2), tmp_path)
+    warned = [r.getMessage() for r in caplog.records if "other training options" in r.getMessage()]
+    assert len(warned) == 1 and "lr 0.1 -> 0.05" in warned[0] and "threads" not in warned[0]
+
+
 def test_kill_at_the_last_step_of_an_epoch_resumes(tiny_corpus: Path, tmp_path: Path) -> None:
     args = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", SPEC, RECIPE)
     with pytest.raises(Preempted):
