@@ -65,11 +65,17 @@ def load_checkpoint(current: Path, previous: Path, device: torch.device) -> tupl
     raise UserError(f"no checkpoint to resume from: {'; '.join(problems)}; remove both to train from scratch")
 
 
+HEAD_PREFIX = "head."  # the margin head's entries in a kept epoch file, beside the backbone's
+
+
 def average_state(paths: list[Path]) -> dict:
-    """Element-wise mean of saved state dicts; integer buffers (BN batch counters) come from the last."""
+    """Element-wise mean of saved state dicts over the keys all of them hold (an epoch file of an older run has
+    no head); integer buffers (BN batch counters) come from the last."""
     states = [torch.load(p, map_location="cpu", weights_only=True) for p in paths]
     averaged = {}
     for key, last in states[-1].items():
+        if not all(key in state for state in states):
+            continue
         if last.is_floating_point():
             averaged[key] = sum(s[key].double() for s in states).div(len(states)).to(last.dtype)
         else:
@@ -129,13 +135,15 @@ class Checkpointer:
         self._last_save = time.monotonic()
 
     def epoch_weights(self, epoch: int) -> Path:
-        """The kept backbone weights after ``epoch`` (1-based)."""
+        """The kept weights after ``epoch`` (1-based): backbone and head."""
         return self.epochs_dir / f"epoch{epoch:04d}.pt"
 
-    def keep_epoch_weights(self, epoch: int, model: torch.nn.Module, keep: int) -> None:
-        """Save the backbone after ``epoch`` (1-based) and drop the files no longer among the last ``keep``."""
+    def keep_epoch_weights(self, epoch: int, model: torch.nn.Module, head: torch.nn.Module, keep: int) -> None:
+        """Save the backbone and the margin head (keys ``head.*``) after ``epoch`` (1-based) and drop the files no
+        longer among the last ``keep``."""
         self.epochs_dir.mkdir(exist_ok=True)
-        save_atomic(model.state_dict(), self.epoch_weights(epoch))
+        state = model.state_dict() | {HEAD_PREFIX + k: v for k, v in head.state_dict().items()}
+        save_atomic(state, self.epoch_weights(epoch))
         for old in self.epochs_dir.glob("epoch*.pt"):
             if int(old.stem.removeprefix("epoch")) <= epoch - keep:
                 old.unlink()

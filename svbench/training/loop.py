@@ -22,7 +22,7 @@ from svbench.fileio import write_text_atomic
 from svbench.models import ArchSpec, summarize
 from svbench.models.loading import device_sync, resolve_device
 
-from .checkpoint import Checkpointer, average_state, save_atomic
+from .checkpoint import HEAD_PREFIX, Checkpointer, average_state, save_atomic
 from .data import epoch_order, load_training_set, rank_batches
 from .distributed import any_rank, dist_env, process_group, replica_digests, sum_over_ranks
 from .job import TrainingJob, build_job
@@ -110,7 +110,7 @@ def _end_epoch(job: TrainingJob, state: TrainState, lr: float, margin: float) ->
                  running.mean_loss(), running.accuracy(), lr, margin, seconds)
     state.epoch, state.step, state.running = state.epoch + 1, 0, RunningStats()
     if job.lead and job.recipe.average_last > 1:
-        job.checkpointer.keep_epoch_weights(state.epoch, job.model, job.recipe.average_last)
+        job.checkpointer.keep_epoch_weights(state.epoch, job.model, job.head, job.recipe.average_last)
     if job.checkpointer.due(epoch_end=True):
         job.checkpointer.save(job.payload(state))
     job.checkpointer.write_history(state.history)
@@ -144,15 +144,17 @@ def run_epoch(job: TrainingJob, state: TrainState, stop: StopPolicy, progress: P
 
 
 def _write_model(job: TrainingJob, out_dir: Path, digests: list[str], init: Path | None) -> Path:
-    """``spec.json`` and ``model.pt``: the mean of the last ``average_last`` epochs' weights, else the last, with
-    the last epoch's margin head (what fine-tuning starts from; embeddings use the backbone alone)."""
+    """``spec.json`` and ``model.pt``: the mean of the last ``average_last`` epochs' backbone and margin head (the
+    head is what fine-tuning starts from; embeddings use the backbone alone), else the last."""
     recipe, data = job.recipe, job.data
     averaged = list(range(max(recipe.epochs - recipe.average_last + 1, 1), recipe.epochs + 1))
-    if len(averaged) > 1:
-        weights = average_state([job.checkpointer.epoch_weights(epoch) for epoch in averaged])
+    weights, head = job.model.state_dict(), job.head.state_dict()
+    if len(averaged) > 1:  # backbone and head, as WeSpeaker averages the whole model
+        mean = average_state([job.checkpointer.epoch_weights(epoch) for epoch in averaged])
+        weights = {k: v for k, v in mean.items() if not k.startswith(HEAD_PREFIX)}
+        # epoch files of a run begun before they kept the head: the last epoch's head
+        head = {k[len(HEAD_PREFIX):]: v for k, v in mean.items() if k.startswith(HEAD_PREFIX)} or head
         log.info("model.pt: mean of the weights after epochs %d..%d", averaged[0], averaged[-1])
-    else:
-        weights = job.model.state_dict()
     info = summarize(job.spec) | {
         "seed": job.seed, "n_classes": data.n_classes, "speakers": data.speakers,
         "train_utterances": data.utterances, "epochs": recipe.epochs,
@@ -161,7 +163,7 @@ def _write_model(job: TrainingJob, out_dir: Path, digests: list[str], init: Path
         "amp": str(job.amp_dtype).removeprefix("torch.") if job.amp_dtype else "off",
         "final_weights_sha256_per_rank": digests, "init": None if init is None else str(init)}
     write_text_atomic(out_dir / "spec.json", json.dumps(info, indent=2, default=str))
-    save_atomic({"spec": job.spec.to_dict(), "model": weights, "head": job.head.state_dict(),
+    save_atomic({"spec": job.spec.to_dict(), "model": weights, "head": head,
                  "n_classes": data.n_classes}, out_dir / "model.pt")
     return out_dir / "model.pt"
 

@@ -246,11 +246,15 @@ def test_average_last_checkpoints_and_resume(tiny_corpus: Path, tmp_path: Path) 
     kept = sorted(p.name for p in (tmp_path / "straight" / "epochs").iterdir())
     assert kept == ["epoch0002.pt", "epoch0003.pt"]  # only what the average needs
     e2, e3 = (torch.load(tmp_path / "straight" / "epochs" / k) for k in kept)
-    model = torch.load(tmp_path / "straight" / "model.pt")["model"]
+    blob = torch.load(tmp_path / "straight" / "model.pt")
+    model = blob["model"]
     final = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
     for key, value in model.items():
         if value.is_floating_point():
             assert torch.allclose(value, (e2[key] + e3[key]) / 2, atol=1e-6), key
+    # the margin head is averaged too (WeSpeaker averages the whole model): fine-tuning starts from it
+    assert torch.allclose(blob["head"]["weight"], (e2["head.weight"] + e3["head.weight"]) / 2, atol=1e-6)
+    assert set(model) == {k for k in e2 if not k.startswith("head.")}
     assert any(not torch.equal(model[k], final[k]) for k in model)  # averaged, not the last weights
     assert json.loads((tmp_path / "straight" / "spec.json").read_text())["averaged_epochs"] == [2, 3]
     with pytest.raises(Preempted):  # killed in epoch 2: the kept epoch files survive the restart
@@ -258,6 +262,16 @@ def test_average_last_checkpoints_and_resume(tiny_corpus: Path, tmp_path: Path) 
     train(*args, tmp_path / "resumed")
     resumed = torch.load(tmp_path / "resumed" / "model.pt")["model"]
     assert all(torch.equal(model[k], resumed[k]) for k in model)
+
+
+def test_averaging_keeps_only_what_every_epoch_file_holds(tmp_path: Path) -> None:
+    """Epoch files of a run begun before they kept the head: the mean is of the backbone alone."""
+    from svbench.training import average_state
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "old.pt")
+    torch.save({"w": torch.zeros(2), "head.weight": torch.ones(3)}, tmp_path / "new.pt")
+    mean = average_state([tmp_path / "old.pt", tmp_path / "new.pt"])
+    assert set(mean) == {"w"} and torch.equal(mean["w"], torch.full((2,), 0.5))
 
 
 def test_voxceleb_config_plans_one_training_and_one_fine_tuning_job_per_architecture_and_seed(tmp_path: Path) -> None:
