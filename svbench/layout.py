@@ -34,6 +34,11 @@ def is_large_margin(model: str) -> bool:
     return model.endswith(LM_SUFFIX)
 
 
+def models_of(archs: Iterable[str], large_margin: bool = False) -> list[str]:
+    """The models of a grid in table order: each architecture, then (``large_margin``) its fine-tuned model."""
+    return [model for arch in archs for model in ((arch, large_margin_name(arch)) if large_margin else (arch,))]
+
+
 def steps_of(model: str) -> tuple[str, ...]:
     """A model's own measured steps: a fine-tuned model is made by ``finetune`` from its trained backbone."""
     return (FINETUNE, *STEPS[1:]) if is_large_margin(model) else STEPS
@@ -179,11 +184,10 @@ class Layout:
         """Every (model, seed, step) of a grid, in the order the study's tables list them: each architecture's
         seeds, then (``large_margin``) those of its fine-tuned model."""
         seeds = list(seeds)
-        for arch in archs:
-            for model in (arch, large_margin_name(arch)) if large_margin else (arch,):
-                for seed in seeds:
-                    for step in steps_of(model):
-                        yield Job(model, int(seed), step, self.energy_dir(step, model, seed))
+        for model in models_of(archs, large_margin):
+            for seed in seeds:
+                for step in steps_of(model):
+                    yield Job(model, int(seed), step, self.energy_dir(step, model, seed))
 
     @classmethod
     def of(cls, results: str | os.PathLike | Layout) -> Layout:

@@ -60,16 +60,18 @@ def _ddp_setup():
 DDP_SPEC, DDP_RECIPE = _ddp_setup()  # a tiny two-process training (tests/training/test_ddp.py, tests/energy)
 
 
-def ddp_worker(rank: int, world: int, port: int, corpus: Path, out: Path, stop_after: int | None) -> None:
-    """One rank of the tiny DDP training (torch.multiprocessing spawns it: it must live in an importable module)."""
+def ddp_worker(rank: int, world: int, port: int, corpus: Path, out: Path, stop_after: int | None,
+               recipe: object = None, init: Path | None = None) -> None:
+    """One rank of the tiny DDP training (torch.multiprocessing spawns it: it must live in an importable module);
+    with ``recipe`` and ``init``, a fine-tuning of that model."""
     from svbench.training import Preempted, StopAfterSteps, train
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     stop = None if stop_after is None else StopAfterSteps(stop_after)  # None: the default, stop on SIGTERM
     try:
-        train(corpus / "features" / "train", corpus / "corpus" / "train.tsv", DDP_SPEC, DDP_RECIPE, out, seed=0,
-              stop=stop)
+        train(corpus / "features" / "train", corpus / "corpus" / "train.tsv", DDP_SPEC, recipe or DDP_RECIPE, out,
+              seed=0, stop=stop, init=init)
     except Preempted:
         pass
 

@@ -27,7 +27,7 @@ from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_co
 from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total, total_rows
 from svbench.energy.markers import BASELINE, node_sharing
 from svbench.intervals import UncertaintySettings
-from svbench.layout import FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin
+from svbench.layout import FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
 from svbench.models import ArchSpec
 from svbench.study import tradeoff, uncertainty
 from svbench.study.analysis import by_arch, mean_sd_text
@@ -146,18 +146,13 @@ def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, str, in
         yield specs[backbone_of(model)], model, seed, {job.step: _measured(layout, job) for job in steps}
 
 
-def training_job(layout: Layout, model: str, seed: int, jobs: dict[str, MeasuredJob]) -> MeasuredJob:
-    """What it cost to train ``model``: its training job, or for a fine-tuned model its backbone's training
-    and its fine-tuning together (their spans summed like the attempts of one job). Without the energy of
-    either, the sum is unknown: empty, never the other part alone."""
-    if FINETUNE not in jobs:
-        return jobs["train"]
-    base, tuned = _measured(layout, Job(backbone_of(model), seed, "train", "")), jobs[FINETUNE]
+def training_job(base: MeasuredJob, tuned: MeasuredJob) -> MeasuredJob:
+    """What it cost to train a fine-tuned model: its backbone's training job and its fine-tuning together (their
+    spans summed like the attempts of one job). Without the energy of either, the sum is unknown: empty, never
+    the other part alone."""
     gpus = None if None in (base.gpus, tuned.gpus) else max(base.gpus, tuned.gpus)
-    if len(base.energy) and len(tuned.energy):
-        energy = pd.concat([base.energy, tuned.energy], ignore_index=True)
-    else:
-        energy = tuned.energy.iloc[0:0] if len(tuned.energy) else tuned.energy
+    both = len(base.energy) and len(tuned.energy)
+    energy = pd.concat([base.energy, tuned.energy], ignore_index=True) if both else tuned.energy.iloc[0:0]
     return MeasuredJob(tuned.job, energy, tuned.sidecar, gpus, tuned.markers)
 
 
@@ -274,11 +269,11 @@ def _carbon_row(jobs: dict[str, MeasuredJob], train: dict, factors: dict) -> dic
             else f"{intensity.source} (edge value used outside the series)"}
 
 
-def _finetune_row(jobs: dict[str, MeasuredJob], info: dict) -> dict:
-    """A fine-tuned model's fine-tuning on its own: its energy (part of ``train_energy_kwh``) and epochs."""
-    if FINETUNE not in jobs:
+def _finetune_row(tuned: dict | None, info: dict) -> dict:
+    """A fine-tuned model's fine-tuning on its own (``tuned``: its :func:`energy_of`, None for a trained model):
+    its energy (part of ``train_energy_kwh``) and epochs."""
+    if tuned is None:
         return {"finetune_energy_kwh": math.nan, "finetune_epochs": math.nan}
-    tuned = energy_of(jobs[FINETUNE].energy, "job", jobs[FINETUNE].gpus)
     return {"finetune_energy_kwh": tuned["energy_j"] / 3.6e6, "finetune_epochs": info.get("epochs")}
 
 
@@ -297,15 +292,22 @@ def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict]
     draws = uncertainty.StudyDraws(settings.resamples, settings.seed,
                                    uncertainty.sensor_tolerances(config.get("energy", {})), factors)
     rows = []
+    trained: dict[tuple[str, int], tuple[MeasuredJob, dict]] = {}  # each backbone's training, for its +lm model
     for spec, model, seed, jobs in study_jobs(layout, config):
         info = json.loads(Path(layout.spec(model, seed)).read_text())
-        trained = json.loads(Path(layout.spec(spec.name, seed)).read_text()) if model != spec.name else info
+        tuned = None
+        if FINETUNE in jobs:  # Layout.jobs lists the backbone first
+            base, base_info = trained[(spec.name, seed)]
+            jobs = jobs | {"train": training_job(base, jobs[FINETUNE])}
+            tuned = energy_of(jobs[FINETUNE].energy, "job", jobs[FINETUNE].gpus)
+        else:
+            base_info = info
+            trained[(model, seed)] = (jobs["train"], info)
         metrics = json.loads(Path(layout.metrics(model, seed)).read_text())
-        row = _model_row(spec, model, seed, trained, metrics) | uncertainty.job_columns(
+        row = _model_row(spec, model, seed, base_info, metrics) | uncertainty.job_columns(
             Path(layout.intervals(model, seed)))
-        jobs = jobs | {"train": training_job(layout, model, seed, jobs)}
         train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
-        row |= _train_row(train) | _finetune_row(jobs, info)
+        row |= _train_row(train) | _finetune_row(tuned, info)
         if list_seconds is None:  # the lists are the same for every model
             names = [n for n, m in metrics.items() if isinstance(m, dict)]
             list_seconds = _list_audio_seconds(layout, names, test_seconds)
@@ -315,8 +317,8 @@ def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict]
         total_audio = sum(test_seconds.values())
         parts = {"train": train, "embed_test": energy_of(energy["embed"], "embed_test"),
                  "score": energy_of(energy["score"], "score")}
-        if FINETUNE in jobs:  # its draws add to the backbone's (the two rows' training energies are paired)
-            parts["finetune"] = energy_of(jobs[FINETUNE].energy, "job", jobs[FINETUNE].gpus)
+        if tuned is not None:  # its draws add to the backbone's (the two rows' training energies are paired)
+            parts["finetune"] = tuned
         share = sum(list_seconds.values()) / total_audio if total_audio else math.nan
         rows.append(row | draws.add_job(model, seed, row, parts, share, settings.level))
     return rows, draws
@@ -394,9 +396,7 @@ def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
 def cohort_rows(config: dict, layout: Layout) -> list[dict]:
     """The AS-norm cohorts the scores used (kind, speakers, utterances, top-N), one row per distinct cohort."""
     found: dict[tuple, list[str]] = {}
-    models = dict.fromkeys(job.arch for job in layout.jobs([s.name for s in specs_from_grid(config["grid"])],
-                                                              [0], large_margin_enabled(config)))
-    for model in models:
+    for model in models_of([s.name for s in specs_from_grid(config["grid"])], large_margin_enabled(config)):
         for seed in config["seeds"]:
             path = Path(layout.metrics(model, seed))
             if path.exists():

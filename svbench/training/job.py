@@ -93,10 +93,8 @@ class TrainingJob:
 
     def _initialise(self, path: Path) -> None:
         """Backbone and margin head from a trained ``model.pt``: it must be of this architecture and corpus."""
-        try:
+        try:  # it exists: resume() took its digest
             blob = torch.load(path, map_location=self.device, weights_only=False)
-        except FileNotFoundError:
-            raise UserError(f"{path}: no trained model to fine-tune (run the training step first)") from None
         except Exception as exc:  # truncated, empty, not a torch file
             raise UserError(f"{path}: not a readable svbench model ({type(exc).__name__})") from None
         if not isinstance(blob, dict) or "model" not in blob:

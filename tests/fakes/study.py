@@ -55,11 +55,9 @@ LM_SHARE = 0.1  # a fine-tuning's energy against its backbone's training
 
 def models(config: dict) -> list[str]:
     """The model names of a fake study's config: the grid's, and their fine-tuned models' when enabled."""
-    from svbench.layout import Layout
+    from svbench.layout import models_of
 
-    jobs = Layout().jobs([spec["name"] for spec in config["grid"]], [0],
-                         config.get("large_margin", {}).get("enabled", False))
-    return list(dict.fromkeys(job.arch for job in jobs))
+    return models_of([spec["name"] for spec in config["grid"]], config.get("large_margin", {}).get("enabled", False))
 
 
 def _fine_tuned(layout, name: str, seed: int, train_joules: float, energy: bool) -> None:

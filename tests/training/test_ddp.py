@@ -6,7 +6,7 @@ import json
 import os
 import socket
 import subprocess
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,8 +23,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _spawn(corpus: Path, out: Path, stop_after: int | None = None) -> None:
-    mp.spawn(ddp_worker, args=(2, _free_port(), corpus, out, stop_after), nprocs=2, join=True)
+def _spawn(corpus: Path, out: Path, stop_after: int | None = None, recipe: object = None,
+           init: Path | None = None) -> None:
+    mp.spawn(ddp_worker, args=(2, _free_port(), corpus, out, stop_after, recipe, init), nprocs=2, join=True)
 
 
 def test_two_processes_train_identical_replicas_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
@@ -56,3 +57,23 @@ def test_two_processes_train_identical_replicas_and_resume(tiny_corpus: Path, tm
     resumed = pd.read_csv(tmp_path / "resumed" / "history.csv")
     assert resumed["loss"].tolist() == history["loss"].tolist() or \
         (resumed["loss"] - history["loss"]).abs().max() < 1e-6
+
+
+def test_two_processes_fine_tune_from_one_model_and_resume(tiny_corpus: Path, tmp_path: Path) -> None:
+    """Large-margin fine-tuning with two ranks: both start from the same trained model, end identical, and a
+    stopped run resumes from its checkpoint (not from the model again) to the same weights."""
+    from svbench.training import large_margin_recipe, train
+
+    data = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv")
+    base = train(*data, SPEC, replace(RECIPE, processes=1, epochs=1), tmp_path / "b")
+    recipe = large_margin_recipe(asdict(RECIPE), {"epochs": 2, "batch_size": 4, "crop_frames": 60, "lr": 0.01})
+    _spawn(tiny_corpus, tmp_path / "straight", recipe=recipe, init=base)
+    digests = json.loads((tmp_path / "straight" / "spec.json").read_text())["final_weights_sha256_per_rank"]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    _spawn(tiny_corpus, tmp_path / "resumed", stop_after=4, recipe=recipe, init=base)  # in the second epoch
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    _spawn(tiny_corpus, tmp_path / "resumed", recipe=recipe, init=base)
+    a = torch.load(tmp_path / "straight" / "model.pt")["model"]
+    b = torch.load(tmp_path / "resumed" / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], torch.load(base)["model"][k]) for k in a)  # it trained

@@ -6,7 +6,7 @@ import re
 
 from svbench.energy.config import validate_energy_config
 from svbench.fileio import write_text_atomic
-from svbench.layout import Layout, backbone_of, large_margin_name
+from svbench.layout import Layout, backbone_of, is_large_margin, models_of
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid
 
@@ -15,8 +15,8 @@ SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}
 ARCHS = list(SPECS)
 # large-margin fine-tuning: every architecture also as the model <arch>+lm, embedded and scored like the trained
 LARGE_MARGIN = config["large_margin"]["enabled"]
-TUNED = [large_margin_name(arch) for arch in ARCHS] if LARGE_MARGIN else []
-MODELS = ARCHS + TUNED  # what embed, score and the energy rules take as {arch}
+MODELS = models_of(ARCHS, LARGE_MARGIN)  # what embed, score and the energy rules take as {arch}
+TUNED = [model for model in MODELS if is_large_margin(model)]
 SEEDS = [int(s) for s in config["seeds"]]
 CORPUS = config["corpus"]
 # trial lists scored for every model: the synthetic list, or the configured VoxCeleb lists (vox1_o, vox1_e, ...)
