@@ -99,8 +99,8 @@ def part_nvml(r: Result, dry: bool) -> None:
     rc = run(monitored(run_dir, nvml_only(0.025, 0.1), 1 if dry else 5, burn), r.out_dir / "log.txt")
     if rc:
         raise RuntimeError(f"the monitored gpu_burn run exited with status {rc}")
-    rc = run([PY, "-m", "svbench.cli", "energy", "join", "--trace", run_dir / "trace.csv", "--markers",
-              run_dir / "markers.jsonl", "--out", run_dir / "energy.csv"], r.out_dir / "log.txt")
+    rc = run([PY, "-m", "svbench.cli", "energy", "join", "--dir", run_dir, "--out", run_dir / "energy.csv"],
+             r.out_dir / "log.txt")
     if rc:
         raise RuntimeError(f"svbench energy join exited with status {rc}")
     s = nvml_compare.summary(run_dir, counts, long_s)

@@ -28,6 +28,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_launch(args: argparse.Namespace) -> int:
+    import os
+
+    from svbench.training.launch import launch
+
+    command = args.command[1:] if args.command and args.command[0] == "--" else args.command
+    argv = launch(command, args.nodes, args.processes, args.node_rank, args.master_addr, args.master_port)
+    try:
+        os.execvp(argv[0], argv)  # the workload itself: the monitor's signals and its death reach it unchanged
+    except OSError as exc:
+        raise UserError(f"svbench launch: cannot run {argv[0]!r}: {exc.strerror}") from None
+    return 127
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the training commands to ``svbench``."""
     s = sub.add_parser("train", help="train one architecture, or fine-tune a trained one (resumes from its checkpoint)")
@@ -41,3 +55,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("launch", help="start a training job's processes on this node: torchrun for nodes × "
+                       "processes, then COMMAND in each (launch --nodes N --processes P -- COMMAND ...)")
+    s.add_argument("--nodes", type=int, default=1, help="nodes of the job (one launch per node)")
+    s.add_argument("--processes", type=int, default=1, help="processes (GPUs) on each node")
+    s.add_argument("--node-rank", type=int, help="this node's rank (default: $SVBENCH_NODE_RANK from the monitor, "
+                   "else $SLURM_NODEID)")
+    s.add_argument("--master-addr", help="the rendezvous host (default: $MASTER_ADDR, else the job's first node)")
+    s.add_argument("--master-port", type=int, help="the rendezvous port (default: $MASTER_PORT, else from the job id)")
+    s.add_argument("command", nargs=argparse.REMAINDER)
+    s.set_defaults(func=cmd_launch)

@@ -50,12 +50,17 @@ GAP_PERIODS = 3.0  # a hole longer than this many median periods counts as "no s
 REST_OF_JOB = "rest_of_job"
 CLOSURE_TOLERANCE = 0.05  # node meter vs GPU + CPU + DRAM: NVML's documented ±5 % (REFERENCE §6), BMCs alike
 COMPONENTS = ("gpu", "cpu", "dram")
-SPAN = ["attempt", "index", "detail", "t_start_wall_ns"]  # the rows of one phase name that are one span
+# the rows of one phase name that are one span (on one node: a node meter's closure is that node's)
+SPAN = ["node", "attempt", "index", "detail", "t_start_wall_ns"]
+# ``node``: the node the row was measured on (node0 … of a job on ``nodes`` nodes; ``all``: the job's sum over its
+# nodes, svbench.energy.node_join); ``partial``: a sum that lacks a node (named in ``notes``)
 ENERGY_COLUMNS = [
     "phase", "index", "detail", "attempt", "complete", "t_start_wall_ns", "t_end_wall_ns", "seconds", "sensor",
     "channel", "component", "method", "energy_j", "coverage", "resolved", "estimated", "idle_w", "idle_j", "dynamic_j",
-    "intensity_g_per_kwh", "samples", "notes",
+    "intensity_g_per_kwh", "samples", "notes", "node", "nodes", "partial",
 ]
+FIRST_NODE = "node0"  # the node of a one-node job's rows
+JOB_NODE = "all"  # the rows of the whole job: its sums over nodes, and SLURM's figure
 
 # intensity at wall-clock ns (array in, gCO2e/kWh array out); None: the join weights no carbon
 IntensityAt = Callable[[np.ndarray], np.ndarray]
@@ -277,13 +282,13 @@ def join_trace(trace_path: Path, job_phases: list[Phase], job_attempts: list[Att
     frame = pd.DataFrame(rows, columns=ENERGY_COLUMNS).sort_values(["attempt", "t_start_wall_ns"], kind="stable")
     frame["index"] = frame["index"].astype("Int64")  # an epoch number, not a float; empty for unnumbered phases
     frame = _with_idle(frame)
-    return _typed(pd.concat([frame, closure_rows(frame)], ignore_index=True))
+    return typed_columns(pd.concat([frame, closure_rows(frame)], ignore_index=True))
 
 
 _FLOATS = ("seconds", "energy_j", "coverage", "idle_w", "idle_j", "dynamic_j", "intensity_g_per_kwh")
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+def typed_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """Numbers as numbers whatever the concatenation of partly empty frames made of them."""
     for c in _FLOATS:
         frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
@@ -393,8 +398,12 @@ def closure_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
-         intensity: Intensity | None = None) -> pd.DataFrame:
-    """Read a trace and its markers, join them, and write ``energy.csv`` if ``out_path`` is given.
+         intensity: Intensity | None = None, node: str = FIRST_NODE, nodes: int = 1,
+         crosscheck: bool = True) -> pd.DataFrame:
+    """Read one node's trace and markers, join them, and write ``energy.csv`` if ``out_path`` is given.
+
+    Every row is ``node``'s, of a job on ``nodes`` nodes (:func:`svbench.energy.node_join.join_nodes` joins
+    each node and adds their sums); ``crosscheck`` adds sacct's figure for the job (once per job, not per node).
 
     With an ``intensity`` (:class:`svbench.energy.carbon.Intensity`), every row's ``intensity_g_per_kwh`` is
     the intensity weighted by the energy of the row's sample intervals (each at the intensity in force then).
@@ -416,19 +425,27 @@ def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
     if intensity is not None and intensity.edge_used:
         frame["notes"] = [f"{n}; " if n else "" for n in frame["notes"]]
         frame["notes"] += f"intensity: {intensity.label}"
-    frame = _typed(pd.concat([frame, slurm_crosscheck(records, job_phases)], ignore_index=True))
+    frame = frame.assign(node=node, nodes=nodes, partial=False)
+    if crosscheck:
+        frame = pd.concat([frame, slurm_crosscheck(records, job_phases).assign(nodes=nodes)], ignore_index=True)
+    frame = typed_columns(frame)
     if out_path is not None:
-        out_path = Path(out_path)
-        try:
-            with atomic_write(out_path) as f:
-                frame.to_csv(f, index=False)
-        except OSError as exc:  # read-only, a file in the way, no space
-            raise UserError(f"{out_path}: cannot write the energy table ({exc.strerror})") from None
+        write_energy(frame, Path(out_path))
     return frame
 
 
+def write_energy(frame: pd.DataFrame, out_path: Path) -> None:
+    """``energy.csv``, atomically; a folder that cannot be written is the user's to fix."""
+    try:
+        with atomic_write(out_path) as f:
+            frame.to_csv(f, index=False)
+    except OSError as exc:  # read-only, a file in the way, no space
+        raise UserError(f"{out_path}: cannot write the energy table ({exc.strerror})") from None
+
+
 def slurm_crosscheck(records: list[Marker], job_phases: list[Phase]) -> pd.DataFrame:
-    """One row per SLURM attempt with sacct's ConsumedEnergy, component ``slurm_crosscheck``.
+    """One row per SLURM attempt with sacct's ConsumedEnergy (the job's, over all its nodes), component
+    ``slurm_crosscheck``, node ``all``.
 
     Never added to a total (the summary sums gpu/cpu/dram or node only); empty when the site's
     accounting has no energy for the job, which is the common case.
@@ -447,18 +464,27 @@ def slurm_crosscheck(records: list[Marker], job_phases: list[Phase]) -> pd.DataF
                      "seconds": seconds, "sensor": "slurm", "channel": f"sacct:{job_id}",
                      "component": "slurm_crosscheck", "method": "sacct ConsumedEnergyRaw",
                      "energy_j": np.nan if joules is None else joules, "coverage": np.nan, "resolved": True,
-                     "estimated": False, "notes": ""})
+                     "estimated": False, "notes": "", "node": JOB_NODE, "partial": False})
     return pd.DataFrame(rows, columns=ENERGY_COLUMNS)
 
 
 def read_energy(path: Path) -> pd.DataFrame:
-    """An ``energy.csv`` as the join wrote it (text columns stay text: an empty detail is "", not NaN)."""
-    frame = pd.read_csv(path, dtype={"detail": str, "notes": str, "method": str, "channel": str},
-                        keep_default_na=False, na_values={c: [""] for c in ENERGY_COLUMNS
-                                                          if c not in ("detail", "notes", "method", "channel",
-                                                                       "sensor", "component", "phase")})
+    """An ``energy.csv`` as the join wrote it (text columns stay text: an empty detail is "", not NaN); one of
+    an svbench that wrote no ``node`` column is a one-node job's."""
+    text = ("detail", "notes", "method", "channel", "sensor", "component", "phase", "node")
+    frame = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False,
+                        na_values={c: [""] for c in ENERGY_COLUMNS if c not in text})
     frame["index"] = frame["index"].astype("Int64")
+    if "node" not in frame:
+        frame = frame.assign(node=np.where(frame["component"] == "slurm_crosscheck", JOB_NODE, FIRST_NODE),
+                             nodes=1, partial=False)
+    frame["partial"] = frame["partial"].astype(str).str.lower() == "true"
     return frame
+
+
+def node_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows measured on a node: not the job's sums over nodes (node ``all``)."""
+    return frame[frame["node"] != JOB_NODE] if "node" in frame else frame
 
 
 def span_total(g: pd.DataFrame) -> tuple[Closure, pd.DataFrame]:

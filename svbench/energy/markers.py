@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from svbench.energy.nodes import WRITER_ENV, this_node
 from svbench.errors import UserError
 
 ENV = "SVBENCH_MARKERS"
@@ -30,8 +31,9 @@ class Marker:
 
     ``event``: ``begin``/``end`` (the monitor: one attempt of the job) or ``start``/``stop`` (a phase).
     Typed keys: ``phase``, ``index`` and ``pid`` of a phase, ``ok`` of its stop (false: ended by an
-    exception); ``session`` (the sidecar's), ``attempt``, ``sidecar_started_mono_ns``, ``slurm_job_id`` and
-    ``job`` (the SLURM job context) of a begin; ``status`` of an end. Every other key of the line
+    exception); ``session`` (the sidecar's), ``attempt``, ``sidecar_started_mono_ns``, ``slurm_job_id``,
+    ``job`` (the SLURM job context), ``node`` and ``nodes`` (this node's rank in a job on that many) of a
+    begin; ``status`` of an end. Every other key of the line
     (``command``, ``signals``, what the workload passed to ``phase()``) is in ``extra``.
     """
 
@@ -47,6 +49,8 @@ class Marker:
     sidecar_started_mono_ns: int | None = None
     slurm_job_id: str | None = None
     job: dict | None = None
+    node: int | None = None
+    nodes: int | None = None
     status: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -124,12 +128,21 @@ def node_sharing(markers_path: Path | str) -> str:
 
 
 def marking_rank() -> int:
-    """This process's rank in a multi-process job (torchrun's ``RANK``, else srun's ``SLURM_PROCID``), 0 alone."""
-    for var in ("RANK", "SLURM_PROCID"):
+    """This process's rank on its node (torchrun's ``LOCAL_RANK``, else srun's ``SLURM_LOCALID``), 0 alone: each
+    node's markers are written by that node's first process, on that node's clock."""
+    for var in ("LOCAL_RANK", "SLURM_LOCALID"):
         value = os.environ.get(var, "")
         if value.isdigit():
             return int(value)
     return 0
+
+
+def marks_here() -> bool:
+    """Whether this process writes ``$SVBENCH_MARKERS``: local rank 0 on the node whose monitor owns the file.
+    A process on another node (srun tasks spread over nodes under one monitor) never writes there: its
+    monotonic stamps are another clock's."""
+    owner = os.environ.get(WRITER_ENV)
+    return marking_rank() == 0 and (not owner or owner == this_node())
 
 
 @contextmanager
@@ -141,12 +154,13 @@ def phase(name: str, index: int | None = None, *, sync: Callable[[], object] | N
     ``torch.cuda.synchronize``) falls inside the phase it was issued in. ``markers_path`` writes there
     whatever the rank (the monitor's own baseline); by default the file is ``$SVBENCH_MARKERS``.
 
-    Only rank 0 of a multi-process job marks (torchrun/srun run every rank through the same code): one
-    writer per job, so an epoch is one phase, not one per rank. The join also merges phases that share a
+    Only local rank 0 of a multi-process job marks, and only on the node whose monitor owns the file
+    (torchrun/srun run every rank through the same code): one writer per node, so an epoch is one phase
+    per node, each on its node's clock. The join also merges phases that share a
     name and index within an attempt, for markers written otherwise.
     """
     path = markers_path or os.environ.get(ENV)
-    if not path or (markers_path is None and marking_rank() != 0):
+    if not path or (markers_path is None and not marks_here()):
         yield
         return
     if sync is not None:

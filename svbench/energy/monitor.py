@@ -31,6 +31,8 @@ from pathlib import Path
 
 from svbench.energy.config import EnergyConfig
 from svbench.energy.markers import BASELINE, ENV, Marker, phase, read_markers, write_marker
+from svbench.energy.nodes import NODES_ENV, RANK_ENV, WRITER_ENV, node_dir, this_node
+from svbench.energy.nodes import node_rank as node_rank_of
 from svbench.energy.sidecar import READY_FILE, READY_WAIT_S, WORKLOAD_FILE
 from svbench.energy.slurm import job_context
 from svbench.energy.trace import drop_torn_tail
@@ -245,24 +247,32 @@ def read_energy_config(path: Path) -> EnergyConfig:
 
 
 def run_monitored(out_dir: Path, command: list[str], config: EnergyConfig | None = None,
-                  baseline_s: float = 0.0) -> int:
-    """Run ``command`` measured; returns its exit status (128+N when killed by signal N)."""
+                  baseline_s: float = 0.0, nodes: int = 1, node_rank: int | None = None) -> int:
+    """Run ``command`` measured; returns its exit status (128+N when killed by signal N).
+
+    In a job on ``nodes`` > 1 nodes, one monitor runs on each node (``srun --ntasks-per-node=1``) and measures
+    that node into its own folder, ``out_dir/node{K}`` (:mod:`svbench.energy.nodes`; K: ``node_rank``, else
+    ``$SLURM_NODEID``); the workload learns K from ``$SVBENCH_NODE_RANK`` (``svbench launch``)."""
     if not command:
         raise UserError("svbench monitor: no command given after --")
+    if nodes < 1:
+        raise UserError(f"svbench monitor --nodes: expected at least 1, got {nodes}")
     config = config or EnergyConfig()
-    out_dir = Path(out_dir)
+    rank = node_rank_of(nodes, node_rank)
+    out_dir = Path(node_dir(out_dir, rank, nodes))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         lock_fd = _lock(out_dir)
     except OSError as exc:  # read-only, a file in the way, no space: the user's to fix
         raise UserError(f"{out_dir}: cannot write the measurement folder ({exc.strerror})") from None
     try:
-        return _run_locked(out_dir, command, config, baseline_s, lock_fd)
+        return _run_locked(out_dir, command, config, baseline_s, lock_fd, (rank, nodes))
     finally:
         os.close(lock_fd)
 
 
-def _run_locked(out_dir: Path, command: list[str], config: EnergyConfig, baseline_s: float, lock_fd: int) -> int:
+def _run_locked(out_dir: Path, command: list[str], config: EnergyConfig, baseline_s: float, lock_fd: int,
+                node: tuple[int, int]) -> int:
     markers = out_dir / "markers.jsonl"
     _prepare_out_dir(out_dir)
     sidecar = _start_sidecar(out_dir, config, lock_fd)
@@ -286,12 +296,15 @@ def _run_locked(out_dir: Path, command: list[str], config: EnergyConfig, baselin
         write_marker(markers, "begin", command=command, pid=os.getpid(), attempt=attempt,
                      slurm_job_id=os.environ.get("SLURM_JOB_ID"), session=ready.get("session"),
                      sidecar_started_mono_ns=ready.get("started_mono_ns"),
-                     job=job_context())
+                     job=job_context(), node=node[0], nodes=node[1])
         if baseline_s > 0:
             with phase(BASELINE, markers_path=markers):
                 time.sleep(baseline_s)
         if not received:
-            env = os.environ | {ENV: str(markers.resolve())}
+            # the markers are this node's (its clock): the workload's first process here writes them, and the
+            # launcher starts this node's processes as node rank node[0]
+            env = os.environ | {ENV: str(markers.resolve()), WRITER_ENV: this_node(), RANK_ENV: str(node[0]),
+                                NODES_ENV: str(node[1])}
             try:
                 # a group of its own (the sidecar can end it all) that dies with the monitor
                 child = subprocess.Popen(command, env=env, process_group=0,

@@ -9,12 +9,21 @@ import yaml
 from svbench.errors import UserError
 from svbench.models import ArchSpec
 
+# Where an architecture trains, not what it is: a grid entry may set its training job's layout (a ResNet-293 on
+# 4 nodes beside a ResNet-34 on one). Nothing else of the training may differ between architectures.
+LAYOUT_KEYS = ("nodes", "processes")
+
+
+def _architecture(entry: object) -> object:
+    """A grid entry without its layout keys: what ArchSpec describes."""
+    return {k: v for k, v in entry.items() if k not in LAYOUT_KEYS} if isinstance(entry, dict) else entry
+
 
 def specs_from_grid(grid: list[dict], where: str = "grid") -> list[ArchSpec]:
     """Validate every grid entry (preset + overrides or a full spec); names must be unique."""
     if not grid:
         raise UserError(f"config key {where}: the grid is empty")
-    specs = [ArchSpec.from_dict(entry, where=f"{where}[{i}]") for i, entry in enumerate(grid)]
+    specs = [ArchSpec.from_dict(_architecture(entry), where=f"{where}[{i}]") for i, entry in enumerate(grid)]
     seen: dict[str, int] = {}
     for i, spec in enumerate(specs):
         if spec.name in seen:
@@ -22,6 +31,26 @@ def specs_from_grid(grid: list[dict], where: str = "grid") -> list[ArchSpec]:
             raise UserError(f"config key {where}[{i}].name: {spec.name!r} is already used by {where}[{first}]")
         seen[spec.name] = i
     return specs
+
+
+def training_layouts(grid: list[dict], training: dict, where: str = "grid") -> dict[str, dict[str, int]]:
+    """Each architecture's training layout, ``{"nodes": N, "processes": P}``: its grid entry's keys over the
+    ``training`` block's. The global batch is the training's whatever the layout (it must divide evenly);
+    the error names the grid entry's key."""
+    from svbench.training.recipe import Recipe  # no torch
+
+    base = Recipe.from_dict(training)
+    layouts = {}
+    for i, (entry, spec) in enumerate(zip(grid, specs_from_grid(grid, where), strict=True)):
+        layout = {key: getattr(base, key) for key in LAYOUT_KEYS}
+        for key in LAYOUT_KEYS:
+            value = entry.get(key, layout[key])
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"config key {where}[{i}].{key}: expected an integer >= 1, got {value!r}")
+            layout[key] = value
+        base.rank_batch(layout["nodes"] * layout["processes"], where=f"{where}[{i}] ({spec.name}): training")
+        layouts[spec.name] = layout
+    return layouts
 
 
 def grid_from_config(path: Path) -> list[ArchSpec]:

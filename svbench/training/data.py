@@ -64,10 +64,11 @@ def epoch_order(n_utts: int, samples: int, seed: int, epoch: int) -> list[tuple[
     return [(epoch, int(i)) for i in order]
 
 
-def rank_batches(order: list, batch_size: int, rank: int, world_size: int) -> list[list]:
-    """This rank's slice of every global batch (``batch_size`` per rank, ``world_size`` ranks)."""
-    global_batch = batch_size * world_size
-    return [order[start + rank * batch_size: start + (rank + 1) * batch_size]
+def rank_batches(order: list, global_batch: int, rank: int, world_size: int) -> list[list]:
+    """This rank's slice of every global batch (``global_batch`` // ``world_size`` samples per rank): the same
+    global batches whatever the layout, so one node × 2 processes and 2 nodes × 1 train the same model."""
+    share = global_batch // world_size
+    return [order[start + rank * share: start + (rank + 1) * share]
             for start in range(0, len(order) - global_batch + 1, global_batch)]
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from svbench.training.launch import first_host, rendezvous_port
 
 
 def dist_env() -> tuple[int, int, int]:
@@ -27,27 +29,24 @@ def dist_env() -> tuple[int, int, int]:
 
 def set_slurm_master() -> None:
     """MASTER_ADDR/PORT for an srun step that did not set them: the step's first node, a port from the job id."""
-    if "MASTER_ADDR" not in os.environ:
-        nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "")
-        try:
-            out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
-                                 check=True, timeout=30).stdout.split()
-            os.environ["MASTER_ADDR"] = out[0]
-        except (OSError, subprocess.SubprocessError, IndexError):
-            os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ.setdefault("MASTER_PORT", str(20000 + int(os.environ.get("SLURM_JOB_ID", 0)) % 20000))
+    os.environ.setdefault("MASTER_ADDR", first_host())
+    os.environ.setdefault("MASTER_PORT", str(rendezvous_port()))
 
 
 @contextmanager
-def process_group(rank: int, world: int, device: torch.device) -> Iterator[None]:
-    """The process group of a multi-process job for the block, unless one exists already (then left alone)."""
+def process_group(rank: int, world: int, device: torch.device, timeout_s: float = 600.0) -> Iterator[None]:
+    """The process group of a multi-process job for the block, unless one exists already (then left alone).
+
+    ``timeout_s`` bounds every collective: a rank whose peer died (its node lost, its monitor killed) fails
+    after that long instead of waiting forever (gloo already fails at once when the peer's socket closes)."""
     own_group = world > 1 and not dist.is_initialized()
     if own_group:
         if "SLURM_STEP_ID" in os.environ and "WORLD_SIZE" not in os.environ:
             set_slurm_master()
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world,
+                                timeout=timedelta(seconds=timeout_s))
     try:
         yield
     finally:

@@ -50,7 +50,8 @@ class TrainingJob:
 
     @property
     def global_batch(self) -> int:
-        return self.recipe.batch_size * self.world
+        """The recipe's batch, whatever the layout: each of the ``world`` processes takes an equal slice."""
+        return self.recipe.batch_size
 
     @property
     def steps_per_epoch(self) -> int:
@@ -60,7 +61,7 @@ class TrainingJob:
     def lr_at(self, state: TrainState) -> float:
         """The learning rate of the step at ``state``'s position (the last step's once the epoch is done)."""
         step = min(state.step, self.steps_per_epoch - 1)
-        return self.recipe.lr_at(state.epoch, step, self.steps_per_epoch, self.world)
+        return self.recipe.lr_at(state.epoch, step, self.steps_per_epoch)
 
     def payload(self, state: TrainState) -> dict:
         """What ``checkpoint.pt`` holds (its keys are a file format: resume reads them)."""
@@ -132,8 +133,10 @@ class TrainingJob:
         return state
 
 
-# options that change how a run goes but not what it computes: resuming across them is routine
-RUNTIME_OPTIONS = {"threads", "num_workers", "device", "checkpoint_minutes", "channels_last", "cudnn_benchmark"}
+# options that change how a run goes but not what it computes: resuming across them is routine (the layout,
+# nodes × processes, slices the same global batches: a job resumed on more nodes trains the same model)
+RUNTIME_OPTIONS = {"threads", "num_workers", "device", "checkpoint_minutes", "channels_last", "cudnn_benchmark",
+                   "nodes", "processes", "collective_timeout_s"}
 
 
 def _changed_options(saved: dict, current: dict) -> list[str]:
@@ -151,7 +154,7 @@ def _init_digest(path: Path) -> str:
         raise UserError(f"{path}: not a readable svbench model ({exc.strerror or exc})") from None
 
 
-def _optimiser(model: torch.nn.Module, head: AAMSoftmax, recipe: Recipe, world: int) -> torch.optim.SGD:
+def _optimiser(model: torch.nn.Module, head: AAMSoftmax, recipe: Recipe) -> torch.optim.SGD:
     """SGD with weight decay on the backbone's weights only (not biases, BN, or the margin head)."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -159,7 +162,7 @@ def _optimiser(model: torch.nn.Module, head: AAMSoftmax, recipe: Recipe, world: 
         [{"params": decay, "weight_decay": recipe.weight_decay},
          {"params": no_decay, "weight_decay": 0.0},
          {"params": head.parameters(), "weight_decay": 0.0}],
-        lr=recipe.peak_lr(world), momentum=recipe.momentum, nesterov=recipe.nesterov)
+        lr=recipe.peak_lr(), momentum=recipe.momentum, nesterov=recipe.nesterov)
 
 
 def build_job(spec: ArchSpec, recipe: Recipe, seed: int, data: TrainingSet, layout: tuple[int, int],
@@ -171,7 +174,7 @@ def build_job(spec: ArchSpec, recipe: Recipe, seed: int, data: TrainingSet, layo
     head = AAMSoftmax(spec.embedding, data.n_classes, scale=recipe.aam_scale, margin=0.0).to(device)
     if device.type == "cuda" and recipe.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimiser = _optimiser(model, head, recipe, world)
+    optimiser = _optimiser(model, head, recipe)
     net: torch.nn.Module = TrainingModel(model, head, amp_dtype)
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda"

@@ -90,7 +90,7 @@ def _checkpoint_or_stop(job: TrainingJob, state: TrainState, stop: StopPolicy) -
 def _epoch_loader(job: TrainingJob, state: TrainState) -> DataLoader:
     """This rank's batches of the current epoch from the current step on."""
     order = epoch_order(job.data.utterances, job.steps_per_epoch * job.global_batch, job.seed, state.epoch)
-    batches = rank_batches(order, job.recipe.batch_size, job.rank, job.world)
+    batches = rank_batches(order, job.global_batch, job.rank, job.world)
     return DataLoader(job.data.dataset, batch_sampler=batches[state.step:], num_workers=job.recipe.num_workers,
                       pin_memory=job.device.type == "cuda")
 
@@ -191,11 +191,13 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
     rank, world, local_rank = dist_env()
     device = resolve_device(recipe.device, local_rank)
     out_dir = Path(out_dir)
-    with process_group(rank, world, device):
+    with process_group(rank, world, device, recipe.collective_timeout_s):
         if rank == 0:
             out_dir.mkdir(parents=True, exist_ok=True)
-        if recipe.processes != world:
-            log.warning("training.processes is %d but this job has %d process(es)", recipe.processes, world)
+        if recipe.world_size != world:
+            log.warning("training.nodes × processes is %d × %d but this job has %d process(es)", recipe.nodes,
+                        recipe.processes, world)
+        recipe.rank_batch(world)  # a layout that does not divide the global batch stops here, on every rank
         _configure_torch(recipe, seed, device)
         data = load_training_set(Path(features), Path(manifest), recipe, seed)
         job = build_job(spec, recipe, seed, data, (rank, world), device,

@@ -19,13 +19,13 @@ class Recipe:
     """
 
     epochs: int = bounded(150, ge=1)
-    batch_size: int = bounded(128, ge=1)  # per process
+    batch_size: int = bounded(128, ge=1)  # the global batch: split over nodes × processes, never multiplied by them
     crop_frames: int = bounded(200, ge=8)
     samples_per_epoch: int | None = bounded(None, ge=1)  # None: one crop per training utterance
     lr: float = bounded(0.1, gt=0)
     final_lr: float = bounded(5e-5, gt=0)
     warmup_epochs: int = bounded(6, ge=0)
-    scale_lr_by_batch: bool = True  # lr × global batch / 64
+    scale_lr_by_batch: bool = True  # lr × batch_size / 64
     momentum: float = bounded(0.9, ge=0)
     nesterov: bool = True
     weight_decay: float = bounded(1e-4, ge=0)
@@ -42,7 +42,9 @@ class Recipe:
     amp: str = bounded("auto", choices=AMP_MODES)  # auto: bf16 on CUDA where supported, else fp16 + scaler; CPU: off
     channels_last: bool = True  # CUDA only
     cudnn_benchmark: bool = True  # CUDA only
-    processes: int = bounded(1, ge=1)  # processes per job (one per GPU); the workflow launches them with torchrun
+    nodes: int = bounded(1, ge=1)  # nodes per training job, each running `processes` (svbench launch)
+    processes: int = bounded(1, ge=1)  # processes per node (one per GPU); the workflow launches them with torchrun
+    collective_timeout_s: float = bounded(600.0, gt=0)  # a rank whose peer is gone fails after this, never hangs
     num_workers: int = bounded(0, ge=0)
     device: str = bounded("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
     threads: int | None = bounded(None, ge=1)
@@ -53,6 +55,7 @@ class Recipe:
         """UserError naming the first field of a wrong type or out of its bounds; ints become floats where
         a float is expected."""
         check_fields(self, where)
+        self.rank_batch(self.world_size, where)
 
     @classmethod
     def from_dict(cls, options: dict, where: str = "training") -> Recipe:
@@ -63,16 +66,30 @@ class Recipe:
             raise UserError(f"{where}.{unknown[0]}: unknown training option (known: {', '.join(sorted(known))})")
         return cls(**options, where=where)
 
-    def peak_lr(self, world_size: int = 1) -> float:
-        """The learning rate after warm-up, scaled by the global batch when ``scale_lr_by_batch``."""
-        return self.lr * (self.batch_size * world_size / 64 if self.scale_lr_by_batch else 1.0)
+    def peak_lr(self) -> float:
+        """The learning rate after warm-up, scaled by the global batch when ``scale_lr_by_batch``: a function of
+        the recipe alone, so the process layout (nodes × processes) never changes it."""
+        return self.lr * (self.batch_size / 64 if self.scale_lr_by_batch else 1.0)
 
-    def lr_at(self, epoch: int, step: int, steps_per_epoch: int, world_size: int = 1) -> float:
+    @property
+    def world_size(self) -> int:
+        """The processes of a training job: ``nodes`` × ``processes`` (per node)."""
+        return self.nodes * self.processes
+
+    def rank_batch(self, world_size: int, where: str = "training") -> int:
+        """Each process's share of the global batch; UserError when the layout does not divide it (each process
+        takes an equal share of the same global batch, so that the layout never changes the model)."""
+        if self.batch_size % world_size:
+            raise UserError(f"{where}.batch_size: {self.batch_size} (the global batch) is not divisible by the "
+                            f"job's {world_size} processes (nodes × processes); choose a multiple of {world_size}")
+        return self.batch_size // world_size
+
+    def lr_at(self, epoch: int, step: int, steps_per_epoch: int) -> float:
         """Linear warm-up to the peak, then exponential decay to ``final_lr`` at the last step; with
         ``scale_lr_by_batch`` both ends are scaled by the global batch / 64 (WeSpeaker's ExponentialDecrease
         multiplies the whole curve by that ratio)."""
         position = epoch + step / steps_per_epoch
-        peak = self.peak_lr(world_size)
+        peak = self.peak_lr()
         if position < self.warmup_epochs:
             return peak * (position + 1 / steps_per_epoch) / self.warmup_epochs
         span = max(self.epochs - self.warmup_epochs, 1e-9)
@@ -91,9 +108,9 @@ class Recipe:
 
 
 # WeSpeaker's large-margin fine-tuning (examples/voxceleb/v2/conf/resnet_lm.yaml): 5 epochs of 600-frame crops,
-# batch 64, margin 0.5 from the first step, lr 1e-4 -> 2.5e-5 after one warm-up epoch (both scaled by the global
+# global batch 64, margin 0.5 from the first step, lr 1e-4 -> 2.5e-5 after one warm-up epoch (both scaled by the global
 # batch / 64, as in training), the weights of the last epoch. Every other training option (augmentation, speed
-# perturbation, optimiser, AMP, processes) is the training's: "the same augmentation".
+# perturbation, optimiser, AMP, nodes, processes) is the training's: "the same augmentation".
 LARGE_MARGIN_DEFAULTS = {"epochs": 5, "batch_size": 64, "crop_frames": 600, "lr": 1.0e-4, "final_lr": 2.5e-5,
                          "warmup_epochs": 1, "margin": 0.5, "margin_start_epoch": 0, "margin_end_epoch": 0,
                          "average_last": 1, "samples_per_epoch": None}

@@ -258,7 +258,9 @@ def test_rest_of_node_when_the_meter_covers_everything(tmp_path):
 
 @pytest.mark.parametrize("case", ["no trace", "empty trace", "no markers", "empty markers", "no begin"])
 def test_energy_join_refuses_missing_inputs_naming_the_file(tmp_path, case):
-    trace, markers = tmp_path / "trace file.csv", tmp_path / "markers.jsonl"
+    folder = tmp_path / "job folder"  # a space in the name
+    folder.mkdir()
+    trace, markers = folder / "trace.csv", folder / "markers.jsonl"
     replay(trace, np.arange(0, 2, 0.1))
     write_markers(markers, [marker("begin", 0), marker("end", 1, status=0)])
     start_only = json.dumps(marker("start", 0, phase="x", index=None, pid=1).to_json()) + "\n"
@@ -270,8 +272,8 @@ def test_energy_join_refuses_missing_inputs_naming_the_file(tmp_path, case):
     else:
         path.write_text(text)
     out = tmp_path / "energy.csv"
-    proc = subprocess.run([sys.executable, "-m", "svbench.cli", "energy", "join", "--trace", str(trace),
-                           "--markers", str(markers), "--out", str(out)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "svbench.cli", "energy", "join", "--dir", str(folder),
+                           "--out", str(out)], capture_output=True, text=True,
                           timeout=TIMEOUT)
     assert proc.returncode == 2 and str(path) in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not out.exists()

@@ -146,18 +146,29 @@ def test_amp_on_cpu_is_off() -> None:
         assert amp_mode(mode, torch.device("cpu")) is None
 
 
-def test_lr_scales_with_the_global_batch() -> None:
-    r = Recipe(batch_size=128, lr=0.1, final_lr=5e-5, epochs=10, warmup_epochs=1)
-    assert r.peak_lr(world_size=4) == pytest.approx(0.8)
+def test_lr_scales_with_the_global_batch_whatever_the_layout() -> None:
+    one = Recipe(batch_size=512, lr=0.1, final_lr=5e-5, epochs=10, warmup_epochs=1)
+    assert one.peak_lr() == pytest.approx(0.8)  # batch_size is the global batch: 512 / 64
     # WeSpeaker's ExponentialDecrease multiplies the whole curve by the ratio: the final rate too
-    assert r.lr_at(9, 99, 100, world_size=4) == pytest.approx(5e-5 * 8, rel=0.05)
+    assert one.lr_at(9, 99, 100) == pytest.approx(5e-5 * 8, rel=0.05)
+    # the paper's 4 nodes × 4 GPUs: the same global batch, the same rates, each process 32 samples
+    spread = Recipe(batch_size=512, lr=0.1, final_lr=5e-5, epochs=10, warmup_epochs=1, nodes=4, processes=4)
+    assert [spread.lr_at(e, 7, 100) for e in range(10)] == [one.lr_at(e, 7, 100) for e in range(10)]
+    assert spread.rank_batch(spread.world_size) == 32
     unscaled = Recipe(batch_size=128, lr=0.1, final_lr=5e-5, epochs=10, warmup_epochs=1, scale_lr_by_batch=False)
-    assert unscaled.lr_at(9, 99, 100, world_size=4) == pytest.approx(5e-5, rel=0.05)
+    assert unscaled.lr_at(9, 99, 100) == pytest.approx(5e-5, rel=0.05)
+
+
+def test_a_layout_that_does_not_divide_the_global_batch_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"training.batch_size: 12 .*not divisible.* 8 processes"):
+        Recipe(batch_size=12, nodes=2, processes=4)
+    with pytest.raises(ValueError, match=r"large_margin.batch_size"):
+        Recipe(batch_size=6, nodes=4, where="large_margin")
 
 
 def test_rank_batches_cut_each_global_batch() -> None:
     order = list(range(20))
-    both = rank_batches(order, 2, 0, 2), rank_batches(order, 2, 1, 2)
+    both = rank_batches(order, 4, 0, 2), rank_batches(order, 4, 1, 2)
     assert both[0] == [[0, 1], [4, 5], [8, 9], [12, 13], [16, 17]]
     assert [a + b for a, b in zip(*both, strict=True)] == rank_batches(order, 4, 0, 1)
 

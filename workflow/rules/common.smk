@@ -6,9 +6,10 @@ import re
 
 from svbench.energy.config import validate_energy_config
 from svbench.fileio import write_text_atomic
-from svbench.layout import Layout, backbone_of, is_large_margin, models_of
+from svbench.layout import FINETUNE, Layout, backbone_of, is_large_margin, models_of
 from svbench.study.catalog import FIGURES
-from svbench.study.grid import specs_from_grid
+from svbench.study.grid import specs_from_grid, training_layouts
+from svbench.training.launch import process_launch, slurm_resources, srun_prefix
 
 LAYOUT = Layout()  # every path of the results, spelled once
 SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}
@@ -35,6 +36,44 @@ wildcard_constraints:
     split="train|test",
     step="train|finetune|embed|score",
     shard=r"\d{4}",
+
+
+# each architecture's training layout: nodes × processes per node (its grid entry's, else training's)
+TRAINING_LAYOUTS = training_layouts(config["grid"], config["training"])
+
+
+def training_layout(wildcards):
+    """{"nodes": N, "processes": P} of a model's training job (a fine-tuned model trains like its backbone)."""
+    return TRAINING_LAYOUTS[backbone_of(wildcards.arch)]
+
+
+def training_nodes(wildcards):
+    return training_layout(wildcards)["nodes"]
+
+
+def step_nodes(wildcards):
+    """The nodes a measured step's job ran on: a training's (or fine-tuning's) layout; embedding and scoring, one."""
+    return training_nodes(wildcards) if wildcards.step in ("train", FINETUNE) else 1
+
+
+def recipe_json(wildcards):
+    """The training block with the model's own layout, as JSON (the layout changes the cost, not the model)."""
+    return json.dumps(config["training"] | training_layout(wildcards))
+
+
+def node_launch(wildcards):
+    """`srun` with one task per node for a multi-node training job; nothing on one node."""
+    return srun_prefix(**training_layout(wildcards))
+
+
+def process_launch_of(wildcards):
+    """`svbench launch` (torchrun) for a training job of several processes; nothing for one."""
+    return process_launch(**training_layout(wildcards))
+
+
+def training_resource(name):
+    """One SLURM resource of a model's training job (svbench.training.launch.slurm_resources; None: unset)."""
+    return lambda wildcards: slurm_resources(**training_layout(wildcards))[name]
 
 
 def arch_json(wildcards):

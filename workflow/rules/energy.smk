@@ -8,15 +8,16 @@ rule energy_join:
     output:
         LAYOUT.energy("{step}", "{arch}", "{seed}"),
     params:
-        trace=lambda w: LAYOUT.trace(w.step, w.arch, w.seed),
-        markers=lambda w: LAYOUT.markers(w.step, w.arch, w.seed),
+        folder=lambda w: LAYOUT.energy_dir(w.step, w.arch, w.seed),
+        # a multi-node training: one folder per node, each joined on its own clock, then summed
+        nodes=step_nodes,
         intensity=json.dumps(config["carbon"]["intensity"]),
     log:
         LAYOUT.log("energy", "{step}", "{arch}", "seed{seed}"),
     conda:
         ENV
     shell:
-        "svbench energy join --trace {params.trace:q} --markers {params.markers:q}"
+        "svbench energy join --dir {params.folder:q} --nodes {params.nodes}"
         " --intensity {params.intensity:q} --out {output:q} > {log:q} 2>&1"
 
 

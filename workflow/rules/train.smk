@@ -1,7 +1,7 @@
-# More than one process per job (training.processes, one per GPU): torchrun starts them on the node
-# and svbench trains with DistributedDataParallel; only rank 0 writes.
-NPROC = config["training"]["processes"]
-LAUNCH = ["torchrun", "--standalone", "--nproc-per-node", str(NPROC), "--no-python"] if NPROC > 1 else []
+# A training job runs on training.nodes nodes × training.processes processes (one per GPU; a grid entry may
+# set its own). Several nodes: `srun` starts one `svbench monitor` per node, each measuring its node into
+# its own folder (node0, node1, ...) around `svbench launch`, the node's torchrun; svbench trains with
+# DistributedDataParallel and only rank 0 writes the model. See svbench.training.launch.
 
 
 # Training is measured: `svbench monitor` runs the sidecar beside it. checkpoint.pt and the energy
@@ -21,22 +21,30 @@ rule train:
     params:
         energy_dir=energy_dir("train"),
         baseline=BASELINE_S,
-        launch=LAUNCH,
+        nodes=training_nodes,
+        srun=node_launch,
+        launch=process_launch_of,
         features=input_folder("features"),
         out=output_folder("model"),
         arch=arch_json,
-        recipe=json.dumps(config["training"]),
+        recipe=recipe_json,
     threads: config["training"]["threads"]
     resources:
-        # one GPU per training process; on SLURM the plugin turns this into --gpus=N
-        gpu=NPROC,
+        # one GPU per training process; several nodes: --nodes, --gres per node, and `mpi` so that the
+        # plugin runs the command as it is and its srun reaches every node (svbench.training.launch)
+        gpu=training_resource("gpu"),
+        gres=training_resource("gres"),
+        nodes=training_resource("nodes"),
+        mpi=training_resource("mpi"),
+        tasks=training_resource("tasks"),
+        tasks_per_gpu=training_resource("tasks_per_gpu"),
     log:
         LAYOUT.log("train", "{arch}", "seed{seed}"),
     conda:
         ENV
     shell:
-        "svbench monitor --out {params.energy_dir:q} --baseline {params.baseline:q} --config {input.energy:q} --"
-        " {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
+        "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes} --baseline {params.baseline:q}"
+        " --config {input.energy:q} -- {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
         " --arch {params.arch:q} --recipe {params.recipe:q} --seed {wildcards.seed}"
         " --out {params.out:q} > {log:q} 2>&1"
 
@@ -59,21 +67,28 @@ rule finetune:
     params:
         energy_dir=energy_dir("finetune"),
         baseline=BASELINE_S,
-        launch=LAUNCH,
+        nodes=training_nodes,
+        srun=node_launch,
+        launch=process_launch_of,
         features=input_folder("features"),
         out=output_folder("model"),
         arch=arch_json,
-        recipe=json.dumps(config["training"]),
+        recipe=recipe_json,
         large_margin=json.dumps(config["large_margin"]),
     threads: config["training"]["threads"]
     resources:
-        gpu=NPROC,
+        gpu=training_resource("gpu"),
+        gres=training_resource("gres"),
+        nodes=training_resource("nodes"),
+        mpi=training_resource("mpi"),
+        tasks=training_resource("tasks"),
+        tasks_per_gpu=training_resource("tasks_per_gpu"),
     log:
         LAYOUT.log("finetune", "{arch}", "seed{seed}"),
     conda:
         ENV
     shell:
-        "svbench monitor --out {params.energy_dir:q} --baseline {params.baseline:q} --config {input.energy:q} --"
-        " {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
+        "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes} --baseline {params.baseline:q}"
+        " --config {input.energy:q} -- {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
         " --arch {params.arch:q} --recipe {params.recipe:q} --large-margin {params.large_margin:q}"
         " --init {input.init:q} --seed {wildcards.seed} --out {params.out:q} > {log:q} 2>&1"
