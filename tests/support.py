@@ -51,8 +51,8 @@ def _ddp_setup():
     from svbench.training import Recipe
 
     spec = ArchSpec(name="tiny", block="basic", stages=(1, 1, 1, 1), width=4, embedding=32)
-    # 24 utterances, 2 processes x batch 4: 3 global steps per epoch
-    recipe = Recipe(epochs=3, batch_size=4, crop_frames=40, lr=0.1, final_lr=0.01, warmup_epochs=1,
+    # 24 utterances, global batch 8 over 2 processes (4 each): 3 steps per epoch
+    recipe = Recipe(epochs=3, batch_size=8, crop_frames=40, lr=0.1, final_lr=0.01, warmup_epochs=1,
                     margin=0.2, margin_start_epoch=1, margin_end_epoch=2, threads=1, processes=2, device="cpu")
     return spec, recipe
 

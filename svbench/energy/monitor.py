@@ -14,7 +14,6 @@ before the next attempt appends to the trace). The energy config comes as a file
 
 from __future__ import annotations
 
-import ctypes
 import fcntl
 import json
 import logging
@@ -29,6 +28,7 @@ import time
 from collections import deque
 from pathlib import Path
 
+from svbench import orphans
 from svbench.energy.config import EnergyConfig
 from svbench.energy.markers import BASELINE, ENV, Marker, phase, read_markers, write_marker
 from svbench.energy.nodes import NODES_ENV, RANK_ENV, WRITER_ENV, node_dir, this_node
@@ -38,6 +38,7 @@ from svbench.energy.slurm import job_context
 from svbench.energy.trace import drop_torn_tail
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
+from svbench.orphans import die_with_parent
 
 log = logging.getLogger("svbench.monitor")
 
@@ -45,7 +46,6 @@ log = logging.getLogger("svbench.monitor")
 LOCK_FILE = "monitor.lock"
 CONFIG_FILE = "sidecar_config.json"
 LOCK_WAIT_S = 30.0  # for the sidecar of a killed monitor to notice and finish (it checks every second)
-PR_SET_PDEATHSIG = 1
 
 
 def _lock(out_dir: Path) -> int:
@@ -124,17 +124,6 @@ def _relay(proc: subprocess.Popen, said: deque[str]) -> None:
     for line in proc.stderr:
         sys.stderr.write(line)
         said.append(line)
-
-
-def _die_with_parent() -> None:
-    """In the workload, before exec: SIGKILL when the monitor dies, however it dies."""
-    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-try:  # looked up in the monitor, not in the forked child
-    _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux: the sidecar still ends an orphaned workload
-    _PRCTL = None
 
 
 def _stop_sidecar(proc: subprocess.Popen) -> None:
@@ -308,7 +297,7 @@ def _run_locked(out_dir: Path, command: list[str], config: EnergyConfig, baselin
             try:
                 # a group of its own (the sidecar can end it all) that dies with the monitor
                 child = subprocess.Popen(command, env=env, process_group=0,
-                                         preexec_fn=_die_with_parent if _PRCTL is not None else None)
+                                         preexec_fn=die_with_parent if orphans.AVAILABLE else None)
             except OSError as exc:
                 raise UserError(f"svbench monitor: cannot run {command[0]!r}: {exc.strerror}") from None
             (out_dir / WORKLOAD_FILE).write_text(json.dumps({"pid": child.pid, "pgid": child.pid}))

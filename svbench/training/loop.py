@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,6 +22,7 @@ from svbench.energy.markers import phase
 from svbench.fileio import write_text_atomic
 from svbench.models import ArchSpec, summarize
 from svbench.models.loading import device_sync, resolve_device
+from svbench.orphans import die_with_launcher
 
 from .checkpoint import HEAD_PREFIX, Checkpointer, average_state, save_atomic
 from .data import epoch_order, load_training_set, rank_batches
@@ -176,6 +178,9 @@ def _configure_torch(recipe: Recipe, seed: int, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True  # fixed crop size: the fastest kernels are found once
 
 
+LAUNCHED_BY_TORCHRUN = "TORCHELASTIC_RUN_ID"  # set by torchrun in every worker
+
+
 def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_dir: Path, seed: int = 0,
           stop: StopPolicy | None = None, init: Path | None = None) -> Path:
     """Train one architecture; resumes from ``out_dir/checkpoint.pt`` (or ``checkpoint.prev.pt``) if present.
@@ -189,6 +194,10 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
     margin head: large-margin fine-tuning with :func:`svbench.training.recipe.large_margin_recipe`.
     """
     rank, world, local_rank = dist_env()
+    if LAUNCHED_BY_TORCHRUN in os.environ:
+        # torchrun puts each worker in a session of its own: without this, a launcher killed with its node's
+        # monitor would leave this rank training on, with the other nodes
+        die_with_launcher()
     device = resolve_device(recipe.device, local_rank)
     out_dir = Path(out_dir)
     with process_group(rank, world, device, recipe.collective_timeout_s):

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Self-check of the test cluster and the test profile, run by hand after start.sh:
+#  0. srun one task on each node: d1 and d2 answer, d2's monotonic clock runs ahead by
+#     start.sh's offset, and a variable in $STATE/node-env/d2 reaches d2's task only;
 #  1. sbatch a 1-GPU job, wait for sacct to say COMPLETED, check it saw CUDA_VISIBLE_DEVICES;
 #  2. run Snakemake with tests/slurm/profile on a two-rule toy workflow (one rule on a GPU).
 # Usage: tests/slurm/smoke.sh    (the temp folder is kept if a check fails)
@@ -9,9 +11,37 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 SNAKEMAKE=${SNAKEMAKE:-$ROOT/.venv/bin/snakemake}
 WORK=$(mktemp -d /tmp/svbench-slurm-smoke.XXXXXX)
+STATE=${SVBENCH_SLURM_STATE:-/tmp/svbench-slurm}
+OFFSET=${SVBENCH_SLURM_D2_CLOCK_OFFSET:-100000}   # as in start.sh
 
 log() { echo "[smoke] $*"; }
 fail() { echo "[smoke] FAILED: $* (files in $WORK)" >&2; exit 1; }
+
+# --- 0. both nodes, d2's clock, the TaskProlog's per-node variables ------------------
+ENVFILE=$STATE/node-env/d2
+made_env=0
+if [[ -e $ENVFILE ]]; then
+    log "$ENVFILE exists (a test's?); leaving it alone and skipping the TaskProlog check"
+else
+    echo "export SVBENCH_SMOKE_NODE_ENV=d2-only" >"$ENVFILE"
+    made_env=1
+    trap 'rm -f "$ENVFILE"' EXIT
+fi
+# shellcheck disable=SC2016  # expanded inside the tasks, not here
+timeout 60 srun -N2 -n2 --time=2 --mem=100 bash -c \
+    'echo "$SLURMD_NODENAME $(python3 -c "import time; print(time.monotonic())") ${SVBENCH_SMOKE_NODE_ENV:-none}"' \
+    >"$WORK/srun.out" || fail "srun -N2 -n2 failed"
+if ((made_env)); then rm -f "$ENVFILE"; trap - EXIT; fi
+read -r _ mono1 env1 < <(grep '^d1 ' "$WORK/srun.out") || fail "no task on d1: $(cat "$WORK/srun.out")"
+read -r _ mono2 env2 < <(grep '^d2 ' "$WORK/srun.out") || fail "no task on d2: $(cat "$WORK/srun.out")"
+lead=$(python3 -c "print(round($mono2 - $mono1))")
+# the two tasks start within a few seconds of each other
+((lead > OFFSET - 30 && lead < OFFSET + 30)) || fail "d2's monotonic clock leads d1's by ${lead} s, expected ~$OFFSET s"
+if ((made_env)); then
+    [[ $env1 == none && $env2 == d2-only ]] ||
+        fail "TaskProlog variable: d1 saw '$env1' (expected none), d2 saw '$env2' (expected d2-only)"
+fi
+log "srun -N2: one task on d1 and one on d2, d2's monotonic clock ${lead} s ahead$( ((made_env)) && echo ", $ENVFILE reached d2's task only")"
 
 # --- 1. plain sbatch ---------------------------------------------------------------
 # shellcheck disable=SC2016  # expanded inside the job, not here

@@ -10,7 +10,7 @@ PIDS=$STATE/pids
 log() { echo "[slurm] $*"; }
 
 # A recorded PID counts only if it still runs the program we started (PIDs get reused).
-ours_alive() { [[ -r /proc/$2/comm && $(cat "/proc/$2/comm") == "$1" ]]; }
+ours_alive() { [[ -r /proc/$2/comm && $(cat "/proc/$2/comm" 2>/dev/null) == "$1" ]]; }
 
 if [[ ! -s $PIDS ]]; then
     log "nothing recorded in $PIDS; nothing to stop"
@@ -31,7 +31,7 @@ if timeout 10 scontrol ping 2>/dev/null | grep -q UP; then
     fi
 fi
 
-# Reverse start order: slurmd, slurmctld, slurmdbd, mariadbd, munged.
+# Reverse start order: both slurmd (d2, d1), slurmctld, slurmdbd, mariadbd, munged.
 tac "$PIDS" | while read -r name pid; do
     if ! ours_alive "$name" "$pid"; then
         log "$name (pid $pid) already gone"

@@ -66,7 +66,7 @@ def test_two_processes_fine_tune_from_one_model_and_resume(tiny_corpus: Path, tm
 
     data = (tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv")
     base = train(*data, SPEC, replace(RECIPE, processes=1, epochs=1), tmp_path / "b")
-    recipe = large_margin_recipe(asdict(RECIPE), {"epochs": 2, "batch_size": 4, "crop_frames": 60, "lr": 0.01})
+    recipe = large_margin_recipe(asdict(RECIPE), {"epochs": 2, "batch_size": 8, "crop_frames": 60, "lr": 0.01})
     _spawn(tiny_corpus, tmp_path / "straight", recipe=recipe, init=base)
     digests = json.loads((tmp_path / "straight" / "spec.json").read_text())["final_weights_sha256_per_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]
