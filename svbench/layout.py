@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from svbench.energy.nodes import node_dirs
 from svbench.errors import UserError
 
 STEPS = ("train", "embed", "score")  # the measured steps of a trained model
@@ -153,6 +154,10 @@ class Layout:
     def energy_dir(self, step: str, arch: str, seed: object) -> str:
         return self.path("energy", step, arch, f"seed{seed}")
 
+    def node_dirs(self, step: str, arch: str, seed: object, nodes: int) -> list[str]:
+        """The folder of each node of a job on ``nodes`` nodes (the energy folder itself on one node)."""
+        return node_dirs(self.energy_dir(step, arch, seed), nodes)
+
     # the files of an energy folder, one accessor each: trace(step, arch, seed), markers(...), ...
     trace = _energy_file("trace.csv", "the sidecar's samples")
     markers = _energy_file("markers.jsonl", "the job's phase markers")
@@ -161,9 +166,9 @@ class Layout:
     emissions = _energy_file("emissions.csv", "the CodeCarbon-compatible emissions")
     emissions_svbench = _energy_file("emissions_svbench.csv", "the emissions with svbench's own columns")
 
-    def sidecars(self) -> str:
-        """A glob of every job's ``sidecar.json``, relative to the root."""
-        return "energy/*/*/seed*/sidecar.json"
+    def sidecars(self) -> list[str]:
+        """Globs of every job's ``sidecar.json`` (each node's, for a multi-node job), relative to the root."""
+        return ["energy/*/*/seed*/sidecar.json", "energy/*/*/seed*/node*/sidecar.json"]
 
     # study outputs and logs
     def study(self, name: str = "") -> str:

@@ -212,8 +212,8 @@ def gpu_count(energy: pd.DataFrame, sidecar: dict | None = None) -> int | None:
     """
     if len(energy) and "component" in energy:
         gpu = energy[(energy["component"] == "gpu") & (energy["sensor"] == "nvml")]
-        if len(gpu):
-            return int(gpu["channel"].nunique())
+        if len(gpu):  # per node: two nodes' first GPUs may share a channel name
+            return int(len(gpu.drop_duplicates([c for c in ("node", "channel") if c in gpu])))
     node = (sidecar or {}).get("node", {}) or {}
     visible = (node.get("environment", {}) or {}).get("CUDA_VISIBLE_DEVICES")
     if visible is None:
@@ -223,14 +223,15 @@ def gpu_count(energy: pd.DataFrame, sidecar: dict | None = None) -> int | None:
 
 
 def embodied_g(hours: float, gpus: int | None, gpu_kg_per_hour: Factor | None,
-               server_kg_per_hour: Factor | None) -> tuple[float, float]:
-    """Embodied gCO2e (GPU share, server share) of ``hours`` of a job on ``gpus`` GPUs and one server.
+               server_kg_per_hour: Factor | None, servers: int = 1) -> tuple[float, float]:
+    """Embodied gCO2e (GPU share, server share) of ``hours`` of a job on ``gpus`` GPUs (of all its nodes) and
+    ``servers`` nodes.
 
     Kept apart from operational carbon (REFERENCE §8); an unknown GPU count or factor gives NaN.
     """
     nan = float("nan")
     gpu_g = nan if gpus is None or gpu_kg_per_hour is None else 1e3 * hours * gpus * gpu_kg_per_hour.value
-    server_g = nan if server_kg_per_hour is None else 1e3 * hours * server_kg_per_hour.value
+    server_g = nan if server_kg_per_hour is None else 1e3 * hours * servers * server_kg_per_hour.value
     return gpu_g, server_g
 
 

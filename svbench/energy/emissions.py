@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from svbench.energy.carbon import Factor, Intensity, factors_from_config, gpu_count, rows_g
-from svbench.energy.join import energy_basis, total_rows
+from svbench.energy.join import energy_basis, node_rows, total_rows
 from svbench.fileio import atomic_write
 
 # CodeCarbon 3.3.0 EmissionsData, field order (mlco2/codecarbon tag 3.3.0, commit 4dde6e30)
@@ -56,7 +56,7 @@ def emissions_frame(energy: pd.DataFrame, sidecar: dict, pue: Factor, intensity:
                     project_name: str, carbon: dict | None = None) -> pd.DataFrame:
     """One CodeCarbon row per attempt of the job (its ``job`` phase rows in ``energy.csv``): the
     columns of ``COLUMNS``, then svbench's own (``SVBENCH_COLUMNS``)."""
-    job = energy[energy["phase"] == "job"] if len(energy) else energy
+    job = node_rows(energy[energy["phase"] == "job"]) if len(energy) else energy
     node = sidecar.get("node", {})
     carbon = carbon or {}
     iso = str(carbon.get("country_iso_code") or "").upper()  # CodeCarbon's GeoMetadata upper-cases it

@@ -113,9 +113,10 @@ def read_markers(path: Path | str) -> list[Marker]:
     return markers
 
 
-def node_sharing(markers_path: Path | str) -> str:
-    """Whether every attempt of a job had its node alone, from the job context in its begin markers."""
-    contexts = [m.job or {} for m in read_markers(markers_path) if m.event == "begin"]
+def node_sharing(*markers_paths: Path | str) -> str:
+    """Whether every attempt of a job had its node(s) alone, from the job context in its begin markers (every
+    node's markers of a multi-node job)."""
+    contexts = [m.job or {} for path in markers_paths for m in read_markers(path) if m.event == "begin"]
     if not contexts:
         return "unknown"
     if not all(c.get("slurm_job_id") for c in contexts):

@@ -102,6 +102,11 @@ def job_sums(frame: pd.DataFrame, nodes: int, missing: dict[str, str]) -> pd.Dat
     return pd.DataFrame(rows, columns=ENERGY_COLUMNS)
 
 
+def job_nodes(frame: pd.DataFrame) -> int:
+    """The nodes a job ran on, as its join recorded them (1 for an energy.csv of an svbench without nodes)."""
+    return int(frame["nodes"].max()) if "nodes" in frame and frame["nodes"].notna().any() else 1
+
+
 def partial_nodes(frame: pd.DataFrame, phase: str) -> str:
     """What the job's sums of ``phase`` say is missing ("" when every node counted), for the summary."""
     if "partial" not in frame or not len(frame):

@@ -19,12 +19,14 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from svbench.energy.join import REST_OF_JOB  # noqa: E402
+from svbench.energy.join import REST_OF_JOB, read_energy  # noqa: E402
 from svbench.energy.markers import (
     BASELINE,  # noqa: E402
     read_markers,  # noqa: E402
 )
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
+from svbench.energy.node_join import job_nodes  # noqa: E402
+from svbench.energy.nodes import node_name  # noqa: E402
 from svbench.layout import FINETUNE, STEPS, Layout, backbone_of, is_large_margin, steps_of
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import by_arch, knee, pareto_front, primary_eer_column  # noqa: E402,F401  (re-exported)
@@ -570,21 +572,28 @@ def _timeline_panel(ax: plt.Axes, trace: Path, markers: Path, title: str) -> Non
 
 
 def power_timeline(results: Path | Layout, step: str, jobs: list[tuple[str, int]], out: Path, ncols: int = 3) -> Path:
-    """Small multiple: one panel per job of ``step``, power stacked by component, phases shaded; the training
-    timeline shows a fine-tuned model's own training job, its large-margin fine-tuning."""
-    n = max(len(jobs), 1)
+    """Small multiple: one panel per job of ``step`` and node, power stacked by component, phases shaded; the
+    training timeline shows a fine-tuned model's own training job, its large-margin fine-tuning. Each node of a
+    multi-node job has its own panel: its samples with its own phases, never another node's."""
+    layout = Layout.of(results)
+    panels = []
+    for arch, seed in jobs:
+        own = steps_of(arch)[0] if step == "train" else step
+        energy = Path(layout.energy(own, arch, seed))
+        nodes = job_nodes(read_energy(energy)) if energy.exists() else 1
+        for rank, folder in enumerate(layout.node_dirs(own, arch, seed, nodes)):
+            title = f"{arch}, seed {seed}" + (f", {node_name(rank)} of {nodes}" if nodes > 1 else "")
+            panels.append((Path(folder), title))
+    n = max(len(panels), 1)
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.3 * ncols, 2.9 * nrows), squeeze=False)
-    for ax in axes.flat[len(jobs):]:
+    for ax in axes.flat[len(panels):]:
         ax.set_axis_off()
-    if not jobs:
+    if not panels:
         _note(axes[0, 0], "no jobs")
-    layout = Layout.of(results)
-    for ax, (arch, seed) in zip(axes.flat, jobs, strict=False):
-        own = steps_of(arch)[0] if step == "train" else step
-        _timeline_panel(ax, Path(layout.trace(own, arch, seed)), Path(layout.markers(own, arch, seed)),
-                        f"{arch}, seed {seed}")
+    for ax, (folder, title) in zip(axes.flat, panels, strict=False):
+        _timeline_panel(ax, folder / "trace.csv", folder / "markers.jsonl", title)
     title = "training and large-margin fine-tuning (+lm)" if step == "train" and any(
         is_large_margin(str(arch)) for arch, _ in jobs) else STEP_TITLES[step]
     fig.suptitle(f"Power during {title} (shaded: the job's phases)", fontsize=11)

@@ -24,8 +24,10 @@ import pandas as pd
 
 from svbench.corpus.manifest import read_manifest, read_trials
 from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, rows_g
-from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, read_energy, total, total_rows
+from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, node_rows, read_energy, total, total_rows
 from svbench.energy.markers import BASELINE, node_sharing
+from svbench.energy.node_join import job_nodes, partial_nodes
+from svbench.energy.nodes import node_name
 from svbench.intervals import UncertaintySettings
 from svbench.layout import FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
 from svbench.models import ArchSpec
@@ -61,14 +63,14 @@ def energy_of(frame: pd.DataFrame, phase: str, gpus: int | None = 0, trials: str
     components). ``gpus`` is the job's GPU count (:func:`gpu_count`); None means the job had GPUs that no
     sensor read, so a total without a node meter lacks them: basis ``partial``, never ``measured``.
     """
-    rows = _of_phase(frame, phase, trials)
+    rows = node_rows(_of_phase(frame, phase, trials))
     out = {"energy_j": math.nan, "basis": "not measured", "coverage": math.nan, "seconds": math.nan,
            "start_ns": None, "end_ns": None, "rest_of_node_j": math.nan, "idle_j": math.nan, "dynamic_j": math.nan,
            "total_from": "none", "closure_note": "", "by_sensor": {}, "gap_j": 0.0}
-    out |= {f"{c}_j": math.nan for c in COMPONENTS}
+    out |= {f"{c}_j": math.nan for c in ("node", *COMPONENTS)}
     if rows is None or len(rows) == 0:
         return out
-    for c in (*COMPONENTS, "rest_of_node"):
+    for c in ("node", *COMPONENTS, "rest_of_node"):
         part = rows[rows["component"] == c]
         if len(part):
             out[f"{c}_j"] = float(part["energy_j"].sum(min_count=1))
@@ -83,12 +85,17 @@ def energy_of(frame: pd.DataFrame, phase: str, gpus: int | None = 0, trials: str
     out["basis"] = energy_basis(used)
     if gpus is None and not (used["component"] == "gpu").any() and out["total_from"] != "node":
         out["basis"] = "partial"  # the GPUs ran unmeasured: the figure leaves them out
+    lacking = partial_nodes(frame, phase)
+    if lacking:  # a node of the job without energy: the sum of the others, never that node as zero
+        out["basis"] = "partial"
+        out["closure_note"] = "; ".join(n for n in (out["closure_note"], f"partial: {lacking}") if n)
     out["coverage"] = float(used["coverage"].min())
     for c in ("idle_j", "dynamic_j"):
         if c in used:
             out[c] = float(used[c].sum(min_count=1)) if used[c].notna().all() else math.nan
     spans = used.drop_duplicates([c for c in SPAN if c in used.columns])
-    out["seconds"] = float(spans["seconds"].sum())
+    # wall time: the nodes of a job ran side by side, so the longest node's spans, not their sum
+    out["seconds"] = float(spans.groupby("node")["seconds"].sum().max() if "node" in spans else spans["seconds"].sum())
     out["start_ns"], out["end_ns"] = int(used["t_start_wall_ns"].min()), int(used["t_end_wall_ns"].max())
     return out
 
@@ -116,20 +123,40 @@ def _read_json(path: Path) -> dict:
 
 @dataclass(frozen=True)
 class MeasuredJob:
-    """What the study reads of one measured job: its joined energy, sidecar metadata and GPU count."""
+    """What the study reads of one measured job: its joined energy, each node's sidecar metadata and markers
+    (one of each on one node), and its GPU count over all its nodes."""
 
     job: Job
     energy: pd.DataFrame
-    sidecar: dict
+    sidecars: list[dict]
     gpus: int | None
-    markers: Path
+    markers: list[Path]
+
+    @property
+    def sidecar(self) -> dict:
+        """The first node's sidecar metadata (the job's host and SLURM environment)."""
+        return self.sidecars[0] if self.sidecars else {}
+
+    @property
+    def nodes(self) -> int:
+        return max(len(self.markers), 1)
 
 
 def _measured(layout: Layout, job: Job) -> MeasuredJob:
     frame = _read_energy(Path(layout.energy(job.step, job.arch, job.seed)))
-    sidecar = _read_json(Path(layout.sidecar(job.step, job.arch, job.seed)))
-    markers = Path(layout.markers(job.step, job.arch, job.seed))
-    return MeasuredJob(job, frame, sidecar, gpu_count(frame, sidecar), markers)
+    folders = [Path(folder) for folder in layout.node_dirs(job.step, job.arch, job.seed, job_nodes(frame))]
+    sidecars = [_read_json(folder / "sidecar.json") for folder in folders]
+    return MeasuredJob(job, frame, sidecars, gpus_over_nodes(frame, sidecars), [f / "markers.jsonl" for f in folders])
+
+
+def gpus_over_nodes(frame: pd.DataFrame, sidecars: list[dict]) -> int | None:
+    """The GPUs of every node of a job (:func:`svbench.energy.carbon.gpu_count` per node, summed); unknown when
+    any node's count is."""
+    if len(sidecars) <= 1:
+        return gpu_count(node_rows(frame), sidecars[0] if sidecars else {})
+    counts = [gpu_count(frame[frame["node"] == node_name(rank)] if "node" in frame else frame.iloc[0:0], sidecar)
+              for rank, sidecar in enumerate(sidecars)]
+    return None if None in counts else sum(counts)
 
 
 def large_margin_enabled(config: dict) -> bool:
@@ -153,7 +180,7 @@ def training_job(base: MeasuredJob, tuned: MeasuredJob) -> MeasuredJob:
     gpus = None if None in (base.gpus, tuned.gpus) else max(base.gpus, tuned.gpus)
     both = len(base.energy) and len(tuned.energy)
     energy = pd.concat([base.energy, tuned.energy], ignore_index=True) if both else tuned.energy.iloc[0:0]
-    return MeasuredJob(tuned.job, energy, tuned.sidecar, gpus, tuned.markers)
+    return MeasuredJob(tuned.job, energy, tuned.sidecars, gpus, tuned.markers)
 
 
 def _list_audio_seconds(layout: Layout, names: list[str], seconds: dict[str, float]) -> dict[str, float]:
@@ -255,11 +282,11 @@ def _carbon_row(jobs: dict[str, MeasuredJob], train: dict, factors: dict) -> dic
     for step in STEPS:
         hours = energy_of(jobs[step].energy, "job")["seconds"] / 3600
         g_gpu, g_server = embodied_g(hours, jobs[step].gpus, factors["gpu_kg_per_hour"],
-                                     factors["server_kg_per_hour"])
+                                     factors["server_kg_per_hour"], servers=jobs[step].nodes)
         gpu_g, server_g = gpu_g + g_gpu, server_g + g_server
     gpus = jobs["train"].gpus
     return {"train_co2e_g": train_g, "train_closure": train["closure_note"],
-            "train_gpus": gpus if gpus is not None else math.nan,
+            "train_gpus": gpus if gpus is not None else math.nan, "train_nodes": jobs["train"].nodes,
             "embodied_gpu_co2e_g": gpu_g, "embodied_server_co2e_g": server_g,
             "embodied_co2e_g": gpu_g + server_g,
             # the intensity the training's energy met (weighted by it); none without measured energy
@@ -345,6 +372,21 @@ def phase_rows(results: Path | Layout, config: dict) -> list[dict]:
     return rows
 
 
+def closure_rows(results: Path | Layout, config: dict) -> list[dict]:
+    """The energy closure of every job, one row per node: each node's meter against that node's GPU + CPU +
+    DRAM (a node meter covers its own node only), and how that node's total was made."""
+    rows = []
+    for _, model, seed, jobs in study_jobs(Layout.of(results), config):
+        for step, measured in jobs.items():
+            frame = node_rows(measured.energy)
+            for node in dict.fromkeys(frame["node"]) if "node" in frame else ["node0"]:
+                e = energy_of(frame[frame["node"] == node] if "node" in frame else frame, "job", measured.gpus)
+                rows.append({"arch": model, "seed": seed, "step": step, "node": node,
+                             **{f"{c}_j": e[f"{c}_j"] for c in ("node", *COMPONENTS, "rest_of_node")},
+                             "total_from": e["total_from"], "energy_j": e["energy_j"], "closure": e["closure_note"]})
+    return rows
+
+
 def _phase_row(frame: pd.DataFrame, name: str, f: dict, gpus: int | None) -> dict:
     e = energy_of(frame, name, gpus)
     spans = _of_phase(frame, name)
@@ -383,7 +425,7 @@ def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
     layout = Layout.of(results)
     rows += cohort_rows(config, layout)
     seen = set()
-    for meta in sorted(Path(layout.root).glob(layout.sidecars())):
+    for meta in sorted(m for pattern in layout.sidecars() for m in Path(layout.root).glob(pattern)):
         for s in json.loads(meta.read_text()).get("sensors", []):
             key = (s["name"], s["available"], s.get("reason", ""))
             if key not in seen:
@@ -416,23 +458,25 @@ def cohort_rows(config: dict, layout: Layout) -> list[dict]:
 
 def _job_provenance_row(measured: MeasuredJob) -> dict:
     frame, sidecar, gpus = measured.energy, measured.sidecar, measured.gpus
-    job = frame[frame["phase"] == "job"] if len(frame) else frame
+    job = node_rows(frame[frame["phase"] == "job"]) if len(frame) else frame
     env = sidecar.get("node", {}).get("environment", {}) or {}
     e = energy_of(frame, "job", gpus)
     short = frame[(frame["phase"] != "job") & ~frame["resolved"].astype(bool)] \
         if len(frame) and "resolved" in frame else frame.iloc[0:0]
     return {
         "step": measured.job.step, "arch": measured.job.arch, "seed": measured.job.seed,
-        "host": sidecar.get("node", {}).get("host", ""),
+        "host": " ".join(dict.fromkeys(s.get("node", {}).get("host", "") for s in measured.sidecars)),
         "slurm_job": env.get("SLURM_JOB_ID", ""),
-        "attempts": int(job["attempt"].nunique()) if len(job) else 0,
+        "nodes": measured.nodes,
+        # per node: a requeued job's attempts are counted on each node, and a node may have missed one
+        "attempts": int(job.groupby("node")["attempt"].nunique().max()) if len(job) else 0,
         "sensors": " ".join(sorted({f"{r.sensor}/{r.channel}" for r in job.itertuples()})) or "none",
         "methods": " ".join(sorted(set(job["method"]))) if len(job) else "",
         "basis": e["basis"], "total_from": e["total_from"], "closure": e["closure_note"],
         "coverage": e["coverage"], "unresolved_phases": len(short),
         "gpus": "unknown" if gpus is None else gpus,
         # node-level sensors describe one job only on a node of its own
-        "node": node_sharing(measured.markers),
+        "node": node_sharing(*measured.markers),
     }
 
 
@@ -531,17 +575,16 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
     phases = pd.DataFrame(phase_rows(results, config))
     write_table(phases, out_dir / "phases",
                 caption="Energy (J) and operational CO2e (g) per phase of every job, all spans and attempts summed")
-    jobs_only = phases[phases["phase"] == "job"] if len(phases) else phases
-    closure_cols = ["arch", "seed", "step", "node_j", "gpu_j", "cpu_j", "dram_j", "rest_of_node_j", "total_from",
-                    "energy_j", "closure"]
-    write_table(jobs_only.reindex(columns=closure_cols), out_dir / "closure",
-                caption="Energy closure per job (J): node meter against GPU + CPU + DRAM, the rest of the node, "
-                        "and how the total was made")
+    closure_cols = ["arch", "seed", "step", "node", "node_j", "gpu_j", "cpu_j", "dram_j", "rest_of_node_j",
+                    "total_from", "energy_j", "closure"]
+    write_table(pd.DataFrame(closure_rows(results, config)).reindex(columns=closure_cols), out_dir / "closure",
+                caption="Energy closure per job and node (J): each node's meter against its GPU + CPU + DRAM, the "
+                        "rest of the node, and how that node's total was made (a job's total is their sum)")
     carbon_cols = ["arch", "seed", "train_energy_kwh", "finetune_energy_kwh", "train_idle_kwh", "train_dynamic_kwh",
                    "train_energy_basis",
                    "train_total_from", "pue", "intensity_g_per_kwh", "intensity_source",
-                   "train_co2e_g", "inference_co2e_g", "train_gpus", "embodied_gpu_co2e_g", "embodied_server_co2e_g",
-                   "embodied_co2e_g"]
+                   "train_co2e_g", "inference_co2e_g", "train_nodes", "train_gpus", "embodied_gpu_co2e_g",
+                   "embodied_server_co2e_g", "embodied_co2e_g"]
     write_table(frame[carbon_cols], out_dir / "carbon",
                 caption="CO2e (g) per model and seed: operational (energy × PUE × grid intensity of each "
                         "job's own hours) and embodied (GPU-hours × real GPU count, server-hours), kept apart; a "

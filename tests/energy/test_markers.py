@@ -90,14 +90,22 @@ def test_phases_of_several_processes_merge_into_one_span():
     assert len(got) == 1 and got[0].start_mono_ns == T0 + 1 * S and got[0].stop_mono_ns == T0 + int(5.3 * S)
 
 
-def test_only_rank_zero_marks(monkeypatch, tmp_path):
+def test_only_the_first_process_of_the_monitors_node_marks(monkeypatch, tmp_path):
+    """Local rank 0 marks (node 1's first process is global rank 2 of 2 nodes × 2 processes: it marks its own
+    node's file); a process on another node than the file's monitor never writes there (another clock)."""
     path = tmp_path / "markers.jsonl"
     monkeypatch.setenv(mk.ENV, str(path))
-    for rank in ("1", "0"):
+    monkeypatch.setenv("SVBENCH_MARKERS_NODE", "d1")
+    monkeypatch.setenv("SLURMD_NODENAME", "d1")
+    for rank, local in (("1", "1"), ("2", "0")):
         monkeypatch.setenv("RANK", rank)
+        monkeypatch.setenv("LOCAL_RANK", local)
         with phase("epoch", int(rank)):
             pass
-    assert [(r.event, r.index) for r in read_markers(path)] == [("start", 0), ("stop", 0)]
+    monkeypatch.setenv("SLURMD_NODENAME", "d2")  # srun tasks of another node, under this node's monitor
+    with phase("epoch", 9):
+        pass
+    assert [(r.event, r.index) for r in read_markers(path)] == [("start", 2), ("stop", 2)]
 
 
 def test_a_marker_keeps_every_key_of_its_line(tmp_path):
@@ -126,7 +134,7 @@ def test_sync_runs_at_both_edges_before_the_stamp(monkeypatch, tmp_path):
     with phase("epoch", 0, sync=sync):
         calls.append("body")
     assert calls == [0, "body", 1]  # before the start marker, and after the body but before the stop marker
-    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
     with phase("epoch", 1, sync=sync):
         pass
     assert calls == [0, "body", 1]  # a rank that does not mark does not synchronise either
