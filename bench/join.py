@@ -7,6 +7,11 @@ per 5 minutes, then runs ``svbench energy join`` on it in a fresh process and re
 resident memory. The baseline, measured in the same run, is ``pandas.read_csv`` of the whole trace in one
 go (what reading it takes before any join, and what the join did before it streamed). The timeline
 figures' reader (``svbench.study.figures.binned_power``) is timed too.
+
+``python bench/join.py --hours 72 --nodes 1 2 4`` instead joins a job on 1, 2 and 4 such nodes
+(``svbench.energy.node_join.join_nodes``: each node on its own, then their sums), each node's folder holding
+the same trace (a hard link: the cost is the join's, not the disk's) and markers: time should grow as N times
+one node's, and peak memory stay flat in N. The baseline is the 1-node join of the same run.
 """
 
 from __future__ import annotations
@@ -98,15 +103,47 @@ def _measure(code: str) -> tuple[float, float]:
 PEAK = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
 
 
+def node_scaling(folder: Path, hours: float, gpus: int, counts: list[int]) -> None:
+    """Join a job of each node count in ``counts``, every node with the same ``hours`` of ``gpus`` GPUs."""
+    trace, markers = folder / "node_trace.csv", folder / "node_markers.jsonl"
+    t = time.perf_counter()
+    rows = write_trace(trace, hours, gpus)
+    write_markers(markers, hours)
+    print(f"one node: {hours:g} h × {gpus} GPUs, {rows / 1e6:.1f} M rows, {trace.stat().st_size / 1e9:.2f} GB "
+          f"(written in {time.perf_counter() - t:.0f} s)", flush=True)
+    print(f"{'nodes':>5} {'rows':>8} | {'join s':>7} {'peak MB':>8} | time / 1 node | memory / 1 node")
+    base: tuple[float, float] | None = None
+    for n in counts:
+        job = folder / f"job{n}"
+        for k in range(n):
+            node = job / f"node{k}" if n > 1 else job
+            node.mkdir(parents=True, exist_ok=True)
+            if not (node / "trace.csv").exists():
+                os.link(trace, node / "trace.csv")
+            (node / "markers.jsonl").write_text(markers.read_text())
+        seconds, peak = _measure(
+            f"import sys; sys.path.insert(0, {str(ROOT)!r}); from svbench.energy.node_join import join_nodes; "
+            f"join_nodes({str(job)!r}, {n}, {str(job / 'energy.csv')!r}); {PEAK}")
+        base = base or (seconds, peak)
+        print(f"{n:5d} {n * rows / 1e6:7.0f}M | {seconds:7.1f} {peak:8.0f} | {seconds / base[0]:12.2f}x |"
+              f" {peak / base[1]:14.2f}x", flush=True)
+    trace.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, nargs="+", default=[2.0, 6.0, 12.0])
     parser.add_argument("--gpus", type=int, default=4)
+    parser.add_argument("--nodes", type=int, nargs="+", help="join a job on each of these node counts instead "
+                        "(every node --hours[0] of --gpus GPUs)")
     parser.add_argument("--dir", type=Path, help="where to write the traces (default: a temporary folder)")
     args = parser.parse_args(argv)
     folder = args.dir or Path(tempfile.mkdtemp(prefix="svbench-bench-join-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"{os.cpu_count()} CPUs; traces in {folder}")
+    if args.nodes:
+        node_scaling(folder, args.hours[0], args.gpus, args.nodes)
+        return 0
     print(f"{'hours':>6} {'rows':>10} {'MB':>7} | {'join s':>7} {'join MB':>8} | {'timeline s':>10} {'MB':>6} | "
           f"{'read_csv s':>10} {'MB':>7} | join / read_csv")
     for hours in args.hours:

@@ -145,3 +145,115 @@ def test_preempted_training_resumes_and_keeps_every_attempts_energy(tmp_path: Pa
     job = energy[(energy["phase"] == "job") & (energy["component"] == "cpu")]
     assert sorted(job["attempt"]) == [1, 2] and (job["energy_j"] > 0).all()
     assert not job[job["attempt"] == 1]["complete"].any() and job[job["attempt"] == 2]["complete"].all()
+
+
+# --- training on two nodes (issue 24) -------------------------------------------------------------------------
+
+NODE_WATTS = {"d1": 150, "d2": 350}  # each node's fake BMC, exported to its tasks by the cluster's TaskProlog
+TWO_NODES = ("\ntraining: {nodes: 2, epochs: 2, batch_size: 8, crop_frames: 50, warmup_epochs: 0,"
+             " margin_start_epoch: 1, margin_end_epoch: 2, threads: 1}"
+             "\nenergy: {ipmi: {interval_s: 0.2, timeout_s: 2, retries: 0}, baseline_s: 1}\n")
+
+
+@pytest.fixture
+def node_sensors(tmp_path: Path):
+    """A fake ipmitool per node at its own power, through tests/slurm's per-node environment files."""
+    env_dir = Path(os.environ.get("SVBENCH_SLURM_STATE", "/tmp/svbench-slurm")) / "node-env"
+    tool = tmp_path / "bin" / "ipmitool"
+    tool.parent.mkdir()
+    shutil.copy(REPO / "tests/fakes/ipmitool", tool)
+    tool.chmod(0o755)
+    written = []
+    try:
+        for node, watts in NODE_WATTS.items():
+            path = env_dir / node
+            path.write_text(f"export SVBENCH_IPMITOOL={tool}\nexport FAKE_IPMI_WATTS={watts}\n")
+            written.append(path)
+        yield NODE_WATTS
+    finally:
+        for path in written:
+            path.unlink(missing_ok=True)
+
+
+def _node_begins(folder: Path) -> dict[str, list[dict]]:
+    return {node.name: [json.loads(line) for line in (node / "markers.jsonl").read_text().splitlines()
+                        if '"begin"' in line] for node in sorted(folder.glob("node*"))}
+
+
+def test_a_two_node_training_is_measured_on_both_nodes(tmp_path: Path, node_sensors) -> None:
+    import pandas as pd
+
+    (tmp_path / "two.yaml").write_text(one_architecture(TWO_NODES))
+    started = time.time()
+    run = snakemake(tmp_path, "--configfile", str(tmp_path / "two.yaml"), "--profile", str(PROFILE), timeout=900)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-5000:]
+    rows = sacct(started, "JobID", "Comment", "NNodes", "NodeList", "State")
+    train = [r for r in rows if r[1].startswith("rule_train_wildcards_tinyA")]
+    assert len(train) == 1 and train[0][2] == "2" and train[0][4] == "COMPLETED", rows
+    embed = [r for r in rows if r[1].startswith("rule_embed_wildcards_tinyA")]
+    assert embed and embed[0][2] == "1"  # only the training asks for two nodes
+
+    folder = tmp_path / "results/energy/train/tinyA/seed0"
+    begins = _node_begins(folder)
+    assert sorted(begins) == ["node0", "node1"]
+    hosts = {b["job"].get("slurm_job_nodelist") for bs in begins.values() for b in bs}
+    assert hosts == {"d[1-2]"}, hosts
+    # each node's markers: its own clock (d2's is 100,000 s ahead) and every epoch once
+    assert abs(begins["node1"][0]["t_mono_ns"] - begins["node0"][0]["t_mono_ns"]) > 90_000e9
+    for node in ("node0", "node1"):
+        lines = (folder / node / "markers.jsonl").read_text().splitlines()
+        epochs = [json.loads(line)["index"] for line in lines if '"start"' in line and '"epoch"' in line]
+        assert epochs == [0, 1], (node, epochs)
+    energy = pd.read_csv(folder / "energy.csv")
+    job = energy[(energy["phase"] == "job") & (energy["component"] == "node")].set_index("node")
+    by_rank = {"node0": NODE_WATTS["d1"], "node1": NODE_WATTS["d2"]}  # srun's node 0 is d1
+    for node, watts in by_rank.items():
+        assert job.loc[node, "energy_j"] == pytest.approx(watts * job.loc[node, "seconds"], rel=0.05)
+    total = energy[(energy["component"] == "job_total") & (energy["phase"] == "job")].iloc[0]
+    assert not total["partial"]
+    assert total["energy_j"] == pytest.approx(job["energy_j"].sum(), rel=1e-9)
+    summary = pd.read_csv(tmp_path / "results/study/summary.csv").iloc[0]
+    assert summary["train_nodes"] == 2 and summary["train_energy_kwh"] == pytest.approx(
+        total["energy_j"] / 3.6e6, rel=0.01)
+    history = (tmp_path / "results/models/tinyA/seed0/history.csv").read_text().splitlines()
+    assert len(history) == 3  # header + 2 epochs: one training, not one per node
+
+
+def test_a_preempted_two_node_training_keeps_both_attempts_on_both_nodes(tmp_path: Path, node_sensors) -> None:
+    import pandas as pd
+
+    config = one_architecture(TWO_NODES.replace("epochs: 2,", "epochs: 6, samples_per_epoch: 160,"))
+    (tmp_path / "preempt.yaml").write_text(config)
+    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
+    target = "results/energy/train/tinyA/seed0/energy.csv"
+    run = subprocess.Popen([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
+                            "--configfile", str(tmp_path / "preempt.yaml"), "--profile", str(PROFILE),
+                            "--retries", "1", target], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    model_dir = tmp_path / "results/models/tinyA/seed0"
+    try:
+        deadline = time.time() + 400
+        while not (model_dir / "checkpoint.pt").exists():
+            assert run.poll() is None and time.time() < deadline, "training never checkpointed"
+            time.sleep(0.5)
+        jobs = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, timeout=30).stdout
+        train_job = next(line.split()[0] for line in jobs.splitlines() if "rule_train_wildcards_tinyA" in line)
+        subprocess.run(["scancel", "--signal=TERM", "--full", train_job], check=True, timeout=30)
+        output, _ = run.communicate(timeout=600)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, output[-5000:]
+    folder = tmp_path / "results/energy/train/tinyA/seed0"
+    begins = _node_begins(folder)
+    assert {node: len(b) for node, b in begins.items()} == {"node0": 2, "node1": 2}
+    history = (model_dir / "history.csv").read_text().splitlines()
+    assert len(history) == 7  # header + 6 epochs, each once
+    energy = pd.read_csv(folder / "energy.csv")
+    job = energy[(energy["phase"] == "job") & (energy["component"] == "node")]
+    for node in ("node0", "node1"):
+        rows = job[job["node"] == node]
+        assert sorted(rows["attempt"]) == [1, 2] and (rows["energy_j"] > 0).all()
+    totals = energy[(energy["component"] == "job_total") & (energy["phase"] == "job")].set_index("attempt")
+    assert sorted(totals.index) == [1, 2] and not totals["partial"].any()
+    assert not totals.loc[1, "complete"] and totals.loc[2, "complete"]

@@ -28,6 +28,7 @@ from svbench.energy.join import (
     typed_columns,
     write_energy,
 )
+from svbench.energy.markers import read_markers
 from svbench.energy.nodes import node_dirs, node_name
 from svbench.errors import UserError
 
@@ -61,6 +62,7 @@ def join_nodes(job_dir: Path, nodes: int = 1, out_path: Path | None = None,
     if not frames:
         raise UserError(f"{job_dir}: no node of this {nodes}-node job has a trace to join: "
                         + "; ".join(missing.values()))
+    missing |= unmeasured_nodes(Path(node_dirs(job_dir, nodes)[0]) / MARKERS, nodes)
     frame = pd.concat(frames, ignore_index=True)
     frame = typed_columns(pd.concat([frame, job_sums(frame, nodes, missing)], ignore_index=True))
     if out_path is not None:
@@ -68,14 +70,30 @@ def join_nodes(job_dir: Path, nodes: int = 1, out_path: Path | None = None,
     return frame
 
 
+def unmeasured_nodes(markers: Path, nodes: int) -> dict[str, str]:
+    """Nodes that the SLURM job ran on beyond the ``nodes`` measured: one ``svbench monitor`` in a 4-node job
+    measures one node, and its figure is a quarter of the job's. From the job context of the first node's
+    ``begin`` markers (the step's node count under srun, else the job's)."""
+    allocated = nodes
+    for begin in (m for m in read_markers(markers) if m.event == "begin"):
+        job = begin.job or {}
+        count = str(job.get("slurm_step_num_nodes") or job.get("slurm_job_num_nodes") or "")
+        if count.isdigit():
+            allocated = max(allocated, int(count))
+    return {node_name(rank): f"not measured: the SLURM job ran on {allocated} nodes and svbench monitor measured "
+                             f"{nodes} (one monitor per node: svbench monitor --nodes {allocated} under srun)"
+            for rank in range(nodes, allocated)}
+
+
 def job_sums(frame: pd.DataFrame, nodes: int, missing: dict[str, str]) -> pd.DataFrame:
     """One row per span of the job (node ``all``): the sum over nodes of each node's total of that span.
 
     ``partial`` when a node of the job has no total for the span: a node in ``missing`` (no trace, no
-    markers, no reading) or one whose own span has no measured energy (its sidecar stopped, or that attempt
-    never reached it)."""
+    markers, no reading, or never measured) or one whose own span has no measured energy (its sidecar
+    stopped, or that attempt never reached it)."""
     measured = frame[frame["component"].isin(("node", *COMPONENTS))]
-    expected = [node_name(rank) for rank in range(nodes)]
+    expected = [node_name(rank) for rank in range(nodes)] + [name for name in missing if name not in
+                                                             {node_name(rank) for rank in range(nodes)}]
     rows = []
     for key, span in measured.groupby(SUM_KEYS, dropna=False, sort=False):
         totals, sources = {}, []
@@ -91,7 +109,7 @@ def job_sums(frame: pd.DataFrame, nodes: int, missing: dict[str, str]) -> pd.Dat
             "complete": bool(span["complete"].all()),
             "t_start_wall_ns": int(span["t_start_wall_ns"].min()), "t_end_wall_ns": int(span["t_end_wall_ns"].max()),
             "seconds": float(span.groupby("node")["seconds"].max().max()),  # wall time: the nodes ran side by side
-            "sensor": "nodes", "channel": f"{len(totals)} of {nodes}", "component": "job_total",
+            "sensor": "nodes", "channel": f"{len(totals)} of {len(expected)}", "component": "job_total",
             "method": "sum over nodes of each node's total: " + (", ".join(sources) or "none"),
             "energy_j": sum(totals.values()) if totals else np.nan,
             "coverage": float(span["coverage"].min()), "resolved": bool(span["resolved"].all()),

@@ -23,21 +23,28 @@ PORT_SPAN = 20000
 
 
 def first_host(env: dict[str, str] | None = None) -> str:
-    """The rendezvous host: ``$MASTER_ADDR``, else the first node of the SLURM job (``scontrol show hostnames``),
-    else 127.0.0.1 (one machine)."""
+    """The rendezvous address: ``$MASTER_ADDR``, else the address of the SLURM job's first node, else 127.0.0.1
+    (one machine). A SLURM node name need not resolve (``NodeName=d1 NodeAddr=10.0.0.7``): its ``NodeAddr`` is
+    asked of ``scontrol``, and the name used only where none is recorded."""
     env = os.environ if env is None else env
     if env.get("MASTER_ADDR"):
         return env["MASTER_ADDR"]
     nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "")
-    if nodes:
-        try:
-            out = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True,
-                                 check=True, timeout=30).stdout.split()
-            if out:
-                return out[0]
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return "127.0.0.1"
+    names = _scontrol(["show", "hostnames", nodes]).split() if nodes else []
+    if not names:
+        return "127.0.0.1"
+    for field in _scontrol(["show", "node", "-o", names[0]]).split():
+        if field.startswith("NodeAddr=") and field != "NodeAddr=":
+            return field.split("=", 1)[1]
+    return names[0]
+
+
+def _scontrol(args: list[str]) -> str:
+    """What ``scontrol ARGS`` prints, "" when it cannot say."""
+    try:
+        return subprocess.run(["scontrol", *args], capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def rendezvous_port(env: dict[str, str] | None = None) -> int:

@@ -161,3 +161,17 @@ def test_gpu_report_names_a_part_that_ran_past_its_limit(tmp_path):
     assert nvml["status"] == "failed" and "time limit" in nvml["error"] and "gpu_burn: started" in nvml["log_tail"]
     assert amp["status"] == "ok" and amp["figures"][0]["met"] is True
     assert [p["status"] for p in data["parts"][2:]] == ["not run"] * 3
+
+
+def test_the_node_scaling_benchmark_joins_every_node(tmp_path):
+    """bench/join.py --nodes: a tiny run (6 minutes of a 1-GPU node), each job's energy the nodes' sum."""
+    import pandas as pd
+
+    run = subprocess.run([sys.executable, str(BENCH / "join.py"), "--hours", "0.1", "--gpus", "1", "--nodes", "1",
+                          "2", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=TIMEOUT * 4)
+    assert run.returncode == 0, run.stderr
+    assert "time / 1 node" in run.stdout and len([ln for ln in run.stdout.splitlines() if "x |" in ln]) == 2
+    one = pd.read_csv(tmp_path / "job1" / "energy.csv")
+    two = pd.read_csv(tmp_path / "job2" / "energy.csv")
+    total = lambda f: f[(f["component"] == "job_total") & (f["phase"] == "job")]["energy_j"].iloc[0]  # noqa: E731
+    assert total(two) == pytest.approx(2 * total(one))

@@ -154,10 +154,10 @@ def test_two_nodes_each_measured_on_its_own_clock_and_summed(tiny_corpus, one_no
         row = job.loc[f"node{rank}"]
         assert row["energy_j"] == pytest.approx(watts * row["seconds"], rel=0.03)
         assert row["coverage"] > 0.9
-    total = frame[(frame["node"] == "all") & (frame["phase"] == "job")].iloc[0]
+    total = frame[(frame["component"] == "job_total") & (frame["phase"] == "job")].iloc[0]
     assert not total["partial"] and total["notes"] == ""
     assert total["energy_j"] == pytest.approx(sum(job.loc[f"node{r}", "energy_j"] for r in (0, 1)), rel=1e-9)
-    epochs = frame[(frame["node"] == "all") & (frame["phase"] == "epoch")]
+    epochs = frame[(frame["component"] == "job_total") & (frame["phase"] == "epoch")]
     assert sorted(epochs["index"]) == [0, 1, 2, 3]  # one sum per epoch, not one per node
 
 
@@ -172,13 +172,13 @@ def test_a_node_without_a_trace_makes_the_total_partial_and_is_named(tiny_corpus
     assert run.returncode == 0, run.stderr
     assert "node1" in run.stdout and "partial" in run.stdout
     frame = join_nodes(energy, 2)
-    total = frame[(frame["node"] == "all") & (frame["phase"] == "job")].iloc[0]
+    total = frame[(frame["component"] == "job_total") & (frame["phase"] == "job")].iloc[0]
     node0 = frame[(frame["node"] == "node0") & (frame["phase"] == "job") & (frame["component"] == "node")].iloc[0]
     assert total["partial"] and "node1" in total["notes"] and "no trace" in total["notes"]
     assert total["energy_j"] == pytest.approx(node0["energy_j"])  # node0's alone, labelled partial, never node1 = 0
     # a third node that never started at all: its folder is missing
     frame = join_nodes(energy, 3)
-    total = frame[(frame["node"] == "all") & (frame["phase"] == "job")].iloc[0]
+    total = frame[(frame["component"] == "job_total") & (frame["phase"] == "job")].iloc[0]
     assert total["partial"] and "node2" in total["notes"]
 
 
@@ -208,5 +208,5 @@ def test_one_node_killed_ends_the_job_everywhere_and_the_rerun_resumes_bit_exact
     job = frame[(frame["phase"] == "job") & (frame["component"] == "node")]
     assert sorted(job[job["node"] == "node0"]["attempt"]) == [1, 2]  # both attempts kept, on both nodes
     assert sorted(job[job["node"] == "node1"]["attempt"]) == [1, 2]
-    first = frame[(frame["node"] == "all") & (frame["phase"] == "job") & (frame["attempt"] == 1)].iloc[0]
+    first = frame[(frame["component"] == "job_total") & (frame["phase"] == "job") & (frame["attempt"] == 1)].iloc[0]
     assert not first["complete"] and first["energy_j"] > 0  # the killed attempt's energy is kept
