@@ -31,3 +31,24 @@ def test_a_one_node_job_in_a_one_node_allocation_is_whole(node, tmp_path):
     assert status == 0, output
     job = join_nodes(out, 1).query("phase == 'job' and node == 'all' and component == 'job_total'").iloc[0]
     assert not job["partial"] and job["notes"] == "" and job["channel"] == "1 of 1"
+
+
+def test_a_node_whose_trace_has_no_reading_is_named(tmp_path):
+    """node1's sidecar started (a session row, begin and end markers) but read no sensor at all."""
+    import json
+
+    from fakes.study import T0, write_job
+
+    write_job(tmp_path / "node0", 100.0, 10.0, T0, ["epoch"])
+    node1 = tmp_path / "node1"
+    node1.mkdir()
+    (node1 / "trace.csv").write_text("t_wall_ns,t_mono_ns,sensor,channel,quantity,value,unit,component,estimated\n"
+                                     f"{T0},5,sidecar,s1,session,0.0,,other,0\n")
+    (node1 / "markers.jsonl").write_text("".join(json.dumps(m) + "\n" for m in (
+        {"event": "begin", "t_wall_ns": T0, "t_mono_ns": 10, "session": "s1"},
+        {"event": "end", "t_wall_ns": T0 + 10**10, "t_mono_ns": 10 + 10**10, "status": 0})))
+    frame = join_nodes(tmp_path, 2)
+    job = frame.query("phase == 'job' and component == 'job_total'").iloc[0]
+    assert job["partial"] and "node1" in job["notes"] and "no sensor reading" in job["notes"]
+    node0 = frame.query("phase == 'job' and node == 'node0' and component in ('cpu', 'dram')")
+    assert job["energy_j"] == node0["energy_j"].sum()
