@@ -48,6 +48,32 @@ def test_invalid_config_names_the_key(tmp_path: Path) -> None:
     assert "epochs" in result.stdout + result.stderr
 
 
+def test_an_architecture_on_two_nodes_is_planned_with_a_monitor_per_node(tmp_path: Path) -> None:
+    """A grid entry's `nodes: 2`: its training (and only its) runs one monitor per node under srun, asks SLURM
+    for two nodes, and its energy is joined over both node folders; a layout that does not divide the global
+    batch is refused naming the grid entry."""
+    tiny = yaml.safe_load((REPO / "tests/data/tiny.yaml").read_text())
+    tiny["grid"][1]["nodes"] = 2
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(tiny))
+    run = snakemake("-n", "-p", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                    str(tmp_path / "two.yaml"))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    lines = run.stdout.splitlines()
+    train = {arch: next(ln for ln in lines if "svbench train" in ln and f"--out results/models/{arch}/" in ln)
+             .split("Shell command:")[-1].lstrip() for arch in ("tinyA", "tinyB")}
+    assert train["tinyB"].startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1")
+    assert "--nodes 2" in train["tinyB"] and "svbench launch --nodes 2 --processes 1 --" in train["tinyB"]
+    assert "srun" not in train["tinyA"] and "svbench launch" not in train["tinyA"]
+    assert any("energy join --dir results/energy/train/tinyB/seed0 --nodes 2" in ln for ln in lines)
+    assert any("energy join --dir results/energy/embed/tinyB/seed0 --nodes 1" in ln for ln in lines)
+    assert "nodes=2, mpi=srun, tasks=2" in run.stdout
+    tiny["grid"][1]["nodes"] = 3  # 8 samples over 3 processes
+    (tmp_path / "three.yaml").write_text(yaml.safe_dump(tiny))
+    run = snakemake("-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                    str(tmp_path / "three.yaml"))
+    assert run.returncode != 0 and "grid[1] (tinyB): training.batch_size: 8" in run.stdout + run.stderr
+
+
 @pytest.mark.e2e
 def test_tiny_study_end_to_end(tmp_path: Path) -> None:
     config = tmp_path / "tiny.yaml"
