@@ -48,14 +48,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         spec = preset(text, args.width)
     p = predict_training_energy(spec, pd.read_csv(args.summary), args.epochs, args.samples)
+    # the reason the fit gave, never a guessed one: it names the usable architectures and why the others are not
+    reason = p["held_out_reason"]
     err = (f"held-out error of the model: mean {p['mean_abs_error']:.0%}, max {p['max_abs_error']:.0%} over "
-           f"{p['fitted_archs']} architectures left out one at a time" if not math.isnan(p["mean_abs_error"])
-           else "held-out error: not testable (the fit needs at least 3 architectures)")
+           f"{p['fitted_archs']} architectures left out one at a time" if reason is None and
+           not math.isnan(p["mean_abs_error"]) else f"held-out error: not testable ({reason})")
     label = " (estimated energy)" if "estimated" in p["basis"] else ""
     print(f"{p['arch']}: {p['params_m']:.3f} M params, {p['macs_g']:.3f} GMACs per {p['macs_frames']}-frame input; "
           f"{p['epochs']} epochs x {p['samples_per_epoch']} samples")
     print(f"predicted training energy: {p['predicted_kwh']:.4g} kWh{label}; {err}"
           + ("" if not p["in_fit"] else " (this architecture is in the fit)"))
+    # what the fit left out and why; the held-out reason already names unusable architectures
+    left = ([] if reason is not None else [f"{a}: {r}" for a, r in p["unusable"].items()]) + list(p["dropped"])
+    if left:
+        print("left out of the fit: " + "; ".join(left))
     return 0
 
 

@@ -4,8 +4,8 @@ Every factor is a value with its source (``{"value": 1.2, "source": "…"}``), a
 (``low``/``high``, with ``low <= value <= high``) that the study's intervals propagate (a triangular
 distribution with its mode at the value: :func:`svbench.intervals.factor_draws`). Grid intensity is either
 a constant or a time series (CSV with ``timestamp`` and ``gco2e_per_kwh`` columns, e.g. an hourly
-export from the grid operator) averaged over the time span of the energy it applies to; a series has no
-range (its values are taken as they are).
+export from the grid operator; a time is read at its offset, without one as UTC, one row per instant) averaged
+over the time span of the energy it applies to; a series has no range (its values are taken as they are).
 """
 
 from __future__ import annotations
@@ -158,7 +158,8 @@ class Intensity:
 
 
 def read_intensity_series(path: Path) -> pd.Series:
-    """A CSV of ``timestamp,gco2e_per_kwh`` (ISO times; naive times are taken as UTC)."""
+    """A CSV of ``timestamp,gco2e_per_kwh``: ISO 8601 times, each read at its own UTC offset (``+01:00``, ``Z``), one
+    without an offset as UTC; two rows at one instant are an error naming both lines."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)  # a row with extra fields: not silently cut
@@ -179,9 +180,24 @@ def read_intensity_series(path: Path) -> pd.Series:
     if len(bad):
         raise UserError(f"{path}:{bad[0] + 2}: unreadable timestamp or intensity "
                          f"{frame['timestamp'].iloc[bad[0]]!r},{frame['gco2e_per_kwh'].iloc[bad[0]]!r}")
+    _refuse_duplicate_instants(path, frame["timestamp"], times)
     # pandas 3 parses to µs; mean_over works in ns since the epoch
     series = pd.Series(values.to_numpy(float), index=pd.DatetimeIndex(times).as_unit("ns")).sort_index()
     return series
+
+
+def _refuse_duplicate_instants(path: Path, text: pd.Series, times: pd.Series) -> None:
+    """UserError naming both lines when two rows name one instant (after their offsets): which value would hold
+    then would depend on the rows' order."""
+    repeated = times.duplicated(keep="first")
+    if not repeated.any():
+        return
+    second = int(np.flatnonzero(repeated.to_numpy())[0])
+    first = int(np.flatnonzero((times == times.iloc[second]).to_numpy())[0])
+    instant = times.iloc[second].tz_convert(None).isoformat()
+    raise UserError(f"{path}:{second + 2}: timestamp {text.iloc[second]!r} is the same instant as line {first + 2} "
+                    f"({text.iloc[first]!r}), {instant} UTC; keep one row per instant (a time with an offset or Z "
+                    "is read at that offset, a time without one as UTC)")
 
 
 def operational_g(energy_j: float, start_ns: int, end_ns: int, pue: Factor, intensity: Intensity) -> float:

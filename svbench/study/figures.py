@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -29,7 +30,13 @@ from svbench.energy.node_join import job_nodes  # noqa: E402
 from svbench.energy.nodes import node_name  # noqa: E402
 from svbench.layout import FINETUNE, STEPS, Layout, backbone_of, is_large_margin, steps_of
 from svbench.study import catalog  # noqa: E402
-from svbench.study.analysis import by_arch, knee, pareto_front, primary_eer_column  # noqa: E402,F401  (re-exported)
+from svbench.study.analysis import (  # noqa: E402,F401  (re-exported)
+    by_arch,
+    knee,
+    knee_reason,
+    pareto_front,
+    primary_eer_column,
+)
 from svbench.study.uncertainty import is_bound  # noqa: E402
 
 log = logging.getLogger("svbench.figures")
@@ -143,14 +150,34 @@ def _fine_tuning_arrows(ax: plt.Axes, x: np.ndarray, y: np.ndarray, names: list[
         ax.plot([], [], color="#55a868", lw=1.2, label="large-margin fine-tuning (→ +lm)")
 
 
+def _nothing_placed(has_x: np.ndarray, positive_x: np.ndarray, has_y: np.ndarray) -> str:
+    """Why no architecture is on a trade-off panel: the first of its checks that no architecture passed."""
+    if not has_x.any():
+        return "no energy for any architecture:\nnothing to place on this axis"
+    if not positive_x.any():
+        return "no energy > 0 for any architecture (a log axis cannot place 0)"
+    if not has_y.any():
+        return "no accuracy for any architecture"
+    return "no architecture has both an energy > 0 and an accuracy"
+
+
+def _not_placed(names: list[str], has_x: np.ndarray, positive_x: np.ndarray, has_y: np.ndarray) -> list[str]:
+    """The architectures left off a panel, grouped by the check each failed (one may fail two)."""
+    groups = (("no energy", ~has_x), ("energy ≤ 0", has_x & ~positive_x), ("no accuracy", ~has_y))
+    return [f"{what}: " + ", ".join(n for n, k in zip(names, failed, strict=True) if k)
+            for what, failed in groups if failed.any()]
+
+
 def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarray, yerr: np.ndarray,
                      names: list[str], xlabel: str, ylabel: str, with_knee: bool = True, bars: str = "± sd") -> dict:
     """Points (means, 2×N error bars of what ``bars`` says), the Pareto front as a step line, the knee ringed.
     Returns what was found."""
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    has_x, has_y = np.isfinite(x), np.isfinite(y)
+    positive_x = has_x & (x > 0)  # a log axis
+    ok = positive_x & has_y
     found: dict = {"front": [], "knee": None}
     if not ok.any():
-        _note(ax, "no energy measured for any architecture:\nnothing to place on this axis")
+        _note(ax, _nothing_placed(has_x, positive_x, has_y))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         return found
@@ -167,6 +194,7 @@ def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarra
         ax.step(np.append(fx, fx[-1] * 1.15), np.append(fy, fy[-1]), where="post", color="#c44e52", lw=1.3,
                 label="Pareto front", zorder=3.5)  # over the error bars it would hide behind
     ax.scatter(x[front], y[front], s=60, facecolors="none", edgecolors="#c44e52", zorder=4)
+    corner = []  # one note: two texts in the corner would print over each other
     if with_knee:
         k = knee(x[ok], y[ok])
         if k is not None:
@@ -175,10 +203,11 @@ def _trade_off_panel(ax: plt.Axes, x: np.ndarray, xerr: np.ndarray, y: np.ndarra
             ax.scatter([x[ki]], [y[ki]], s=260, marker="*", color="#e3a21a", edgecolors="k", lw=0.6, zorder=5,
                        label=f"knee: {names[ki]}")
         else:
-            _note(ax, "knee: needs ≥ 3 Pareto-optimal architectures", where="corner")
-    missing = [n for n, k in zip(names, ok, strict=True) if not k]
-    if missing:
-        _note(ax, "no energy: " + ", ".join(missing), where="corner")
+            # the check that failed, not a guess: too few on the front, or a front that does not bend
+            corner.append(textwrap.fill(f"knee: none, {knee_reason(x[ok], y[ok])}", 90))
+    corner += _not_placed(names, has_x, positive_x, has_y)
+    if corner:
+        _note(ax, "\n".join(corner), where="corner")
     ax.set_xscale("log")
     # the axis holds the error bars too (their low ends stay positive on a log axis)
     lows = x[ok] - xerr[0, ok]
@@ -224,8 +253,9 @@ def eer_vs_training_energy(frame: pd.DataFrame, out: Path) -> Path:
 def _stacked_bars(ax: plt.Axes, table: pd.DataFrame, colours: dict, unit: str, estimated: bool, title: str,
                   hatch: str = "") -> None:
     """One bar per row of ``table`` (index: arch), one segment per column."""
-    if table.empty or not np.isfinite(table.to_numpy(float)).any() or np.nansum(table.to_numpy(float)) <= 0:
-        _note(ax, "no energy measured")
+    values = table.to_numpy(float)
+    if table.empty or not np.isfinite(values).any() or np.nansum(values) <= 0:
+        _note(ax, "no energy measured" if table.empty or not np.isfinite(values).any() else "no energy > 0 to show")
         ax.set_title(title)
         ax.set_xticks([])
         return
@@ -279,10 +309,14 @@ def idle_vs_dynamic(phases: pd.DataFrame, out: Path) -> Path:
     colours = {"idle": "#bbbbbb", "dynamic": "#d95f02"}
     for ax, step in zip(axes[0], steps, strict=True):
         job = _phase_jobs(phases, step)
-        job = job[job["phase"] == "job"] if len(job) and "idle_j" in job else job.iloc[0:0]
-        if not len(job) or job["idle_j"].isna().all():
-            _stacked_bars(ax, pd.DataFrame(), colours, "J", False, STEP_TITLES[step])
-            _note(ax, "no idle baseline (energy.baseline_s)")
+        job = job[job["phase"] == "job"] if len(job) else job
+        if not len(job) or job["energy_j"].isna().all():
+            _stacked_bars(ax, pd.DataFrame(), colours, "J", False, STEP_TITLES[step])  # says: no energy measured
+            continue
+        if "idle_j" not in job or job["idle_j"].isna().all():  # energy, but no idle baseline to split it by
+            ax.set_title(STEP_TITLES[step])
+            ax.set_xticks([])
+            _note(ax, "no idle baseline measured (energy.baseline_s)")
             continue
         table = job.groupby("arch", sort=False)[["idle_j", "dynamic_j"]].mean()
         table.columns = ["idle", "dynamic"]
@@ -328,8 +362,13 @@ def energy_by_phase(phases: pd.DataFrame, out: Path) -> Path:
 
 def _loglog_fit(ax: plt.Axes, x: np.ndarray, y: np.ndarray, xname: str) -> None:
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2 or np.ptp(np.log10(x[ok])) == 0:
-        _note(ax, "fit needs ≥ 2 architectures of different size", where="corner")
+    n = int(ok.sum())
+    if n < 2:
+        _note(ax, f"fit: {n} architecture{'' if n == 1 else 's'} with {xname} and energy > 0, 2 needed",
+              where="corner")
+        return
+    if np.ptp(np.log10(x[ok])) == 0:
+        _note(ax, f"fit: the {n} architectures with energy all have the same {xname}", where="corner")
         return
     slope, intercept = np.polyfit(np.log10(x[ok]), np.log10(y[ok]), 1)
     xs = np.geomspace(x[ok].min(), x[ok].max(), 50)
@@ -351,7 +390,8 @@ def energy_vs_size(frame: pd.DataFrame, out: Path) -> Path:
         x = m[f"{col}_mean"].to_numpy(float)
         ok = np.isfinite(y) & (y > 0)
         if not ok.any():
-            _note(ax, "no training energy measured")
+            _note(ax, "no training energy > 0 for any architecture" if np.isfinite(y).any()
+                  else "no training energy measured")
             ax.set_xlabel(xlabel)
             continue
         ax.scatter(x[ok], y[ok], color="#4c72b0", zorder=3)
@@ -429,8 +469,9 @@ def stage_distribution(frame: pd.DataFrame, out: Path) -> Path:
             ax.bar(xs, np.nan_to_num(values), yerr=np.nan_to_num(sd), color=colour, width=0.6, capsize=3,
                    hatch="//" if ("energy" in col and est) else "", edgecolor="white")
             for x, v in zip(xs, values, strict=True):
-                ax.text(x, v if np.isfinite(v) else 0, f"{v:.3g}" if np.isfinite(v) else "no energy", ha="center",
-                        va="bottom", fontsize=7, color="#222")
+                ax.text(x, v if np.isfinite(v) else 0, f"{v:.3g}" if np.isfinite(v) else
+                        ("no energy" if "energy" in col else "no EER"), ha="center", va="bottom", fontsize=7,
+                        color="#222")
             ax.margins(y=0.1)
             ax.set_xticks(xs, labels if i == 1 else [""] * len(xs), fontsize=7)
             ax.set_ylabel(ylabel)
@@ -520,7 +561,8 @@ def _timeline_panel(ax: plt.Axes, trace: Path, markers: Path, title: str) -> Non
     series = binned_power(trace)
     ax.set_title(title, fontsize=8)
     if series.empty:
-        _note(ax, "no power trace")
+        _note(ax, "no power over time in trace.csv (power readings, or energy counters read twice)"
+              if Path(trace).exists() else "no trace.csv")
         return
     t0 = series["t"].min()
     span = series["t"].max() - t0

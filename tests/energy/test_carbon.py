@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from fakes.study import T0 as STUDY_T0  # the fake study's jobs start at this wa
 from fakes.study import fake_study
 
 from svbench.energy.carbon import Factor, Intensity, operational_g, read_intensity_series
+from svbench.errors import UserError
 from svbench.study.summary import summary_rows
 
 HOUR_NS = 3600 * 10**9
@@ -174,3 +177,57 @@ def test_emissions_csv_is_codecarbon_shaped(tmp_path):
     assert first["pue"] == 1.5
     extra = pd.read_csv(tmp_path / "emissions_svbench.csv")
     assert extra["run_id"].tolist() == out["run_id"].tolist() and (extra["energy_basis"] == "measured").all()
+
+
+# Issue 25, item 4: one instant, one value. Every way two rows can name the same instant: the same text adjacent
+# or apart, the same instant in two offsets, Z against +00:00, an offset against a naive (UTC) time; the
+# line numbers are those of the file (the header is line 1).
+@pytest.mark.parametrize("rows, first, second", [
+    (["2026-01-01T00:00:00Z,100", "2026-01-01T00:00:00Z,200", "2026-01-01T01:00:00Z,300"], 2, 3),  # adjacent
+    (["2026-01-01T00:00:00Z,100", "2026-01-01T01:00:00Z,200", "2026-01-01T00:00:00Z,300"], 2, 4),  # apart
+    (["2026-01-01T02:00:00Z,100", "2026-01-01T00:00:00Z,200", "2026-01-01T01:00:00Z,250",
+      "2026-01-01T02:00:00Z,300"], 2, 5),  # apart, and out of order
+    (["2026-01-01T00:00:00Z,100", "2026-01-01T01:00:00+01:00,200"], 2, 3),  # two offsets, one instant
+    (["2026-01-01T06:00:00-05:00,100", "2026-01-01T00:00:00Z,150", "2026-01-01T12:00:00+01:00,200"], 2, 4),
+    (["2026-01-01T00:00:00+00:00,100", "2026-01-01T00:00:00Z,200"], 2, 3),  # +00:00 is Z
+    (["2026-01-01 00:00,100", "2026-01-01T00:00:00Z,200"], 2, 3),  # naive is UTC
+    (["2026-01-01T00:00:00,100", "2026-01-01T01:00:00+01:00,200"], 2, 3),  # naive against an offset
+])
+def test_two_rows_at_one_instant_are_refused_naming_both_lines(tmp_path, rows, first, second):
+    path = tmp_path / "grid.csv"
+    path.write_text("timestamp,gco2e_per_kwh\n" + "\n".join(rows) + "\n")
+    with pytest.raises(UserError) as caught:
+        read_intensity_series(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert re.match(rf"{re.escape(str(path))}:{second}: .*\bline {first}\b", message), message
+    assert "same instant" in message
+
+
+# Issue 25, item 4: an explicit offset (or Z) is honoured; a naive time is UTC.
+@pytest.mark.parametrize("text, utc", [
+    ("2026-01-01T00:00:00+01:00", "2025-12-31T23:00:00Z"),  # one hour earlier than the naive text
+    ("2026-01-01T00:00:00-05:00", "2026-01-01T05:00:00Z"),
+    ("2026-01-01T00:00:00+05:30", "2025-12-31T18:30:00Z"),
+    ("2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"),
+    ("2026-01-01T00:00:00+00:00", "2026-01-01T00:00:00Z"),
+    ("2026-01-01T00:00:00", "2026-01-01T00:00:00Z"),  # naive: UTC
+    ("2026-01-01 00:00", "2026-01-01T00:00:00Z"),
+])
+def test_offsets_are_honoured_and_naive_times_are_utc(tmp_path, text, utc):
+    path = tmp_path / "grid.csv"
+    # each row parsed by its own rule, whatever the other rows are (naive and offset mixed)
+    path.write_text(f"timestamp,gco2e_per_kwh\n{text},100\n2026-01-02T00:00:00,200\n2026-01-03T00:00:00+02:00,300\n")
+    series = read_intensity_series(path)
+    assert series.index[0] == pd.Timestamp(utc)
+    assert list(series.index[1:]) == [pd.Timestamp("2026-01-02T00:00:00Z"), pd.Timestamp("2026-01-02T22:00:00Z")]
+
+
+def test_a_series_in_local_time_applies_an_hour_earlier_than_the_same_naive_text(tmp_path):
+    paris, naive = tmp_path / "paris.csv", tmp_path / "naive.csv"
+    paris.write_text("timestamp,gco2e_per_kwh\n2026-01-01T00:00:00+01:00,100\n2026-01-01T01:00:00+01:00,200\n")
+    naive.write_text("timestamp,gco2e_per_kwh\n2026-01-01T00:00:00,100\n2026-01-01T01:00:00,200\n")
+    at = pd.Timestamp("2026-01-01T00:30:00Z").value  # 01:30 in Paris: the second value there, the first in UTC
+    local = Intensity.from_config({"series": str(paris), "source": "RTE eCO2mix, local time"})
+    utc = Intensity.from_config({"series": str(naive), "source": "RTE eCO2mix, UTC"})
+    assert local.mean_over(at, at) == 200 and utc.mean_over(at, at) == 100
