@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--config", type=Path, help="the energy config (sensors, intervals) as a JSON or YAML file: "
                    "a file, not an argument, because every user sees argv in ps")
-    s.add_argument("--baseline", type=float, default=0.0, help="seconds of idle baseline before the command")
+    s.add_argument("--baseline", type=float, help="seconds of idle baseline before the command (default: the "
+                   "config's baseline_s, else 0)")
     s.add_argument("--nodes", type=int, default=1, help="nodes of the job: with N > 1, one monitor runs on each "
                    "node and writes to OUT/node<K>")
     s.add_argument("--node-rank", type=int, help="this node's rank K in the job (default: $SLURM_NODEID)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -105,11 +106,22 @@ def validate_energy_config(config: dict) -> dict:
     schema = energy_schema()
     filled = copy.deepcopy(config)
     validator = _with_defaults(validators.validator_for(schema))(schema)
+    _check_finite(config, "energy")  # the schema's bounds let NaN (no comparison holds) and infinity through
     errors = sorted(validator.iter_errors(filled), key=lambda e: [str(p) for p in e.absolute_path])
     if errors:
         raise UserError(_message(errors[0]))
     _check_ipmi(filled["ipmi"])
     return filled
+
+
+def _check_finite(value: object, key: str) -> None:
+    """UserError naming the first number of ``value`` (nested) that is NaN or infinite: a NaN interval would
+    stop a sensor's thread while sidecar.json says the sensor is available."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _check_finite(item, f"{key}.{name}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{key}: must be a finite number, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,16 @@ import numpy as np
 import pandas as pd
 
 from svbench.energy.carbon import Intensity
-from svbench.energy.markers import BASELINE, Attempt, Marker, Phase, attempts, phases, read_markers
+from svbench.energy.markers import (
+    BASELINE,
+    Attempt,
+    Marker,
+    Phase,
+    attempts,
+    check_attempts,
+    phases,
+    read_markers,
+)
 from svbench.energy.sensors.counter import BREAK_QUANTITY
 from svbench.energy.slurm import consumed_energy_j
 from svbench.energy.trace import SESSION_QUANTITY, iter_trace
@@ -420,8 +429,12 @@ def join(trace_path: Path, markers_path: Path, out_path: Path | None = None,
     job_attempts = attempts(records)
     if not job_attempts:
         raise UserError(f"{markers_path}: no 'begin' marker: not the markers of a monitored job")
+    check_attempts(records, markers_path)
     job_phases = phases(records)
     frame = join_trace(Path(trace_path), job_phases, job_attempts, None if intensity is None else intensity.at)
+    if not len(frame):  # a header, session or counter-break rows only: a table of nothing reads as 0 J
+        raise UserError(f"{trace_path}: no sensor reading in the trace (no sensor was available, or the sidecar "
+                        "stopped before its first reading): nothing to join")
     if intensity is not None and intensity.edge_used:
         frame["notes"] = [f"{n}; " if n else "" for n in frame["notes"]]
         frame["notes"] += f"intensity: {intensity.label}"

@@ -211,6 +211,24 @@ class Attempt:
     sidecar_started_mono_ns: int
 
 
+def check_attempts(records: list[Marker], path: Path | str) -> None:
+    """UserError when one attempt's ``begin`` is there twice: the same line copied (the same stamps), or two
+    begins of one sidecar session. Either would count one attempt's energy twice."""
+    seen: dict[object, int] = {}
+    begins = [rec for rec in records if rec.event == "begin"]
+    for number, rec in enumerate(begins, 1):
+        stamps = (rec.t_wall_ns, rec.t_mono_ns)
+        if stamps in seen:
+            raise UserError(f"{path}: a 'begin' line appears twice (attempts {seen[stamps]} and {number}, the same "
+                            "time stamps): one attempt would be counted twice; remove the copy")
+        seen[stamps] = number
+        if rec.session is not None:
+            if rec.session in seen:
+                raise UserError(f"{path}: attempts {seen[rec.session]} and {number} both begin session "
+                                f"{rec.session!r}: one sidecar session would be counted as two attempts")
+            seen[rec.session] = number
+
+
 def attempts(records: list[Marker]) -> list[Attempt]:
     """Every ``begin`` of the markers, in order."""
     out = []

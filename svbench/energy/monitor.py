@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -236,17 +237,23 @@ def read_energy_config(path: Path) -> EnergyConfig:
 
 
 def run_monitored(out_dir: Path, command: list[str], config: EnergyConfig | None = None,
-                  baseline_s: float = 0.0, nodes: int = 1, node_rank: int | None = None) -> int:
+                  baseline_s: float | None = None, nodes: int = 1, node_rank: int | None = None) -> int:
     """Run ``command`` measured; returns its exit status (128+N when killed by signal N).
 
     In a job on ``nodes`` > 1 nodes, one monitor runs on each node (``srun --ntasks-per-node=1``) and measures
     that node into its own folder, ``out_dir/node{K}`` (:mod:`svbench.energy.nodes`; K: ``node_rank``, else
-    ``$SLURM_NODEID``); the workload learns K from ``$SVBENCH_NODE_RANK`` (``svbench launch``)."""
+    ``$SLURM_NODEID``); the workload learns K from ``$SVBENCH_NODE_RANK`` (``svbench launch``).
+
+    ``baseline_s`` (None: the config's ``baseline_s``) seconds of idle sampling come before the command.
+    """
     if not command:
         raise UserError("svbench monitor: no command given after --")
     if nodes < 1:
         raise UserError(f"svbench monitor --nodes: expected at least 1, got {nodes}")
     config = config or EnergyConfig()
+    baseline_s = config.baseline_s if baseline_s is None else baseline_s
+    if not (math.isfinite(baseline_s) and baseline_s >= 0):
+        raise UserError(f"svbench monitor --baseline: must be a finite number of seconds >= 0, got {baseline_s!r}")
     rank = node_rank_of(nodes, node_rank)
     out_dir = Path(node_dir(out_dir, rank, nodes))
     try:
@@ -258,6 +265,22 @@ def run_monitored(out_dir: Path, command: list[str], config: EnergyConfig | None
         return _run_locked(out_dir, command, config, baseline_s, lock_fd, (rank, nodes))
     finally:
         os.close(lock_fd)
+
+
+class _Interrupted(Exception):
+    """A signal came during the idle baseline."""
+
+
+def _idle(seconds: float, received: list[int]) -> None:
+    """Sleep ``seconds`` of idle baseline, or until a signal arrives (SLURM's KillWait is 30 s by default: a
+    TERM must end the run now, not after the baseline); raises _Interrupted then."""
+    deadline = time.monotonic() + seconds
+    while not received:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.05))
+    raise _Interrupted
 
 
 def _run_locked(out_dir: Path, command: list[str], config: EnergyConfig, baseline_s: float, lock_fd: int,
@@ -287,8 +310,11 @@ def _run_locked(out_dir: Path, command: list[str], config: EnergyConfig, baselin
                      sidecar_started_mono_ns=ready.get("started_mono_ns"),
                      job=job_context(), node=node[0], nodes=node[1])
         if baseline_s > 0:
-            with phase(BASELINE, markers_path=markers):
-                time.sleep(baseline_s)
+            try:
+                with phase(BASELINE, markers_path=markers):
+                    _idle(baseline_s, received)
+            except _Interrupted:
+                pass  # the stop marker says ok: false; the signal's status ends the run below
         if not received:
             # the markers are this node's (its clock): the workload's first process here writes them, and the
             # launcher starts this node's processes as node rank node[0]

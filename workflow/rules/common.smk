@@ -125,8 +125,6 @@ SENSOR_TOLERANCES = {name: {key: config["energy"][name][key] for key in ("tolera
                      for name in ("nvml", "rapl", "ipmi")}
 
 
-# the idle seconds `svbench monitor --baseline` samples before each measured job
-BASELINE_S = config["energy"]["baseline_s"]
 
 
 def vox2_convert_reports(wildcards):

@@ -11,7 +11,6 @@ rule embed:
         train=LAYOUT.embeddings("{arch}", "{seed}", "train"),
     params:
         energy_dir=energy_dir("embed"),
-        baseline=BASELINE_S,
         test_features=input_folder("test"),
         train_features=input_folder("train"),
         out=output_folder("test"),
@@ -22,7 +21,7 @@ rule embed:
     conda:
         ENV
     shell:
-        "svbench monitor --out {params.energy_dir:q} --baseline {params.baseline:q} --config {input.energy:q} --"
+        "svbench monitor --out {params.energy_dir:q} --config {input.energy:q} --"
         " svbench embed --model {input.model:q} --test-features {params.test_features:q}"
         " --test-manifest {input.test_manifest:q} --train-features {params.train_features:q}"
         " --train-manifest {input.train_manifest:q} --embedding {params.embedding:q} --seed {wildcards.seed}"
@@ -40,7 +39,6 @@ rule score:
         scores=[LAYOUT.scores("{arch}", "{seed}", name) for name in TRIAL_LISTS],
     params:
         energy_dir=energy_dir("score"),
-        baseline=BASELINE_S,
         embeddings=input_folder("test"),
         # NAME=PATH of every trial list, the paths of the declared inputs
         trials=lambda wildcards, input: [f"{name}={path}" for name, path in zip(TRIAL_LISTS, input.trials)],
@@ -51,7 +49,7 @@ rule score:
     conda:
         ENV
     shell:
-        "svbench monitor --out {params.energy_dir:q} --baseline {params.baseline:q} --config {input.energy:q} --"
+        "svbench monitor --out {params.energy_dir:q} --config {input.energy:q} --"
         " svbench score --embeddings {params.embeddings:q} --trials {params.trials:q} --scoring {params.scoring:q}"
         " --out {params.out:q} > {log:q} 2>&1"
 

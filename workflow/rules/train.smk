@@ -20,7 +20,6 @@ rule train:
         spec=LAYOUT.spec("{arch}", "{seed}"),
     params:
         energy_dir=energy_dir("train"),
-        baseline=BASELINE_S,
         nodes=training_nodes,
         srun=node_launch,
         launch=process_launch_of,
@@ -43,7 +42,7 @@ rule train:
     conda:
         ENV
     shell:
-        "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes} --baseline {params.baseline:q}"
+        "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes}"
         " --config {input.energy:q} -- {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
         " --arch {params.arch:q} --recipe {params.recipe:q} --seed {wildcards.seed}"
         " --out {params.out:q} > {log:q} 2>&1"
@@ -66,7 +65,6 @@ rule finetune:
         spec=LAYOUT.spec("{arch}", "{seed}"),
     params:
         energy_dir=energy_dir("finetune"),
-        baseline=BASELINE_S,
         nodes=training_nodes,
         srun=node_launch,
         launch=process_launch_of,
@@ -88,7 +86,7 @@ rule finetune:
     conda:
         ENV
     shell:
-        "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes} --baseline {params.baseline:q}"
+        "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes}"
         " --config {input.energy:q} -- {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
         " --arch {params.arch:q} --recipe {params.recipe:q} --large-margin {params.large_margin:q}"
         " --init {input.init:q} --seed {wildcards.seed} --out {params.out:q} > {log:q} 2>&1"
