@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from svbench.energy.markers import phase
+from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
 from svbench.models import ArchSpec, summarize
 from svbench.models.loading import device_sync, resolve_device
@@ -193,6 +194,10 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
     DDP and only rank 0 writes. With ``init`` (a trained ``model.pt``), a fresh start takes its backbone and
     margin head: large-margin fine-tuning with :func:`svbench.training.recipe.large_margin_recipe`.
     """
+    if init is not None and Path(init).resolve().parent == Path(out_dir).resolve():
+        # it would overwrite the trained model, its history and spec, and set its checkpoints aside as stale
+        raise UserError(f"--out {out_dir} holds the --init model {init}: a fine-tuning writes a model of its own; "
+                        "give it another folder (the workflow's is results/models/<arch>+lm/seed<n>)")
     rank, world, local_rank = dist_env()
     if LAUNCHED_BY_TORCHRUN in os.environ:
         # torchrun puts each worker in a session of its own: without this, a launcher killed with its node's

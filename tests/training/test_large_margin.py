@@ -169,3 +169,20 @@ def test_the_cli_needs_init_for_fine_tuning(tmp_path: Path) -> None:
                           "--large-margin", "{}", "--out", str(tmp_path / "o")], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 2 and "--large-margin: fine-tuning needs --init" in run.stderr
+
+
+def test_fine_tuning_into_the_trained_models_own_folder_is_refused(tiny_corpus: Path, trained: Path,
+                                                                    tmp_path: Path) -> None:
+    """`--out` holding the `--init` model would overwrite the trained model, its history and spec, and set its
+    checkpoints aside as stale (issue 25, class 5): refused, the folder untouched, however the path is spelled."""
+    copy = tmp_path / "A" / "seed0"
+    copy.mkdir(parents=True)
+    (copy / "model.pt").write_bytes(trained.read_bytes())
+    (copy / "history.csv").write_text("epoch,loss\n1,1.0\n")
+    (tmp_path / "link").symlink_to(tmp_path / "A")
+    before = {p.name: p.read_bytes() for p in copy.iterdir()}
+    recipe = large_margin_recipe(TRAINING, LM)
+    for out in (copy, tmp_path / "A" / "." / "seed0", tmp_path / "link" / "seed0"):
+        with pytest.raises(UserError, match="--out .* holds the --init model"):
+            train(*_data(tiny_corpus), SPEC, recipe, out, init=copy / "model.pt")
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
