@@ -15,28 +15,30 @@ from pathlib import Path
 from typing import IO, Any
 
 
-def create_temp(path: Path) -> tuple[int, Path]:
+def create_temp(path: Path, private: bool = False) -> tuple[int, Path]:
     """A new temporary file beside ``path`` (same folder, so ``os.replace`` onto ``path`` is atomic), open for writing.
 
-    Created 0666 so that the umask applies as to any other new file (``tempfile.mkstemp`` makes 0600).
+    Created 0666 so that the umask applies as to any other new file (``tempfile.mkstemp`` makes 0600); ``private``:
+    0600, readable by its owner alone from the first byte.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+    return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o666), tmp
 
 
 @contextmanager
 def atomic_write(path: Path | str, mode: str = "w", *, durable: bool = False,
-                 previous: Path | None = None) -> Iterator[IO[Any]]:
+                 previous: Path | None = None, private: bool = False) -> Iterator[IO[Any]]:
     """Open a temporary file for ``path``; when the block ends without error it replaces ``path``.
 
     ``mode`` is "w" (UTF-8 text, ``\\n`` line ends) or "wb". ``durable`` fsyncs before the rename, for files a
     node crash must not truncate (checkpoints). With ``previous``, the former ``path`` is moved there first.
+    ``private``: the file is its owner's alone (0600).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write: mode must be 'w' or 'wb', not {mode!r}")
     path = Path(path)
-    fd, tmp = create_temp(path)
+    fd, tmp = create_temp(path, private)
     try:
         with (os.fdopen(fd, mode, encoding="utf-8", newline="\n") if mode == "w" else os.fdopen(fd, mode)) as f:
             yield f

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -46,6 +48,21 @@ def test_invalid_config_names_the_key(tmp_path: Path) -> None:
     result = snakemake("-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(bad))
     assert result.returncode != 0
     assert "epochs" in result.stdout + result.stderr
+
+
+def test_a_dry_run_writes_nothing(tmp_path: Path) -> None:
+    """`snakemake -n` on a fresh folder must change nothing (issue 25, class 9: it wrote results/energy/config.json);
+    the real run writes the energy config, owner-only (it names the BMC user and its arguments)."""
+    shutil.copy(REPO / "tests/data/tiny.yaml", tmp_path / "tiny.yaml")
+    run = snakemake("-n", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile",
+                    str(tmp_path / "tiny.yaml"))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert not (tmp_path / "results").exists(), sorted(p.as_posix() for p in (tmp_path / "results").rglob("*"))
+    run = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "--configfile", str(tmp_path / "tiny.yaml"),
+                    "-c1", "results/energy/config.json")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    written = tmp_path / "results/energy/config.json"
+    assert json.loads(written.read_text())["baseline_s"] == 0 and (written.stat().st_mode & 0o777) == 0o600
 
 
 def test_an_architecture_on_two_nodes_is_planned_with_a_monitor_per_node(tmp_path: Path) -> None:

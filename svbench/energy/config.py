@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import json
 import math
 import os
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ import yaml
 from jsonschema import ValidationError, validators
 
 from svbench.errors import UserError
+from svbench.fileio import atomic_write
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 _TYPES = {"object": "an object", "array": "an array", "string": "a string", "number": "a number",
@@ -112,6 +114,17 @@ def validate_energy_config(config: dict) -> dict:
         raise UserError(_message(errors[0]))
     _check_ipmi(filled["ipmi"])
     return filled
+
+
+def write_energy_config(config: dict, path: Path | str) -> None:
+    """The workflow's energy config as the file ``svbench monitor --config`` reads (checked first; JSON, keys
+    sorted), its owner's alone: it names the BMC user and the tool's arguments, and argv or a world-readable
+    file would show them to every user."""
+    validate_energy_config(config)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, private=True) as f:
+        f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _check_finite(value: object, key: str) -> None:

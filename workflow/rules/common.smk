@@ -1,11 +1,11 @@
 # Shared by every rule: the grid, seeds, trial lists and the JSON handed to svbench commands.
+import hashlib
 import json
 import math
 import os
 import re
 
-from svbench.energy.config import validate_energy_config
-from svbench.fileio import write_text_atomic
+from svbench.energy.config import validate_energy_config, write_energy_config
 from svbench.layout import FINETUNE, Layout, backbone_of, is_large_margin, models_of
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid, training_layouts
@@ -81,27 +81,13 @@ def arch_json(wildcards):
     return json.dumps(SPECS[backbone_of(wildcards.arch)].to_dict())
 
 
-# The energy config reaches `svbench monitor` as a file, never on its command line (ps shows every
-# user every argv). Written when the workflow is read, and only when it changed, so that its time stamp
-# tells Snakemake the measured jobs must rerun exactly when the energy config did.
+# The energy config reaches `svbench monitor` as a file, never on its command line (ps shows every user every
+# argv): rule energy_config writes it (energy.smk). Its digest is that rule's params, so that the file (and after it
+# every measured job) is made again exactly when the energy config changes.
 ENERGY_CONFIG = LAYOUT.energy_config()
-
-
-def _write_energy_config(path=ENERGY_CONFIG):
-    text = json.dumps(config["energy"], indent=2, sort_keys=True) + "\n"
-    try:
-        with open(path) as f:
-            if f.read() == text:
-                return
-    except OSError:
-        pass
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    write_text_atomic(path, text)
-
-
-# the rules the monitor applies (a password in extra_args, ...), at plan time, before any job runs
+ENERGY_DIGEST = hashlib.sha256(json.dumps(config["energy"], sort_keys=True).encode()).hexdigest()
+# the rules the monitor applies (a password in extra_args, a NaN interval, ...), at plan time, before any job runs
 validate_energy_config(config["energy"])
-_write_energy_config()
 
 
 def energy_dir(step):

@@ -1,3 +1,21 @@
+localrules:
+    energy_config,
+
+
+# The energy config as the file `svbench monitor --config` reads. A `run:` block calling the library, not a shell
+# command: the config (BMC user, the tool's arguments) must not pass through any command line. Local: it is a
+# file write, not a job; it writes nothing in a dry run.
+rule energy_config:
+    output:
+        ENERGY_CONFIG,
+    params:
+        digest=ENERGY_DIGEST,
+    log:
+        LAYOUT.log("energy", "config"),
+    run:
+        write_energy_config(config["energy"], output[0])
+
+
 # The energy of each measured job. Its product (LAYOUT.step_output: model, test embeddings, metrics)
 # proves the trace and markers are final; they are not declared outputs (see train.smk).
 rule energy_join:
