@@ -38,7 +38,7 @@ from svbench.energy.sidecar import READY_FILE, READY_WAIT_S, WORKLOAD_FILE
 from svbench.energy.slurm import job_context
 from svbench.energy.trace import drop_torn_tail
 from svbench.errors import UserError
-from svbench.fileio import write_text_atomic
+from svbench.fileio import atomic_write
 from svbench.orphans import die_with_parent
 
 log = logging.getLogger("svbench.monitor")
@@ -97,7 +97,8 @@ def _start_sidecar(out_dir: Path, config: EnergyConfig, lock_fd: int) -> subproc
     ready = out_dir / READY_FILE
     ready.unlink(missing_ok=True)
     config_file = out_dir / CONFIG_FILE
-    write_text_atomic(config_file, json.dumps(config.to_dict()))
+    with atomic_write(config_file, private=True) as f:  # the BMC user and the tool's arguments: owner only
+        f.write(json.dumps(config.to_dict()))
     cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out_dir), "--track-pid", str(os.getpid()),
            "--config-file", str(config_file)]
     # its own session: a Ctrl-C meant for the workload must not stop the measurement first; the lock's

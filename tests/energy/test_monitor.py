@@ -321,3 +321,11 @@ def test_a_node_meter_below_the_gpus_is_not_the_total(node, tmp_path):
     rest = job[job["component"] == "rest_of_node"].iloc[0]
     assert rest["energy_j"] == pytest.approx((100 - CPU_W - DRAM_W) * seconds, rel=0.3)
     assert "leaves the GPUs out" in rest["notes"]
+
+
+def test_the_sidecars_config_file_is_its_owners_alone(node, tmp_path):
+    """sidecar_config.json names the BMC user and the tool's arguments: 0600, like results/energy/config.json."""
+    out = tmp_path / "run"
+    status, output = node.run(out)
+    assert status == 0, output
+    assert (out / "sidecar_config.json").stat().st_mode & 0o777 == 0o600
