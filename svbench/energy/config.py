@@ -85,20 +85,30 @@ def _message(error: ValidationError) -> str:
     return f"{key}: fails the schema's {kind!r} rule" if secret else f"{key}: {error.message}"
 
 
-def _is_password(arg: str, tool: str) -> bool:
-    """ipmitool -P PASS or -PPASS; FreeIPMI -p PASS, -pPASS, --password PASS, --password=PASS (and its -P prompt)."""
-    if arg.startswith("-P"):
-        return True
-    return tool == "freeipmi" and (arg.startswith("-p") or arg == "--password" or arg.startswith("--password="))
+def is_secret_arg(arg: str, tool: str) -> bool:
+    """A password or BMC (Kg) key in an argument: ipmitool -P, -k, -y (glued or not); FreeIPMI -p, --password,
+    -k, --k-g (and their = forms). ipmitool's -K (the key from $IPMI_KGKEY) and -E are the safe forms."""
+    if tool == "freeipmi":
+        return (arg.startswith(("-p", "-k", "-P")) and not arg.startswith("--")) or arg in ("--password", "--k-g") \
+            or arg.startswith(("--password=", "--k-g="))
+    return arg.startswith(("-P", "-k", "-y")) and not arg.startswith("--")
+
+
+SECRET_ARGS_MESSAGE = ("energy.ipmi.extra_args: a password or BMC key on the command line is visible to every user in "
+                       "ps; use energy.ipmi.password_file (ipmitool -f FILE) or energy.ipmi.password_env (ipmitool "
+                       "-E, the password in that variable), and for the Kg key ipmitool's -K, which reads it from "
+                       "the variable IPMI_KGKEY")
+
+
+def ipmi_tool(binary: str | None) -> str:
+    """``freeipmi`` for FreeIPMI's ipmi-dcmi, else ``ipmitool``."""
+    return "freeipmi" if os.path.basename(binary or "") == "ipmi-dcmi" else "ipmitool"
 
 
 def _check_ipmi(ipmi: dict) -> None:
-    """What the schema cannot say without echoing a secret: no password on the command line, one source."""
-    tool = "freeipmi" if os.path.basename(ipmi.get("binary") or "") == "ipmi-dcmi" else "ipmitool"
-    if any(_is_password(arg, tool) for arg in ipmi["extra_args"]):
-        raise UserError("energy.ipmi.extra_args: a password on the command line is visible to every user in ps; "
-                        "use energy.ipmi.password_file (ipmitool -f FILE) or energy.ipmi.password_env (ipmitool -E, "
-                        "the password in that variable) instead")
+    """What the schema cannot say without echoing a secret: no password or key on the command line, one source."""
+    if any(is_secret_arg(arg, ipmi_tool(ipmi.get("binary"))) for arg in ipmi["extra_args"]):
+        raise UserError(SECRET_ARGS_MESSAGE)
     if ipmi["password_file"] is not None and ipmi["password_env"] is not None:
         raise UserError("energy.ipmi: give password_file or password_env, not both")
 

@@ -44,7 +44,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from svbench.energy.config import IpmiConfig
+from svbench.energy.config import SECRET_ARGS_MESSAGE, IpmiConfig, ipmi_tool, is_secret_arg
 from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
 
 MAX_ANSWER = 64 * 1024  # bytes: a DCMI reading is ~300; anything past this is a broken or flooding tool
@@ -304,16 +304,9 @@ class IpmiSensor:
         self.retries = max(0, config.retries)
         self.extra_args = [str(arg) for arg in config.extra_args]
         password_file, password_env = config.password_file, config.password_env
-        self.tool = "freeipmi" if os.path.basename(self.binary) == "ipmi-dcmi" else "ipmitool"
-        ipmitool_pw = any(a == "-P" or (a.startswith("-P") and not a.startswith("--")) for a in self.extra_args)
-        # FreeIPMI's -p is the password; ipmitool's -p is the remote port
-        freeipmi_pw = self.tool == "freeipmi" and any(
-            a in ("-p", "--password") or a.startswith("--password=") or (a.startswith("-p") and len(a) > 2)
-            for a in self.extra_args)
-        if ipmitool_pw or freeipmi_pw:
-            raise SensorConfigError("energy.ipmi.extra_args: a password on the command line is visible to every "
-                                    "user in ps; use energy.ipmi.password_file (ipmitool -f) or "
-                                    "energy.ipmi.password_env (ipmitool -E) instead")
+        self.tool = ipmi_tool(self.binary)
+        if any(is_secret_arg(arg, self.tool) for arg in self.extra_args):  # the config's own rule, for direct use
+            raise SensorConfigError(SECRET_ARGS_MESSAGE)
         self._env: dict | None = None  # the tool's environment when it differs from ours
         if password_file or password_env:
             if self.tool != "ipmitool":
