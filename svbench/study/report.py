@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svbench.study.analysis import by_arch, fit_energy_model, knee, pareto_front
+from svbench.study.analysis import by_arch, fit_energy_model, knee, knee_reason, pareto_front
 from svbench.study.figures import energy_unit, primary_eer_column
 from svbench.study.findings import Findings
 from svbench.study.tables import STYLE, html_table
@@ -31,7 +31,9 @@ def study_findings(frame: pd.DataFrame) -> dict:
                  "pareto": [{"arch": m["arch"].iloc[i], "train_energy_kwh": kwh[i], "eer": eer[i]} for i in front],
                  "knee": None if k is None else {"arch": m["arch"].iloc[k], "train_energy_kwh": kwh[k],
                                                   "eer": eer[k]},
+                 "no_knee": knee_reason(kwh, eer),
                  "unmeasured": [a for a, e in zip(m["arch"], kwh, strict=True) if not np.isfinite(e)],
+                 "kwh": kwh, "eer": eer,
                  "basis": sorted(set(frame["train_energy_basis"].astype(str)))}
     try:
         out["energy_model"] = fit_energy_model(frame)
@@ -65,8 +67,11 @@ def write_study_report(summary: Path, out_html: Path, model_json: Path | None = 
                         f"{_num(p['train_energy_kwh'] * scale)} {unit}</li>" for p in f["pareto"])
         parts.append(f"<h3>Pareto-optimal architectures</h3><p>No other architecture is both cheaper to train and "
                      f"more accurate (by increasing energy, means over seeds):</p><ul>{items}</ul>")
-    else:
-        parts.append("<p>No training energy was measured: no Pareto front.</p>")
+    else:  # say which is missing: the energy, the accuracy, or both
+        has_energy, has_eer = bool(np.isfinite(f["kwh"]).any()), bool(np.isfinite(f["eer"]).any())
+        lacking = " and ".join(w for w, has in (("training energy", has_energy), ("accuracy (EER)", has_eer))
+                               if not has) or "an architecture with both training energy and accuracy"
+        parts.append(f"<p>No {html.escape(lacking)} was measured: no Pareto front.</p>")
     if f["knee"]:
         k = f["knee"]
         parts.append(f"<h3>The knee</h3><p><b>{html.escape(k['arch'])}</b> (EER {_num(k['eer'])} %, "
@@ -75,8 +80,7 @@ def write_study_report(summary: Path, out_html: Path, model_json: Path | None = 
                      "scaled to [0, 1] (Kneedle's difference curve). Past it, each extra decade of energy buys less "
                      "accuracy than on average along the front.</p>")
     else:
-        parts.append("<h3>The knee</h3><p>Not defined here: it needs at least 3 Pareto-optimal architectures on a "
-                     "front that bends (some point above the chord).</p>")
+        parts.append(f"<h3>The knee</h3><p>Not defined here: {html.escape(f['no_knee'] or 'no Pareto front')}.</p>")
     if pareto is not None and differences is not None:
         carried = Findings.read(pareto, differences)
         parts.append(carried.html())
@@ -111,7 +115,7 @@ def _energy_model_parts(frame: pd.DataFrame, model, scale: float, unit: str, mod
         table.columns = ["arch", "MACs × samples", f"measured ({unit})", f"predicted, held out ({unit})",
                          "error (%)"]
         err = ("mean |error| " + _num(100 * model.mean_abs_error, 2) + " %, max " + _num(100 * model.max_abs_error, 2)
-               + " %" if math.isfinite(model.mean_abs_error) else "not testable (needs ≥ 3 architectures)")
+               + " %" if math.isfinite(model.mean_abs_error) else f"not testable ({model.held_out_reason})")
         parts.append(f"<h3>Energy model</h3><p>E<sub>train</sub> = {model.j_per_mac:.3g} J per MAC·sample × "
                      f"MACs per sample × samples per epoch × epochs + {model.j_per_job:.3g} J per job "
                      f"(non-negative least squares over {model.archs} architectures). Held-out error, each "
