@@ -87,3 +87,51 @@ def file_sha256(path: Path | str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json_object(path: Path | str, what: str) -> dict:
+    """A JSON file holding an object (``what`` names it in errors); UserError naming the file, and the line and
+    column of a syntax error, for a file that is missing, empty, truncated, not JSON or not an object."""
+    import json
+
+    from svbench.errors import UserError
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no {what} (was its step run?)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read the {what} ({getattr(exc, 'strerror', None) or exc})") from None
+    if not text.strip():
+        raise UserError(f"{path}: the {what} is empty")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}:{exc.colno}: the {what} is not valid JSON ({exc.msg})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: the {what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_table(path: Path | str, what: str, columns: tuple[str, ...] = (), **read_csv: Any) -> Any:
+    """A CSV table (pandas) with at least ``columns``; UserError naming the file (and the missing column) when it
+    is missing, empty, not CSV, or lacks a column. A header-only table is returned empty: the caller decides."""
+    import pandas as pd
+
+    from svbench.errors import UserError
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, **read_csv)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no {what} (was its step run?)") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the {what} is empty (not even a header)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"{path}: the {what} is not a readable CSV table ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        found = ", ".join(map(str, frame.columns))
+        raise UserError(f"{path}: the {what} has no column {missing[0]!r} (columns: {found})")
+    return frame

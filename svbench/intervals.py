@@ -13,6 +13,7 @@ then speakers), so the interval holds both the run-to-run spread and the speaker
 from __future__ import annotations
 
 import json
+import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -104,9 +105,16 @@ def bootstrap_scores(score_files: Mapping[str, Path], speakers: Mapping[str, str
 
 
 def read_replicates(path: Path) -> dict[str, np.ndarray]:
-    """The replicates of one job: ``{"list/backend/metric": array}``."""
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
+    """The replicates of one job: ``{"list/backend/metric": array}``; UserError naming a missing, empty,
+    truncated or damaged file (``svbench intervals`` writes it again)."""
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise UserError(f"{path}: no speaker-bootstrap replicates (run svbench intervals for this job)") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise UserError(f"{path}: damaged speaker-bootstrap replicates ({type(exc).__name__}: {exc}); run svbench "
+                        "intervals for this job again") from None
 
 
 def seed_choice(seeds: int, resamples: int, rng: np.random.Generator) -> np.ndarray:

@@ -34,10 +34,9 @@ def cmd_study_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    import pandas as pd
-
+    from svbench.fileio import read_table
     from svbench.models import ArchSpec, preset
-    from svbench.study.analysis import predict_training_energy
+    from svbench.study.analysis import SUMMARY_COLUMNS, predict_training_energy
 
     text = args.arch.strip()
     if text.startswith("{"):
@@ -47,7 +46,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise UserError(f"--arch: not valid JSON ({exc})") from None
     else:
         spec = preset(text, args.width)
-    p = predict_training_energy(spec, pd.read_csv(args.summary), args.epochs, args.samples)
+    summary = read_table(args.summary, "study summary", SUMMARY_COLUMNS)
+    p = predict_training_energy(spec, summary, args.epochs, args.samples)
     # the reason the fit gave, never a guessed one: it names the usable architectures and why the others are not
     reason = p["held_out_reason"]
     err = (f"held-out error of the model: mean {p['mean_abs_error']:.0%}, max {p['max_abs_error']:.0%} over "

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ from svbench.energy.sensors.counter import BREAK_QUANTITY
 from svbench.energy.slurm import consumed_energy_j
 from svbench.energy.trace import SESSION_QUANTITY, iter_trace
 from svbench.errors import UserError
-from svbench.fileio import atomic_write
+from svbench.fileio import atomic_write, read_table
 
 log = logging.getLogger("svbench.energy")
 
@@ -481,12 +482,35 @@ def slurm_crosscheck(records: list[Marker], job_phases: list[Phase]) -> pd.DataF
     return pd.DataFrame(rows, columns=ENERGY_COLUMNS)
 
 
+# what the study needs of every energy.csv; an older svbench's table lacks only the node columns
+REQUIRED_COLUMNS = ("phase", "index", "detail", "attempt", "t_start_wall_ns", "t_end_wall_ns", "seconds", "sensor",
+                    "channel", "component", "method", "energy_j", "coverage", "resolved", "estimated", "notes")
+
+
+def _cut_short(path: Path) -> bool:
+    """Whether a non-empty file's last byte is not a newline."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() == 0:
+                return False
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) != b"\n"
+    except OSError:
+        return False  # read_table names a file it cannot read
+
+
 def read_energy(path: Path) -> pd.DataFrame:
     """An ``energy.csv`` as the join wrote it (text columns stay text: an empty detail is "", not NaN); one of
     an svbench that wrote no ``node`` column is a one-node job's."""
     text = ("detail", "notes", "method", "channel", "sensor", "component", "phase", "node")
-    frame = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=False,
-                        na_values={c: [""] for c in ENERGY_COLUMNS if c not in text})
+    if _cut_short(Path(path)):  # the join writes whole lines, atomically: a last line without its end was cut
+        raise UserError(f"{path}: the energy table is truncated (its last line has no end); join the job again")
+    frame = read_table(path, "energy table", REQUIRED_COLUMNS, dtype={c: str for c in text}, keep_default_na=False,
+                       na_values={c: [""] for c in ENERGY_COLUMNS if c not in text})
+    for column in ("energy_j", "coverage", "seconds"):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise UserError(f"{path}: the energy table's column {column!r} holds values that are not numbers")
     frame["index"] = frame["index"].astype("Int64")
     if "node" not in frame:
         frame = frame.assign(node=np.where(frame["component"] == "slurm_crosscheck", JOB_NODE, FIRST_NODE),

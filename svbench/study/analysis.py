@@ -46,6 +46,10 @@ def pareto_front(cost: np.ndarray, error: np.ndarray) -> np.ndarray:
     return np.array(front, dtype=int)
 
 
+# what every reader of summary.csv needs (the report, the figures, svbench predict): a table without them is
+# another file, named as such
+SUMMARY_COLUMNS = ("arch", "seed", "train_energy_kwh")
+
 KNEE_POINTS = 3  # a knee needs a point between the two ends of the front
 
 

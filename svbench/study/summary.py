@@ -28,6 +28,7 @@ from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, node_rows, read
 from svbench.energy.markers import BASELINE, node_sharing
 from svbench.energy.node_join import job_nodes, partial_nodes
 from svbench.energy.nodes import node_name
+from svbench.fileio import read_json_object
 from svbench.intervals import UncertaintySettings
 from svbench.layout import FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
 from svbench.models import ArchSpec
@@ -117,8 +118,9 @@ def _edge_used(frame: pd.DataFrame) -> bool:
     return "notes" in frame and frame["notes"].astype(str).str.contains("edge value used").any()
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+def _read_json(path: Path, what: str = "sidecar metadata") -> dict:
+    """An optional JSON file: {} when absent, a UserError naming it when damaged."""
+    return read_json_object(path, what) if path.exists() else {}
 
 
 @dataclass(frozen=True)
@@ -321,7 +323,7 @@ def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict]
     rows = []
     trained: dict[tuple[str, int], tuple[MeasuredJob, dict]] = {}  # each backbone's training, for its +lm model
     for spec, model, seed, jobs in study_jobs(layout, config):
-        info = json.loads(Path(layout.spec(model, seed)).read_text())
+        info = read_json_object(Path(layout.spec(model, seed)), "model's spec.json")
         tuned = None
         if FINETUNE in jobs:  # Layout.jobs lists the backbone first
             base, base_info = trained[(spec.name, seed)]
@@ -330,7 +332,7 @@ def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict]
         else:
             base_info = info
             trained[(model, seed)] = (jobs["train"], info)
-        metrics = json.loads(Path(layout.metrics(model, seed)).read_text())
+        metrics = read_json_object(Path(layout.metrics(model, seed)), "metrics")
         row = _model_row(spec, model, seed, base_info, metrics) | uncertainty.job_columns(
             Path(layout.intervals(model, seed)))
         train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
@@ -426,7 +428,7 @@ def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
     rows += cohort_rows(config, layout)
     seen = set()
     for meta in sorted(m for pattern in layout.sidecars() for m in Path(layout.root).glob(pattern)):
-        for s in json.loads(meta.read_text()).get("sensors", []):
+        for s in read_json_object(meta, "sidecar metadata").get("sensors", []):
             key = (s["name"], s["available"], s.get("reason", ""))
             if key not in seen:
                 seen.add(key)
@@ -442,7 +444,7 @@ def cohort_rows(config: dict, layout: Layout) -> list[dict]:
         for seed in config["seeds"]:
             path = Path(layout.metrics(model, seed))
             if path.exists():
-                m = json.loads(path.read_text())
+                m = read_json_object(path, "metrics")
                 if "cohort_size" in m:
                     key = (m.get("cohort_kind", "crops"), m["cohort_size"], m.get("cohort_utts"), m.get("top_n"))
                     found.setdefault(key, []).append(f"{model}/seed{seed}")

@@ -19,7 +19,6 @@ sensor) has none: empty, not zero.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import zlib
@@ -30,6 +29,7 @@ import pandas as pd
 
 from svbench.bootstrap import METRICS
 from svbench.energy.config import EnergyConfig
+from svbench.fileio import read_json_object
 from svbench.intervals import LEVEL, energy_draws, interval_of, read_replicates, resampled_mean, seed_choice
 from svbench.layout import Layout, backbone_of, is_large_margin
 
@@ -57,7 +57,7 @@ def job_columns(intervals_json: Path) -> dict[str, float]:
     path = Path(intervals_json)
     if not path.exists():
         return {}
-    summary = json.loads(path.read_text())
+    summary = read_json_object(path, "speaker-bootstrap intervals")
     out = {}
     for trial_list, backends in summary.items():
         if not isinstance(backends, dict):
@@ -161,7 +161,11 @@ def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | N
         seeds = [int(s) for s in group["seed"]]
         replicates: dict[str, list[np.ndarray]] = {}
         paths = [Path(layout.replicates(arch, s)) for s in seeds]
-        if all(p.exists() for p in paths):
+        absent = [p for p in paths if not p.exists()]
+        if absent:  # said, not silent: the architecture's accuracy gets no interval and no Pareto frequency
+            log.warning("%s: no speaker-bootstrap replicates: %s has no accuracy interval and is not ranked over "
+                        "resampled studies", ", ".join(map(str, absent)), arch)
+        else:
             loaded = [read_replicates(p) for p in paths]
             for key in loaded[0]:
                 trial_list, backend, metric = key.split("/")

@@ -1,0 +1,99 @@
+"""The study's readers and damaged inputs (issue 25, class 1): every damage to a file the study reads is one line
+naming the file, exit 2, through the CLI (``svbench study summary``, ``study report``, ``predict``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fakes.study import fake_study, write_score_replicates
+
+from svbench.layout import Layout
+
+TIMEOUT = 300
+
+
+def _damage(path: Path, how: str) -> None:
+    text = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "truncated":
+        path.write_bytes(text[: len(text) // 2])
+    elif how == "not json":
+        path.write_text("{not json")
+    elif how == "a list":
+        path.write_text("[1, 2]")
+    elif how.startswith("without "):  # a CSV without one column
+        import pandas as pd
+
+        pd.read_csv(path).drop(columns=[how.removeprefix("without ")]).to_csv(path, index=False)
+    elif how == "non-numeric energy":
+        import pandas as pd
+
+        frame = pd.read_csv(path)
+        frame["energy_j"] = frame["energy_j"].astype(object)
+        frame.loc[0, "energy_j"] = "abc"
+        frame.to_csv(path, index=False)
+    else:
+        raise AssertionError(how)
+
+
+SUMMARY_CASES = [  # (file, damage, what the message says besides the file)
+    ("metrics", "empty", "is empty"), ("metrics", "truncated", "not valid JSON"), ("metrics", "a list", "JSON object"),
+    ("spec", "not json", "not valid JSON"),
+    ("replicates", "truncated", "damaged speaker-bootstrap replicates"),
+    ("replicates", "empty", "damaged speaker-bootstrap replicates"),
+    ("intervals", "truncated", "not valid JSON"),
+    ("train energy", "empty", "is empty"), ("train energy", "without coverage", "no column 'coverage'"),
+    ("train energy", "without component", "no column 'component'"),
+    ("train energy", "without energy_j", "no column 'energy_j'"),
+    ("train energy", "non-numeric energy", "not numbers"),
+    ("score energy", "truncated", "energy table"),
+]
+
+
+def _path(layout: Layout, name: str) -> Path:
+    return Path({"metrics": layout.metrics("a", 0), "spec": layout.spec("a", 0),
+                 "replicates": layout.replicates("a", 0), "intervals": layout.intervals("a", 0),
+                 "train energy": layout.energy("train", "a", 0), "score energy": layout.energy("score", "a", 0)}[name])
+
+
+@pytest.mark.parametrize("name, how, said", SUMMARY_CASES, ids=[f"{n}: {h}" for n, h, _ in SUMMARY_CASES])
+def test_a_damaged_input_of_the_summary_is_one_line_naming_it(tmp_path, name, how, said):
+    config = fake_study(tmp_path, seeds=(0,)) | {"uncertainty": {"resamples": 20}}
+    write_score_replicates(tmp_path, config, trials=100, resamples=20)
+    layout = Layout(str(tmp_path / "results"))
+    if name == "intervals":
+        Path(layout.intervals("a", 0)).write_text(json.dumps({"syn": {}}))
+    path = _path(layout, name)
+    _damage(path, how)
+    run = subprocess.run([sys.executable, "-m", "svbench.cli", "study", "summary", "--results", layout.root,
+                          "--config", json.dumps(config), "--out", str(tmp_path / "study")],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 2, run.stderr[-3000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in run.stderr and str(path) in last and said in last, last
+
+
+@pytest.mark.parametrize("command", ["report", "predict"])
+@pytest.mark.parametrize("how, said", [("empty", "is empty"), ("without arch", "no column 'arch'"),
+                                       ("without train_energy_kwh", "no column 'train_energy_kwh'")])
+def test_a_damaged_summary_is_one_line_naming_it(tmp_path, command, how, said):
+    config = fake_study(tmp_path, seeds=(0,)) | {"uncertainty": {"resamples": 20}}
+    write_score_replicates(tmp_path, config, trials=100, resamples=20)
+    from svbench.study.summary import build_summary
+
+    build_summary(tmp_path / "results", config, tmp_path / "study")
+    summary = tmp_path / "study" / "summary.csv"
+    _damage(summary, how)
+    args = (["study", "report", "--summary", str(summary), "--out", str(tmp_path / "study.html")]
+            if command == "report" else
+            ["predict", "--summary", str(summary), "--arch", "ResNet34", "--epochs", "2", "--samples", "100"])
+    run = subprocess.run([sys.executable, "-m", "svbench.cli", *args], capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert run.returncode == 2, run.stderr[-3000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in run.stderr and str(summary) in last and said in last, last
