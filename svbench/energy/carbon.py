@@ -252,7 +252,14 @@ def embodied_g(hours: float, gpus: int | None, gpu_kg_per_hour: Factor | None,
 
 
 def factors_from_config(carbon: dict) -> dict[str, Factor | Intensity | None]:
-    """PUE, intensity and the two embodied factors of a ``carbon`` config section, each with its source."""
+    """PUE, intensity and the two embodied factors of a ``carbon`` config section, each with its source; a section
+    or a required factor that is missing is a UserError naming the key."""
+    if not isinstance(carbon, dict):
+        raise UserError("carbon: missing from the config (pue and intensity, each with its source)")
+    for key in ("pue", "intensity"):
+        if carbon.get(key) is None:
+            raise UserError(f"carbon.{key}: missing from the config (a value with its source, e.g. "
+                            f"{{value: {1.2 if key == 'pue' else 56}, source: ...}})")
     embodied = carbon.get("embodied", {}) or {}
     return {
         "pue": Factor.from_config(carbon["pue"], "carbon.pue", "ratio"),

@@ -169,7 +169,7 @@ def large_margin_enabled(config: dict) -> bool:
 def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, str, int, dict[str, MeasuredJob]]]:
     """Every (architecture, model, seed) of the config's grid with the model's own measured steps: the study's
     one loop. The model is the architecture's name, or its fine-tuned model's."""
-    specs = {spec.name: spec for spec in specs_from_grid(config["grid"])}
+    specs = {spec.name: spec for spec in specs_from_grid(config.get("grid") or [])}
     jobs = layout.jobs(specs, config.get("seeds", [0]), large_margin_enabled(config))
     for (model, seed), steps in groupby(jobs, key=lambda job: (job.arch, job.seed)):
         yield specs[backbone_of(model)], model, seed, {job.step: _measured(layout, job) for job in steps}
@@ -314,7 +314,7 @@ def summary_rows(results: Path | Layout, config: dict) -> list[dict]:
 def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict], uncertainty.StudyDraws]:
     """The summary's rows, and the Monte Carlo draws of their energy and carbon figures (their intervals)."""
     layout = Layout.of(results)
-    factors = factors_from_config(config["carbon"])
+    factors = factors_from_config(config.get("carbon"))
     test_seconds = {u.utt: u.seconds for u in read_manifest(Path(layout.manifest("test")))}
     list_seconds: dict[str, float] | None = None
     settings = UncertaintySettings.from_config(config.get("uncertainty", {}))
@@ -361,7 +361,7 @@ def phase_rows(results: Path | Layout, config: dict) -> list[dict]:
     negative; ``job`` is the whole job. Components are kept; ``rest_of_node_j`` is the node meter minus
     the components it covers, ``idle_j``/``dynamic_j`` the split by the idle baseline.
     """
-    factors = factors_from_config(config["carbon"])
+    factors = factors_from_config(config.get("carbon"))
     rows = []
     for _, model, seed, jobs in study_jobs(Layout.of(results), config):
         for step, measured in jobs.items():
@@ -411,7 +411,8 @@ def _factor_row(item: str, d: dict | None, unit: str) -> dict | None:
 
 def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
     """Every factor and every sensor behind the numbers, with its source."""
-    carbon = config["carbon"]
+    carbon = config.get("carbon")
+    factors_from_config(carbon)  # the same checks, and errors, as the tables' figures
     embodied = carbon.get("embodied", {}) or {}
     rows = [_factor_row("PUE", carbon["pue"], "ratio"),
             _factor_row("grid intensity", carbon["intensity"], "gCO2e/kWh"),
@@ -440,7 +441,7 @@ def provenance(config: dict, results: Path | Layout) -> pd.DataFrame:
 def cohort_rows(config: dict, layout: Layout) -> list[dict]:
     """The AS-norm cohorts the scores used (kind, speakers, utterances, top-N), one row per distinct cohort."""
     found: dict[tuple, list[str]] = {}
-    for model in models_of([s.name for s in specs_from_grid(config["grid"])], large_margin_enabled(config)):
+    for model in models_of([s.name for s in specs_from_grid(config.get("grid") or [])], large_margin_enabled(config)):
         for seed in config["seeds"]:
             path = Path(layout.metrics(model, seed))
             if path.exists():

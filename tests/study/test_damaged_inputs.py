@@ -97,3 +97,21 @@ def test_a_damaged_summary_is_one_line_naming_it(tmp_path, command, how, said):
     assert run.returncode == 2, run.stderr[-3000:]
     last = run.stderr.strip().splitlines()[-1]
     assert "Traceback" not in run.stderr and str(summary) in last and said in last, last
+
+
+@pytest.mark.parametrize("drop, said", [("carbon", "carbon: missing"), ("carbon.pue", "carbon.pue: missing"),
+                                        ("carbon.intensity", "carbon.intensity: missing"),
+                                        ("grid", "config key grid: the grid is empty")])
+def test_a_study_config_without_a_required_key_names_it(tmp_path, drop, said):
+    config = fake_study(tmp_path, seeds=(0,)) | {"uncertainty": {"resamples": 20}}
+    write_score_replicates(tmp_path, config, trials=100, resamples=20)
+    block, _, key = drop.partition(".")
+    if key:
+        del config[block][key]
+    else:
+        del config[block]
+    run = subprocess.run([sys.executable, "-m", "svbench.cli", "study", "summary", "--results",
+                          str(tmp_path / "results"), "--config", json.dumps(config), "--out", str(tmp_path / "study")],
+                         capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert said in run.stderr.strip().splitlines()[-1]
