@@ -67,6 +67,18 @@ def read_scores(path: Path) -> pd.DataFrame:
     missing = {"label", "enroll", "test"} - set(frame.columns)
     if missing or len(frame.columns) < 4:
         raise UserError(f"{path}: not a score file of svbench score (columns {list(frame.columns)})")
+    if not len(frame):
+        raise UserError(f"{path}: the score file has a header and no trial")
+    for column in ["label", *frame.columns[3:]]:  # every cell a finite number, the label 0 or 1; the line named
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if column == "label":
+            bad |= ~np.isin(values, (0.0, 1.0))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            want = "0 or 1" if column == "label" else "a finite number"
+            raise UserError(f"{path}:{row + 2}: column {column!r} must be {want}, got {frame[column].iloc[row]!r}")
+        frame[column] = values.astype(np.int64) if column == "label" else values
     return frame
 
 
@@ -89,10 +101,13 @@ def bootstrap_scores(score_files: Mapping[str, Path], speakers: Mapping[str, str
         counts = None
         for backend in frame.columns[3:]:
             scores = frame[backend].to_numpy(dtype=np.float64)
-            trials = sort_trials(scores, labels, enroll, test)
-            if counts is None:
-                counts = speaker_counts(trials.n_speakers, resamples, _list_rng(seed, name))
-            point, spread = compute_all(scores, labels), resampled_metrics(trials, counts)
+            try:  # the metrics' own checks (both classes present, ...) name no file: this one does
+                trials = sort_trials(scores, labels, enroll, test)
+                if counts is None:
+                    counts = speaker_counts(trials.n_speakers, resamples, _list_rng(seed, name))
+                point, spread = compute_all(scores, labels), resampled_metrics(trials, counts)
+            except ValueError as exc:
+                raise UserError(f"{path}: {backend}: {exc}") from None
             for m in METRICS:
                 arrays[f"{name}/{backend}/{m}"] = spread[m]
                 low, high = percentile_interval(spread[m], level)

@@ -115,3 +115,36 @@ def test_a_study_config_without_a_required_key_names_it(tmp_path, drop, said):
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert said in run.stderr.strip().splitlines()[-1]
+
+
+SCORE_CASES = [("blank score", lambda ln: ln.replace("\t0.5", "\t"), ":2: column 'cosine' must be a finite number"),
+               ("abc score", lambda ln: ln.replace("\t0.5", "\tabc"), ":2: column 'cosine' must be a finite number"),
+               ("label 2", lambda ln: "2" + ln[1:], ":2: column 'label' must be 0 or 1"),
+               ("nan score", lambda ln: ln.replace("\t0.5", "\tnan"), ":2: column 'cosine' must be a finite number")]
+
+
+@pytest.mark.parametrize("case, change, said", SCORE_CASES, ids=[c[0] for c in SCORE_CASES])
+def test_a_damaged_score_file_names_its_line(tmp_path, case, change, said):
+    manifest = tmp_path / "test.tsv"
+    manifest.write_text("utt\tspeaker\tpath\tseconds\n" + "".join(f"u{k}\ts{k % 3}\tu{k}.wav\t1.0\n" for k in range(6)))
+    lines = ["label\tenroll\ttest\tcosine"] + [f"{int(k % 3 == 0)}\tu{k}\tu{(k + 3) % 6}\t0.5" for k in range(6)]
+    good, bad = tmp_path / "good list.tsv", tmp_path / "bad list.tsv"
+    good.write_text("\n".join(lines) + "\n")
+    bad.write_text("\n".join([lines[0], change(lines[1]), *lines[2:]]) + "\n")
+    run = subprocess.run([sys.executable, "-m", "svbench.cli", "intervals", "--scores", f"a={good}", f"b={bad}",
+                          "--manifest", str(manifest), "--settings", '{"resamples": 10}', "--out",
+                          str(tmp_path / "i.npz")], capture_output=True, text=True, timeout=TIMEOUT)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert f"{bad}{said}" in run.stderr.strip().splitlines()[-1], run.stderr
+
+
+def test_a_score_list_of_one_class_names_its_file(tmp_path):
+    manifest = tmp_path / "test.tsv"
+    manifest.write_text("utt\tspeaker\tpath\tseconds\n" + "".join(f"u{k}\ts{k % 3}\tu{k}.wav\t1.0\n" for k in range(6)))
+    targets = tmp_path / "targets only.tsv"
+    targets.write_text("label\tenroll\ttest\tcosine\n" + "".join(f"1\tu{k}\tu{k}\t0.{k}\n" for k in range(6)))
+    run = subprocess.run([sys.executable, "-m", "svbench.cli", "intervals", "--scores", f"x={targets}",
+                          "--manifest", str(manifest), "--out", str(tmp_path / "i.npz")], capture_output=True,
+                         text=True, timeout=TIMEOUT)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert str(targets) in run.stderr.strip().splitlines()[-1]
