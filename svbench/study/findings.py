@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from svbench.errors import UserError
+from svbench.fileio import read_table
 from svbench.study.tradeoff import FINE_TUNING
 
 
@@ -74,6 +76,27 @@ def _gain_text(row: pd.Series | dict) -> str:
             f"{_bounds(row['eer_pp_per_extra_kwh_low'], row['eer_pp_per_extra_kwh_high'], _signed)}")
 
 
+PARETO_COLUMNS = ("arch", "p_pareto", "p_knee", "pareto_optimal", "knee")
+DIFFERENCE_COLUMNS = ("arch", "against", "comparison", "delta_eer_pp", "delta_eer_pp_low", "delta_eer_pp_high",
+                      "energy_ratio", "energy_ratio_low", "energy_ratio_high", "significant")
+
+
+def _table(path: Path, what: str, columns: tuple[str, ...], numbers: tuple[str, ...]) -> pd.DataFrame:
+    """One of the two tables; a file of zero bytes is the empty table a study without energy writes."""
+    if Path(path).exists() and Path(path).stat().st_size == 0:
+        return pd.DataFrame()
+    frame = read_table(path, what, columns)
+    for column in numbers:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = values.isna() & frame[column].notna()
+        if bad.any():
+            row = int(bad.to_numpy().nonzero()[0][0])
+            raise UserError(f"{path}:{row + 2}: the {what}'s column {column!r} must be a number, got "
+                            f"{frame[column].iloc[row]!r}")
+        frame[column] = values
+    return frame
+
+
 @dataclass
 class Findings:
     """What the resampled studies support: Pareto and knee frequencies, differences split by their intervals."""
@@ -105,12 +128,11 @@ class Findings:
 
     @classmethod
     def read(cls, pareto_csv: Path, differences_csv: Path) -> Findings:
-        def table(path: Path) -> pd.DataFrame:
-            try:
-                return pd.read_csv(path)
-            except pd.errors.EmptyDataError:  # a study without energy writes an empty table
-                return pd.DataFrame()
-        return cls.of(table(pareto_csv), table(differences_csv))
+        """The findings of the two tables; a table that is there but damaged (not CSV, a column missing, a number
+        that is not one) is a UserError naming the file and the column."""
+        return cls.of(_table(pareto_csv, "Pareto table", PARETO_COLUMNS, ("p_pareto", "p_knee")),
+                      _table(differences_csv, "differences table", DIFFERENCE_COLUMNS,
+                             ("delta_eer_pp", "delta_eer_pp_low", "delta_eer_pp_high", "energy_ratio")))
 
     def frequencies(self) -> list[str]:
         """One line per architecture: how often it is Pareto-optimal and the knee over the resampled studies."""

@@ -148,3 +148,36 @@ def test_a_score_list_of_one_class_names_its_file(tmp_path):
                          text=True, timeout=TIMEOUT)
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert str(targets) in run.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("table, how, said", [("pareto", "without p_pareto", "no column 'p_pareto'"),
+                                              ("differences", "without delta_eer_pp", "no column 'delta_eer_pp'"),
+                                              ("pareto", "not csv", "not a readable CSV"),
+                                              ("differences", "abc", "must be a number")])
+def test_damaged_findings_tables_name_the_file(tmp_path, table, how, said):
+    config = fake_study(tmp_path, seeds=(0, 1)) | {"uncertainty": {"resamples": 20}}
+    write_score_replicates(tmp_path, config, trials=100, resamples=20)
+    from svbench.study.summary import build_summary
+
+    build_summary(tmp_path / "results", config, tmp_path / "study")
+    path = tmp_path / "study" / f"{table}.csv"
+    if how == "not csv":
+        path.write_bytes(b'"unclosed\\n' + bytes(range(128, 256)))
+    elif how == "abc":
+        import pandas as pd
+
+        frame = pd.read_csv(path)
+        assert len(frame), "the fake study has differences"
+        frame["delta_eer_pp"] = frame["delta_eer_pp"].astype(object)
+        frame.loc[0, "delta_eer_pp"] = "abc"
+        frame.to_csv(path, index=False)
+    else:
+        _damage(path, how)
+    run = subprocess.run([sys.executable, "-m", "svbench.cli", "study", "report", "--summary",
+                          str(tmp_path / "study" / "summary.csv"), "--out", str(tmp_path / "study.html"),
+                          "--pareto", str(tmp_path / "study" / "pareto.csv"), "--differences",
+                          str(tmp_path / "study" / "differences.csv")], capture_output=True, text=True,
+                         timeout=TIMEOUT)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert str(path) in last and said in last, last
