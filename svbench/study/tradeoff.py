@@ -15,6 +15,7 @@ headline EER (cosine, first trial list) against the training energy:
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -27,6 +28,8 @@ from svbench.study.analysis import knee, pareto_front, primary_eer_column
 from svbench.study.uncertainty import StudyDraws, resampled_studies
 
 COST = "train_energy_kwh"
+
+log = logging.getLogger("svbench.study")
 
 
 def _resampled(layout: Layout, frame: pd.DataFrame, draws: StudyDraws, settings: UncertaintySettings,
@@ -65,7 +68,13 @@ def pareto_table(means: pd.DataFrame, resampled: dict, eer: str) -> pd.DataFrame
                           "pareto_optimal": [i in front for i in range(len(archs))],
                           "knee": [i == k for i in range(len(archs))],
                           "p_pareto": math.nan, "p_knee": math.nan, "resamples": 0})
-    usable = _complete(resampled, [COST, eer])
+    # an architecture without a point estimate (a metrics.json without the EER, no training energy) is a gap, not a
+    # contender: its replicates alone must not rank it
+    measured = {a for a, c, e in zip(archs, cost, error, strict=True) if math.isfinite(c) and math.isfinite(e)}
+    gaps = [a for a in archs if a not in measured]
+    if gaps:
+        log.warning("not ranked (no training energy or no %s in the summary): %s", eer, ", ".join(gaps))
+    usable = [a for a in _complete(resampled, [COST, eer]) if a in measured]
     if len(usable) >= 1:
         n = min(len(resampled[a][COST]) for a in usable)
         c = np.column_stack([resampled[a][COST][:n] for a in usable])

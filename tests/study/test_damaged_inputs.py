@@ -4,6 +4,7 @@ naming the file, exit 2, through the CLI (``svbench study summary``, ``study rep
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,25 @@ def test_damaged_findings_tables_name_the_file(tmp_path, table, how, said):
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     last = run.stderr.strip().splitlines()[-1]
     assert str(path) in last and said in last, last
+
+
+def test_an_architecture_without_its_eer_is_never_ranked(tmp_path):
+    """metrics.json of `{}` (issue 25): the findings called that architecture Pareto-optimal in 85 % of the
+    resampled studies, from its replicates alone. Now it is a gap: no frequency, not on any front."""
+    import pandas as pd
+
+    from svbench.study.findings import Findings
+    from svbench.study.summary import build_summary
+
+    config = fake_study(tmp_path, seeds=(0, 1)) | {"uncertainty": {"resamples": 50}}
+    write_score_replicates(tmp_path, config, trials=200, resamples=50)
+    layout = Layout(str(tmp_path / "results"))
+    for seed in (0, 1):
+        Path(layout.metrics("a", seed)).write_text("{}")
+    build_summary(layout.root, config, tmp_path / "study")
+    pareto = pd.read_csv(tmp_path / "study" / "pareto.csv").set_index("arch")
+    assert math.isnan(pareto.loc["a", "p_pareto"]) and not pareto.loc["a", "pareto_optimal"]
+    assert pareto.drop(index="a")["p_pareto"].notna().all()  # the others still ranked
+    text = " ".join(Findings.read(tmp_path / "study" / "pareto.csv", tmp_path / "study" / "differences.csv")
+                    .frequencies())
+    assert not any(line.startswith("a:") or " a " in line for line in text.split(";")), text
