@@ -105,6 +105,7 @@ class Findings:
     pareto: list[dict] = field(default_factory=list)  # arch, p_pareto, p_knee, on the front of the means
     supported: list[str] = field(default_factory=list)  # differences whose interval excludes zero
     unsupported: list[str] = field(default_factory=list)  # the rest, labelled
+    with_interval: int = 0  # compared differences that have an interval (whether or not it excludes zero)
 
     @classmethod
     def of(cls, pareto: pd.DataFrame, differences: pd.DataFrame) -> Findings:
@@ -122,9 +123,20 @@ class Findings:
             if pair in pairs:  # a step along the front that is also a comparison with the reference
                 continue
             pairs.add(pair)
-            (found.supported if _significant(row["significant"]) else found.unsupported).append(
+            significant = _significant(row["significant"])
+            found.with_interval += significant is not None
+            (found.supported if significant else found.unsupported).append(
                 f"{row['comparison']}: {comparison_text(row, resamples)}")
         return found
+
+    def none_supported(self) -> str:
+        """Why no difference is stated as a finding: from what was compared, not assumed."""
+        if not self.unsupported:
+            return "None: no two architectures were compared (the study has fewer than two with accuracy and energy)."
+        if not self.with_interval:
+            return ("None: no compared difference has an interval (no speaker-bootstrap replicates): each is a point "
+                    "estimate, listed below.")
+        return NONE_SUPPORTED
 
     @classmethod
     def read(cls, pareto_csv: Path, differences_csv: Path) -> Findings:
@@ -155,7 +167,7 @@ class Findings:
                          "and carbon factors drawn again):</p>")
             parts.append(_html_list(self.frequencies()))
         parts.append("<h4>Differences their intervals support</h4>")
-        parts.append(_html_list(self.supported) if self.supported else f"<p>{NONE_SUPPORTED}</p>")
+        parts.append(_html_list(self.supported) if self.supported else f"<p>{html.escape(self.none_supported())}</p>")
         if self.unsupported:
             parts.append("<h4>Differences the data cannot tell apart</h4>" + _html_list(self.unsupported))
         return "".join(parts)
@@ -169,7 +181,7 @@ class Findings:
             lines += [f"Over {self.resamples} resampled studies (seeds, evaluation speakers, sensor errors and "
                       "carbon factors drawn again):", ""] + [f"- {_rst(t)}" for t in self.frequencies()] + [""]
         lines += ["Differences their intervals support", "-" * 35, ""]
-        lines += [f"- {_rst(t)}" for t in self.supported] or [NONE_SUPPORTED]
+        lines += [f"- {_rst(t)}" for t in self.supported] or [_rst(self.none_supported())]
         if self.unsupported:
             lines += ["", "Differences the data cannot tell apart", "-" * 38, ""]
             lines += [f"- {_rst(t)}" for t in self.unsupported]
@@ -179,9 +191,9 @@ class Findings:
         return "{% raw %}\n" + "\n".join(lines) + "\n{% endraw %}\n"
 
 
-NO_INTERVALS = ("No intervals were made (no speaker-bootstrap replicates or no energy): the Pareto front and the "
-                "knee are point estimates, and no difference between architectures is stated as a finding.")
-NONE_SUPPORTED = "None: no EER difference between the architectures compared has an interval that excludes zero."
+NO_INTERVALS = ("No Pareto or knee frequencies were made (no architecture had both the replicates of its accuracy and "
+                "the draws of its energy over resampled studies): the Pareto front and the knee are point estimates.")
+NONE_SUPPORTED = "None: of the differences compared with an interval, none has an interval that excludes zero."
 
 
 def _html_list(items: list[str]) -> str:

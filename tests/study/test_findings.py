@@ -68,10 +68,27 @@ def test_without_intervals_no_difference_is_stated_as_a_finding(tmp_path: Path) 
     f = Findings.read(tmp_path / "study/pareto.csv", tmp_path / "study/differences.csv")
     assert not f.supported
     html = _rendered(f.rst("What the study shows", "4 architectures"))
-    assert "No intervals were made" in html or "not a finding" in html
+    assert "No Pareto or knee frequencies were made" in html or "not a finding" in html
+    # the reason stated is the one that held: compared, but without intervals (issue 25, class 8)
+    assert "no compared difference has an interval" in html and "none has an interval that excludes" not in html
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    assert Findings.read(empty, empty).rst("t", "c")  # a study with nothing measured still gets its page
+    page = _rendered(Findings.read(empty, empty).rst("t", "c"))  # a study with nothing measured still gets its page
+    assert "no two architectures were compared" in page
+
+
+def test_an_empty_pareto_table_says_so_without_denying_the_differences(tmp_path: Path) -> None:
+    """An empty pareto.csv beside differences that have intervals: the page said "No intervals were made" above
+    them (issue 25). Now it says what is missing, and the supported differences stand."""
+    config = fake_study(tmp_path) | {"uncertainty": {"resamples": 200}}
+    write_score_replicates(tmp_path, config, {"a": 1.0, "b": 2.0, "b_back": 2.0, "c": 3.0}, trials=1200,
+                           resamples=200)
+    build_summary(tmp_path / "results", config, tmp_path / "study")
+    (tmp_path / "study/pareto.csv").write_text("")
+    f = Findings.read(tmp_path / "study/pareto.csv", tmp_path / "study/differences.csv")
+    assert f.supported
+    page = _rendered(f.rst("t", "c"))
+    assert "No intervals were made" not in page and "No Pareto or knee frequencies were made" in page
 
 
 @pytest.mark.parametrize("name", ["a_", "x*y", "back`tick|bar"])
