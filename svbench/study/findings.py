@@ -82,8 +82,9 @@ DIFFERENCE_COLUMNS = ("arch", "against", "comparison", "delta_eer_pp", "delta_ee
 
 
 def _table(path: Path, what: str, columns: tuple[str, ...], numbers: tuple[str, ...]) -> pd.DataFrame:
-    """One of the two tables; a file of zero bytes is the empty table a study without energy writes."""
-    if Path(path).exists() and Path(path).stat().st_size == 0:
+    """One of the two tables; a file with no header (blank) is the empty table a study with nothing to compare
+    writes (one architecture, or no energy)."""
+    if Path(path).exists() and Path(path).stat().st_size < 4096 and not Path(path).read_bytes().strip():
         return pd.DataFrame()
     frame = read_table(path, what, columns)
     for column in numbers:
