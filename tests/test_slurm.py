@@ -105,12 +105,12 @@ def test_gpu_rules_were_submitted_with_a_gpu(local_and_slurm) -> None:
     assert begin["job"]["slurm_job_id"] and begin["job"]["exclusive"] is True, begin["job"]
 
 
-def test_preempted_training_resumes_and_keeps_every_attempts_energy(tmp_path: Path) -> None:
-    config = one_architecture("\ntraining: {epochs: 6, batch_size: 8, crop_frames: 50, samples_per_epoch: 160,"
-                              " warmup_epochs: 0, margin_start_epoch: 1, margin_end_epoch: 2, threads: 1}\n")
+def run_preempted(tmp_path: Path, config: str) -> None:
+    """The tiny study's training (and the join of its energy: what the preemption tests are about, without the rest
+    of the study's jobs) through sbatch with one retry, sent SIGTERM (`scancel --full`) once its first checkpoint
+    exists; it must then resume and finish."""
     (tmp_path / "preempt.yaml").write_text(config)
     env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    # the training and the join of its energy: what the test is about, without the rest of the study's jobs
     target = "results/energy/train/tinyA/seed0/energy.csv"
     run = subprocess.Popen([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
                             "--configfile", str(tmp_path / "preempt.yaml"), "--profile", str(PROFILE),
@@ -130,6 +130,12 @@ def test_preempted_training_resumes_and_keeps_every_attempts_energy(tmp_path: Pa
         if run.poll() is None:
             run.kill()
     assert run.returncode == 0, output[-5000:]
+
+
+def test_preempted_training_resumes_and_keeps_every_attempts_energy(tmp_path: Path) -> None:
+    config = one_architecture("\ntraining: {epochs: 6, batch_size: 8, crop_frames: 50, samples_per_epoch: 160,"
+                              " warmup_epochs: 0, margin_start_epoch: 1, margin_end_epoch: 2, threads: 1}\n")
+    run_preempted(tmp_path, config)
     markers = [json.loads(line) for line in (tmp_path / "results/energy/train/tinyA/seed0/markers.jsonl")
                .read_text().splitlines()]
     # two attempts; the first ended on the signal: with 143 after its checkpoint, or killed by SLURM
@@ -137,7 +143,7 @@ def test_preempted_training_resumes_and_keeps_every_attempts_energy(tmp_path: Pa
     assert sum(m["event"] == "begin" for m in markers) == 2
     ends = [m["status"] for m in markers if m["event"] == "end"]
     assert ends in ([143, 0], [0]), ends
-    history = (model_dir / "history.csv").read_text().splitlines()
+    history = (tmp_path / "results/models/tinyA/seed0/history.csv").read_text().splitlines()
     assert len(history) == 7  # header + 6 epochs, each once
     import pandas as pd
 
@@ -223,31 +229,11 @@ def test_a_preempted_two_node_training_keeps_both_attempts_on_both_nodes(tmp_pat
     import pandas as pd
 
     config = one_architecture(TWO_NODES.replace("epochs: 2,", "epochs: 6, samples_per_epoch: 160,"))
-    (tmp_path / "preempt.yaml").write_text(config)
-    env = os.environ | {"PATH": f"{BIN}:{os.environ['PATH']}"}
-    target = "results/energy/train/tinyA/seed0/energy.csv"
-    run = subprocess.Popen([str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(tmp_path),
-                            "--configfile", str(tmp_path / "preempt.yaml"), "--profile", str(PROFILE),
-                            "--retries", "1", target], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
-    model_dir = tmp_path / "results/models/tinyA/seed0"
-    try:
-        deadline = time.time() + 400
-        while not (model_dir / "checkpoint.pt").exists():
-            assert run.poll() is None and time.time() < deadline, "training never checkpointed"
-            time.sleep(0.5)
-        jobs = subprocess.run(["squeue", "-h", "-o", "%i %k"], capture_output=True, text=True, timeout=30).stdout
-        train_job = next(line.split()[0] for line in jobs.splitlines() if "rule_train_wildcards_tinyA" in line)
-        subprocess.run(["scancel", "--signal=TERM", "--full", train_job], check=True, timeout=30)
-        output, _ = run.communicate(timeout=600)
-    finally:
-        if run.poll() is None:
-            run.kill()
-    assert run.returncode == 0, output[-5000:]
+    run_preempted(tmp_path, config)
     folder = tmp_path / "results/energy/train/tinyA/seed0"
     begins = _node_begins(folder)
     assert {node: len(b) for node, b in begins.items()} == {"node0": 2, "node1": 2}
-    history = (model_dir / "history.csv").read_text().splitlines()
+    history = (tmp_path / "results/models/tinyA/seed0/history.csv").read_text().splitlines()
     assert len(history) == 7  # header + 6 epochs, each once
     energy = pd.read_csv(folder / "energy.csv")
     job = energy[(energy["phase"] == "job") & (energy["component"] == "node")]
