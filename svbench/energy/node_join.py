@@ -92,8 +92,7 @@ def job_sums(frame: pd.DataFrame, nodes: int, missing: dict[str, str]) -> pd.Dat
     markers, no reading, or never measured) or one whose own span has no measured energy (its sidecar
     stopped, or that attempt never reached it)."""
     measured = frame[frame["component"].isin(("node", *COMPONENTS))]
-    expected = [node_name(rank) for rank in range(nodes)] + [name for name in missing if name not in
-                                                             {node_name(rank) for rank in range(nodes)}]
+    expected = list(dict.fromkeys([*map(node_name, range(nodes)), *missing]))  # and those never measured
     rows = []
     for key, span in measured.groupby(SUM_KEYS, dropna=False, sort=False):
         totals, sources = {}, []

@@ -179,18 +179,11 @@ def _fit(work: np.ndarray, joules: np.ndarray) -> tuple[float, float]:
 def _unusable(kwh: float, work: float) -> tuple[str, str] | None:
     """Why a row cannot enter the fit, as (template, value), or None: a training energy of 0 (nothing measured)
     or below, or not finite, would pull the fit towards 0 kWh, or break it."""
-    if math.isnan(work):
-        return "no MACs × samples × epochs", ""
-    if not math.isfinite(work):
-        return "MACs × samples × epochs {}, not finite", f"{work:g}"
-    if work <= 0:
-        return "MACs × samples × epochs {}, not positive", f"{work:g}"
-    if math.isnan(kwh):
-        return "no training energy", ""
-    if not math.isfinite(kwh):
-        return "training energy {} kWh, not finite", f"{kwh:g}"
-    if kwh <= 0:
-        return "training energy {} kWh, not positive", f"{kwh:g}"
+    for name, value, unit in (("MACs × samples × epochs", work, ""), ("training energy", kwh, " kWh")):
+        if math.isnan(value):
+            return f"no {name}", ""
+        if not math.isfinite(value) or value <= 0:
+            return f"{name} {{}}{unit}, not {'finite' if not math.isfinite(value) else 'positive'}", f"{value:g}"
     return None
 
 

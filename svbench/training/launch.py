@@ -85,8 +85,8 @@ def launch(command: list[str], nodes: int, processes: int, rank: int | None = No
            port: int | None = None) -> list[str]:
     """:func:`launch_command` with what is not given taken from the environment (the monitor's node rank,
     SLURM's node list and job id)."""
-    return launch_command(command, nodes, processes, node_rank(nodes, rank) if nodes > 1 else 0,
-                          host or first_host(), port or rendezvous_port())
+    return launch_command(command, nodes, processes, node_rank(nodes, rank), host or first_host(),
+                          port or rendezvous_port())
 
 
 def srun_prefix(nodes: int, processes: int) -> list[str]:
