@@ -5,16 +5,21 @@ from __future__ import annotations
 from svbench.energy.node_join import join_nodes
 
 
-def test_one_monitor_in_a_four_node_slurm_job_is_a_partial_figure(node, tmp_path):
-    """The issue's user: a 4-node job launched by hand under one `svbench monitor` measured one node, and its
-    total read as the job's at 100 % coverage. Now the job context says 4 nodes and the sums name the rest."""
+def _one_monitor_in_a_slurm_job(node, tmp_path, job_nodes: int):
+    """One monitor with a BMC, in a SLURM job of ``job_nodes`` nodes: the joined frame."""
     node.with_ipmi()
     node.monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    node.monkeypatch.setenv("SLURM_JOB_NUM_NODES", "4")
+    node.monkeypatch.setenv("SLURM_JOB_NUM_NODES", str(job_nodes))
     out = tmp_path / "run"
     status, output = node.run(out)
     assert status == 0, output
-    frame = join_nodes(out, 1)
+    return join_nodes(out, 1)
+
+
+def test_one_monitor_in_a_four_node_slurm_job_is_a_partial_figure(node, tmp_path):
+    """The issue's user: a 4-node job launched by hand under one `svbench monitor` measured one node, and its
+    total read as the job's at 100 % coverage. Now the job context says 4 nodes and the sums name the rest."""
+    frame = _one_monitor_in_a_slurm_job(node, tmp_path, 4)
     job = frame[(frame["phase"] == "job") & (frame["node"] == "all") & (frame["component"] == "job_total")].iloc[0]
     assert job["partial"] and job["channel"] == "1 of 4"
     assert all(f"node{k}: not measured: the SLURM job ran on 4 nodes" in job["notes"] for k in (1, 2, 3))
@@ -23,13 +28,7 @@ def test_one_monitor_in_a_four_node_slurm_job_is_a_partial_figure(node, tmp_path
 
 
 def test_a_one_node_job_in_a_one_node_allocation_is_whole(node, tmp_path):
-    node.with_ipmi()
-    node.monkeypatch.setenv("SLURM_JOB_ID", "4243")
-    node.monkeypatch.setenv("SLURM_JOB_NUM_NODES", "1")
-    out = tmp_path / "run"
-    status, output = node.run(out)
-    assert status == 0, output
-    job = join_nodes(out, 1).query("phase == 'job' and node == 'all' and component == 'job_total'").iloc[0]
+    job = _one_monitor_in_a_slurm_job(node, tmp_path, 1).query("phase == 'job' and node == 'all' and component == 'job_total'").iloc[0]
     assert not job["partial"] and job["notes"] == "" and job["channel"] == "1 of 1"
 
 
