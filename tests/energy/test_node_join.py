@@ -28,7 +28,8 @@ def test_one_monitor_in_a_four_node_slurm_job_is_a_partial_figure(node, tmp_path
 
 
 def test_a_one_node_job_in_a_one_node_allocation_is_whole(node, tmp_path):
-    job = _one_monitor_in_a_slurm_job(node, tmp_path, 1).query("phase == 'job' and node == 'all' and component == 'job_total'").iloc[0]
+    frame = _one_monitor_in_a_slurm_job(node, tmp_path, 1)
+    job = frame.query("phase == 'job' and node == 'all' and component == 'job_total'").iloc[0]
     assert not job["partial"] and job["notes"] == "" and job["channel"] == "1 of 1"
 
 
