@@ -184,10 +184,11 @@ def paired_bootstrap(scores_a: ArrayLike, scores_b: ArrayLike, labels: ArrayLike
 
 def paired_difference(a: np.ndarray, b: np.ndarray, point: float, level: float = 0.95) -> dict:
     """B minus A from replicates drawn with the same speakers: the difference, its interval, a two-sided p value
-    (twice the smaller share of resampled differences on either side of zero) and whether the interval
-    excludes zero."""
+    (twice the smaller share of resampled differences on either side of zero), whether the interval excludes
+    zero, and the number of resamples it was made of."""
     delta = np.asarray(b) - np.asarray(a)
     delta = delta[~np.isnan(delta)]
     low, high = percentile_interval(delta, level)
     p = min(1.0, 2 * min(np.mean(delta <= 0), np.mean(delta >= 0))) if delta.size else math.nan
-    return {"value": point, "low": low, "high": high, "p": float(p), "significant": bool(low > 0 or high < 0)}
+    return {"value": point, "low": low, "high": high, "p": float(p), "significant": bool(low > 0 or high < 0),
+            "resamples": int(delta.size)}

@@ -135,3 +135,29 @@ def read_table(path: Path | str, what: str, columns: tuple[str, ...] = (), **rea
         found = ", ".join(map(str, frame.columns))
         raise UserError(f"{path}: the {what} has no column {missing[0]!r} (columns: {found})")
     return frame
+
+
+def read_yaml_mapping(path: Path | str, what: str) -> dict:
+    """A YAML file holding a mapping (``what`` names it in errors), read as Snakemake reads a config (JSON is YAML);
+    UserError naming the file, and ``FILE:LINE:COL`` of a syntax error (yaml names the string it parsed, not the
+    file). An empty file is the empty mapping."""
+    import yaml
+
+    from svbench.errors import UserError
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:  # missing, a directory, unreadable, not text
+        raise UserError(f"{path}: cannot read the {what}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise UserError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a mapping of {what} keys, got {type(value).__name__}")
+    return value

@@ -9,10 +9,10 @@ import argparse
 import logging
 import sys
 
-from svbench.cli import corpus, energy, inference, study, training
+from svbench.cli import config, corpus, energy, inference, study, training
 from svbench.errors import UserError
 
-GROUPS = (corpus, training, inference, energy, study)
+GROUPS = (corpus, training, inference, energy, study, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,9 +34,8 @@ def cmd_study_report(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from svbench.fileio import read_table
     from svbench.models import ArchSpec, preset
-    from svbench.study.analysis import SUMMARY_COLUMNS, predict_training_energy
+    from svbench.study.analysis import predict_training_energy, read_summary
 
     text = args.arch.strip()
     if text.startswith("{"):
@@ -46,7 +45,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise UserError(f"--arch: not valid JSON ({exc})") from None
     else:
         spec = preset(text, args.width)
-    summary = read_table(args.summary, "study summary", SUMMARY_COLUMNS)
+    summary = read_summary(args.summary)
     p = predict_training_energy(spec, summary, args.epochs, args.samples)
     # the reason the fit gave, never a guessed one: it names the usable architectures and why the others are not
     reason = p["held_out_reason"]

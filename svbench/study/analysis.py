@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
 from svbench.errors import UserError
+from svbench.fileio import read_table
 
 
 def primary_eer_column(frame: pd.DataFrame) -> str:
@@ -49,6 +51,15 @@ def pareto_front(cost: np.ndarray, error: np.ndarray) -> np.ndarray:
 # what every reader of summary.csv needs (the report, the figures, svbench predict): a table without them is
 # another file, named as such
 SUMMARY_COLUMNS = ("arch", "seed", "train_energy_kwh")
+
+
+def read_summary(path: Path | str) -> pd.DataFrame:
+    """``summary.csv`` for its readers: absent, empty, damaged, a column of :data:`SUMMARY_COLUMNS` missing, or a
+    header without a row (a study with no job) is a UserError naming the file."""
+    frame = read_table(path, "study summary", SUMMARY_COLUMNS)
+    if not len(frame):
+        raise UserError(f"{path}: the study summary has a header and no row: no job to report on")
+    return frame
 
 KNEE_POINTS = 3  # a knee needs a point between the two ends of the front
 

@@ -28,16 +28,15 @@ from svbench.energy.markers import (
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
 from svbench.energy.node_join import job_nodes  # noqa: E402
 from svbench.energy.nodes import node_name  # noqa: E402
-from svbench.fileio import read_table  # noqa: E402
 from svbench.layout import FINETUNE, STEPS, Layout, backbone_of, is_large_margin, steps_of
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import (  # noqa: E402,F401  (re-exported)
-    SUMMARY_COLUMNS,
     by_arch,
     knee,
     knee_reason,
     pareto_front,
     primary_eer_column,
+    read_summary,
 )
 from svbench.study.uncertainty import is_bound  # noqa: E402
 
@@ -651,7 +650,7 @@ def make_figures(summary: Path, out_dir: Path, phases: Path | None = None,
     error bars of the trade-off figures the intervals of ``by_arch`` (``summary_by_arch.csv``; ± sd without)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    frame = read_table(summary, "study summary", SUMMARY_COLUMNS)
+    frame = read_summary(summary)
     if by_arch is not None:
         frame.attrs["by_arch"] = pd.read_csv(by_arch)
     phase_frame = pd.read_csv(phases) if phases and Path(phases).exists() else pd.DataFrame(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,11 @@ def _significant(value: object) -> bool | None:
 
 
 def comparison_text(row: pd.Series | dict, resamples: int = 0) -> str:
-    """``B vs A: ΔEER +0.05 pp [−0.02, 0.12], not significant, for 2.1× [1.9, 2.3] the training energy``."""
+    """``B vs A: ΔEER +0.05 pp [−0.02, 0.12], not significant, for 2.1× [1.9, 2.3] the training energy``;
+    a p value resolves the row's own ``resamples`` (tables of earlier versions have none: ``resamples``)."""
+    own = row.get("resamples")
+    if isinstance(own, numbers.Real) and math.isfinite(own) and own > 0:
+        resamples = int(own)
     delta = (f"ΔEER {_signed(row['delta_eer_pp'])} pp"
              f"{_bounds(row['delta_eer_pp_low'], row['delta_eer_pp_high'], _signed)}")
     significant = _significant(row.get("significant"))
@@ -107,14 +112,19 @@ class Findings:
     supported: list[str] = field(default_factory=list)  # differences whose interval excludes zero
     unsupported: list[str] = field(default_factory=list)  # the rest, labelled
     with_interval: int = 0  # compared differences that have an interval (whether or not it excludes zero)
+    seeds_drawn: bool = False  # some architecture has several seeds: the seeds are drawn with the speakers
 
     @classmethod
     def of(cls, pareto: pd.DataFrame, differences: pd.DataFrame) -> Findings:
         resamples = int(pareto["resamples"].max()) if len(pareto) and "resamples" in pareto else 0
+        reasons = pareto["not_ranked"] if "not_ranked" in pareto else pd.Series([None] * len(pareto))
         rows = [{"arch": r.arch, "p_pareto": float(r.p_pareto), "p_knee": float(r.p_knee),
-                 "pareto_optimal": bool(r.pareto_optimal), "knee": bool(r.knee)} for r in pareto.itertuples()]
+                 "pareto_optimal": bool(r.pareto_optimal), "knee": bool(r.knee),
+                 "not_ranked": reason if isinstance(reason, str) and reason else None}
+                for r, reason in zip(pareto.itertuples(), reasons, strict=True)]
         rows.sort(key=lambda r: -r["p_pareto"] if math.isfinite(r["p_pareto"]) else 1.0)
-        found = cls(resamples, rows)
+        seeds = pd.to_numeric(pareto["seeds"], errors="coerce") if "seeds" in pareto else pd.Series(dtype=float)
+        found = cls(resamples, rows, seeds_drawn=bool((seeds > 1).any()))
         pairs = set()
         # a fine-tuned model against its backbone first: that pair is stated as what the fine-tuning buys
         ordered = sorted(differences.to_dict("records") if len(differences) else [],
@@ -148,15 +158,26 @@ class Findings:
                              ("delta_eer_pp", "delta_eer_pp_low", "delta_eer_pp_high", "energy_ratio")))
 
     def frequencies(self) -> list[str]:
-        """One line per architecture: how often it is Pareto-optimal and the knee over the resampled studies."""
+        """One line per architecture: how often it is Pareto-optimal and the knee over the resampled studies, or
+        why it is not ranked there (a labelled gap)."""
         out = []
         for r in self.pareto:
             if not math.isfinite(r["p_pareto"]):
+                if r["not_ranked"]:
+                    out.append(f"{r['arch']}: not ranked over the resampled studies ({r['not_ranked']})")
                 continue
             means = " (on the front of the means" + (", its knee)" if r["knee"] else ")") if r["pareto_optimal"] else ""
             out.append(f"{r['arch']}: Pareto-optimal in {r['p_pareto']:.0%} of the resampled studies, the knee in "
                        f"{r['p_knee']:.0%}{means}")
         return out
+
+    def resampled_studies(self) -> str:
+        """What a resampled study draws again, as the tables record it: the front is EER against training kWh, so
+        the speakers and the training energy's sensor errors always, the seeds where an architecture has several
+        (no carbon factor moves it)."""
+        drawn = ("each architecture's seeds, " if self.seeds_drawn else "") + (
+            "the evaluation speakers and the sensor errors of each training energy")
+        return f"Over {self.resamples} resampled studies ({drawn} drawn again):"
 
     def html(self) -> str:
         """The findings as an HTML section of the study page."""
@@ -164,8 +185,7 @@ class Findings:
         if not self.resamples:
             parts.append(f"<p>{NO_INTERVALS}</p>")
         else:
-            parts.append(f"<p>Over {self.resamples} resampled studies (seeds, evaluation speakers, sensor errors "
-                         "and carbon factors drawn again):</p>")
+            parts.append(f"<p>{html.escape(self.resampled_studies())}</p>")
             parts.append(_html_list(self.frequencies()))
         parts.append("<h4>Differences their intervals support</h4>")
         parts.append(_html_list(self.supported) if self.supported else f"<p>{html.escape(self.none_supported())}</p>")
@@ -179,8 +199,7 @@ class Findings:
         if not self.resamples:
             lines += [NO_INTERVALS, ""]
         else:
-            lines += [f"Over {self.resamples} resampled studies (seeds, evaluation speakers, sensor errors and "
-                      "carbon factors drawn again):", ""] + [f"- {_rst(t)}" for t in self.frequencies()] + [""]
+            lines += [_rst(self.resampled_studies()), ""] + [f"- {_rst(t)}" for t in self.frequencies()] + [""]
         lines += ["Differences their intervals support", "-" * 35, ""]
         lines += [f"- {_rst(t)}" for t in self.supported] or [_rst(self.none_supported())]
         if self.unsupported:

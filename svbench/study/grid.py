@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from svbench.errors import UserError
+from svbench.fileio import read_yaml_mapping
 from svbench.models import ArchSpec
 
 # Where an architecture trains, not what it is: a grid entry may set its training job's layout (a ResNet-293 on
@@ -55,18 +54,7 @@ def training_layouts(grid: list[dict], training: dict, where: str = "grid") -> d
 
 def grid_from_config(path: Path) -> list[ArchSpec]:
     """The specs of a config file's ``grid`` key; a file that cannot be read or parsed is a UserError naming it."""
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:  # missing, a directory, unreadable, not text
-        raise UserError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    try:
-        config = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)  # yaml names the string it parsed, not the file: we do
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
-        raise UserError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
-    if not isinstance(config, dict):
-        raise UserError(f"{path}: expected a mapping of config keys, got {type(config).__name__}")
+    config = read_yaml_mapping(path, "config")
     if "grid" not in config:
         raise UserError(f"{path}: no 'grid' key")
     return specs_from_grid(config["grid"], where=f"{path}: grid")

@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svbench.errors import UserError
-from svbench.fileio import read_table
-from svbench.study.analysis import SUMMARY_COLUMNS, by_arch, fit_energy_model, knee, knee_reason, pareto_front
+from svbench.study.analysis import by_arch, fit_energy_model, knee, knee_reason, pareto_front, read_summary
 from svbench.study.figures import energy_unit, primary_eer_column
 from svbench.study.findings import Findings
 from svbench.study.tables import STYLE, html_table
@@ -50,9 +48,7 @@ def write_study_report(summary: Path, out_html: Path, model_json: Path | None = 
     """``study.html`` (the findings, for the report); the energy model as JSON and as a held-out table; with
     ``pareto``/``differences`` (``pareto.csv``, ``differences.csv``) what their intervals support, on the page
     and as ``findings_rst``, the report's opening page."""
-    frame = read_table(summary, "study summary", SUMMARY_COLUMNS)
-    if not len(frame):
-        raise UserError(f"{summary}: the study summary has a header and no row: no model to report on")
+    frame = read_summary(summary)
     f = study_findings(frame)
     scale, unit = energy_unit(frame["train_energy_kwh"].to_numpy(float))
     estimated = any("estimated" in b for b in f["basis"])

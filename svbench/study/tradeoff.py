@@ -41,11 +41,6 @@ def _resampled(layout: Layout, frame: pd.DataFrame, draws: StudyDraws, settings:
     return out
 
 
-def _complete(resampled: dict[str, dict[str, np.ndarray]], columns: list[str]) -> list[str]:
-    """The architectures with every one of ``columns`` measured in every resample."""
-    return [a for a, r in resampled.items() if all(c in r and not np.isnan(r[c]).all() for c in columns)]
-
-
 def tradeoff_tables(layout: Layout, frame: pd.DataFrame, draws: StudyDraws,
                     settings: UncertaintySettings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(pareto, differences)`` of a study summary (see the module doc); empty tables without intervals."""
@@ -56,6 +51,7 @@ def tradeoff_tables(layout: Layout, frame: pd.DataFrame, draws: StudyDraws,
     means = frame.groupby("arch", sort=False)[[COST, eer, dcf]].mean()
     resampled = _resampled(layout, frame, draws, settings, [COST, eer, dcf])
     pareto = pareto_table(means, resampled, eer)
+    pareto.insert(pareto.columns.get_loc("resamples"), "seeds", frame.groupby("arch", sort=False).size().to_numpy())
     return pareto, differences_table(means, resampled, eer, dcf, settings.level)
 
 
@@ -68,13 +64,15 @@ def pareto_table(means: pd.DataFrame, resampled: dict, eer: str) -> pd.DataFrame
                           "pareto_optimal": [i in front for i in range(len(archs))],
                           "knee": [i == k for i in range(len(archs))],
                           "p_pareto": math.nan, "p_knee": math.nan, "resamples": 0})
-    # an architecture without a point estimate (a metrics.json without the EER, no training energy) is a gap, not a
-    # contender: its replicates alone must not rank it
-    measured = {a for a, c, e in zip(archs, cost, error, strict=True) if math.isfinite(c) and math.isfinite(e)}
-    gaps = [a for a in archs if a not in measured]
-    if gaps:
-        log.warning("not ranked (no training energy or no %s in the summary): %s", eer, ", ".join(gaps))
-    usable = [a for a in _complete(resampled, [COST, eer]) if a in measured]
+    # an architecture without a point estimate (a metrics.json without the EER, no training energy) or without
+    # resamples is a gap, not a contender: labelled with its reason, never ranked (its replicates alone must not)
+    reasons = {a: _not_ranked(c, e, resampled.get(a, {}), eer)
+               for a, c, e in zip(archs, cost, error, strict=True)}
+    table["not_ranked"] = [reasons[a] for a in archs]
+    for a, reason in reasons.items():
+        if reason:
+            log.warning("%s: not ranked over resampled studies: %s", a, reason)
+    usable = [a for a in archs if not reasons[a]]
     if len(usable) >= 1:
         n = min(len(resampled[a][COST]) for a in usable)
         c = np.column_stack([resampled[a][COST][:n] for a in usable])
@@ -84,6 +82,19 @@ def pareto_table(means: pd.DataFrame, resampled: dict, eer: str) -> pd.DataFrame
         table.loc[at, "p_pareto"], table.loc[at, "p_knee"] = on_front, is_knee
         table.loc[at, "resamples"] = int((~(np.isnan(c).any(axis=1) | np.isnan(e).any(axis=1))).sum())
     return table
+
+
+def _not_ranked(cost: float, error: float, resampled: dict[str, np.ndarray], eer: str) -> str | None:
+    """Why an architecture gets no Pareto frequency, from what is missing; None when it is ranked."""
+    if not math.isfinite(error):
+        return f"no finite EER ({eer}) in its metrics.json"
+    if not math.isfinite(cost):
+        return "no measured training energy"
+    if eer not in resampled or np.isnan(resampled[eer]).all():
+        return "no speaker-bootstrap replicates (intervals.npz) for every seed"
+    if COST not in resampled or np.isnan(resampled[COST]).all():
+        return "no draws of its training energy (a seed without a measured training)"
+    return None
 
 
 def reference_arch(means: pd.DataFrame, eer: str) -> str | None:
@@ -105,10 +116,11 @@ def _comparison(means: pd.DataFrame, resampled: dict, a: str, b: str, eer: str, 
         if col in resampled.get(a, {}) and col in resampled.get(b, {}):
             found = paired_difference(resampled[a][col], resampled[b][col], point, level)
         else:
-            found = {"value": point, "low": math.nan, "high": math.nan, "p": math.nan, "significant": None}
+            found = {"value": point, "low": math.nan, "high": math.nan, "p": math.nan, "significant": None,
+                     "resamples": 0}
         row |= {name: found["value"], f"{name}_low": found["low"], f"{name}_high": found["high"]}
-        if name == "delta_eer_pp":
-            row |= {"p": found["p"], "significant": found["significant"]}
+        if name == "delta_eer_pp":  # p resolves 1/resamples of this pair, not of the Pareto table
+            row |= {"p": found["p"], "significant": found["significant"], "resamples": found["resamples"]}
     row["energy_ratio"] = float(means.at[b, COST] / means.at[a, COST]) if means.at[a, COST] > 0 else math.nan
     low = high = math.nan
     if COST in resampled.get(a, {}) and COST in resampled.get(b, {}):

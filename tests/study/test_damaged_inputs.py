@@ -27,6 +27,8 @@ def _damage(path: Path, how: str) -> None:
         path.write_text("{not json")
     elif how == "a list":
         path.write_text("[1, 2]")
+    elif how == "header only":
+        path.write_bytes(text.splitlines(keepends=True)[0])
     elif how.startswith("without "):  # a CSV without one column
         import pandas as pd
 
@@ -79,9 +81,10 @@ def test_a_damaged_input_of_the_summary_is_one_line_naming_it(tmp_path, name, ho
     assert "Traceback" not in run.stderr and str(path) in last and said in last, last
 
 
-@pytest.mark.parametrize("command", ["report", "predict"])
+@pytest.mark.parametrize("command", ["report", "predict", "figures"])
 @pytest.mark.parametrize("how, said", [("empty", "is empty"), ("without arch", "no column 'arch'"),
-                                       ("without train_energy_kwh", "no column 'train_energy_kwh'")])
+                                       ("without train_energy_kwh", "no column 'train_energy_kwh'"),
+                                       ("header only", "no row")])
 def test_a_damaged_summary_is_one_line_naming_it(tmp_path, command, how, said):
     config = fake_study(tmp_path, seeds=(0,)) | {"uncertainty": {"resamples": 20}}
     write_score_replicates(tmp_path, config, trials=100, resamples=20)
@@ -90,9 +93,11 @@ def test_a_damaged_summary_is_one_line_naming_it(tmp_path, command, how, said):
     build_summary(tmp_path / "results", config, tmp_path / "study")
     summary = tmp_path / "study" / "summary.csv"
     _damage(summary, how)
-    args = (["study", "report", "--summary", str(summary), "--out", str(tmp_path / "study.html")]
-            if command == "report" else
-            ["predict", "--summary", str(summary), "--arch", "ResNet34", "--epochs", "2", "--samples", "100"])
+    args = {"report": ["study", "report", "--summary", str(summary), "--out", str(tmp_path / "study.html")],
+            "predict": ["predict", "--summary", str(summary), "--arch", "ResNet34", "--epochs", "2", "--samples",
+                        "100"],
+            "figures": ["study", "figures", "--summary", str(summary), "--results", str(tmp_path / "results"),
+                        "--out", str(tmp_path / "figures")]}[command]
     run = subprocess.run([sys.executable, "-m", "svbench.cli", *args], capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert run.returncode == 2, run.stderr[-3000:]
@@ -201,6 +206,27 @@ def test_an_architecture_without_its_eer_is_never_ranked(tmp_path):
     pareto = pd.read_csv(tmp_path / "study" / "pareto.csv").set_index("arch")
     assert math.isnan(pareto.loc["a", "p_pareto"]) and not pareto.loc["a", "pareto_optimal"]
     assert pareto.drop(index="a")["p_pareto"].notna().all()  # the others still ranked
-    text = " ".join(Findings.read(tmp_path / "study" / "pareto.csv", tmp_path / "study" / "differences.csv")
-                    .frequencies())
-    assert not any(line.startswith("a:") or " a " in line for line in text.split(";")), text
+    lines = Findings.read(tmp_path / "study" / "pareto.csv", tmp_path / "study" / "differences.csv").frequencies()
+    (line,) = [t for t in lines if t.startswith("a:")]
+    assert "not ranked" in line and "EER" in line and "Pareto-optimal" not in line, lines  # a labelled gap
+
+
+def test_an_architecture_without_replicates_is_a_labelled_gap(tmp_path):
+    """A missing intervals.npz dropped its architecture from the Pareto list without a word (issue 25, class 1):
+    the findings now name it as not ranked, with the reason, and never rank it."""
+    import pandas as pd
+
+    from svbench.study.findings import Findings
+    from svbench.study.summary import build_summary
+
+    config = fake_study(tmp_path, seeds=(0, 1)) | {"uncertainty": {"resamples": 50}}
+    write_score_replicates(tmp_path, config, trials=200, resamples=50)
+    layout = Layout(str(tmp_path / "results"))
+    Path(layout.replicates("b", 1)).unlink()
+    build_summary(layout.root, config, tmp_path / "study")
+    pareto = pd.read_csv(tmp_path / "study" / "pareto.csv").set_index("arch")
+    assert math.isnan(pareto.loc["b", "p_pareto"])
+    assert "replicates" in pareto.loc["b", "not_ranked"] and pareto.drop(index="b")["not_ranked"].isna().all()
+    lines = Findings.read(tmp_path / "study" / "pareto.csv", tmp_path / "study" / "differences.csv").frequencies()
+    (line,) = [t for t in lines if t.startswith("b:")]
+    assert "not ranked" in line and "replicates" in line, lines

@@ -98,3 +98,30 @@ def test_names_with_markup_characters_stay_text(name: str) -> None:
                             "resamples": 10}])
     html = _rendered(Findings.of(pareto, pd.DataFrame()).rst("t", json.dumps(name)))
     assert name in html.replace("&quot;", '"')
+
+
+def test_a_p_value_is_resolved_by_its_own_comparisons_resamples() -> None:
+    """The "p < 1/resamples" of a comparison used the Pareto table's count (issue 25, class 8): a comparison
+    made of 20 resamples said "p < 0.001" because the Pareto frequencies had 1000."""
+    pareto = pd.DataFrame([{"arch": a, "p_pareto": 0.5, "p_knee": 0.0, "pareto_optimal": True, "knee": False,
+                            "resamples": 1000} for a in ("A", "B")])
+    differences = pd.DataFrame([{"comparison": "against the reference", "arch": "B", "against": "A",
+                                 "delta_eer_pp": -1.0, "delta_eer_pp_low": -1.5, "delta_eer_pp_high": -0.5, "p": 0.0,
+                                 "significant": True, "energy_ratio": 2.0, "energy_ratio_low": 1.8,
+                                 "energy_ratio_high": 2.2, "resamples": 20}])
+    (line,) = Findings.of(pareto, differences).supported
+    assert "(p < 0.05)" in line, line
+
+
+@pytest.mark.parametrize("seeds", [(0,), (0, 1)])
+def test_the_resampled_studies_are_described_by_what_was_drawn(tmp_path: Path, seeds: tuple[int, ...]) -> None:
+    """The findings said "seeds, evaluation speakers, sensor errors and carbon factors drawn again" whatever was
+    drawn (issue 25, class 8): the Pareto front is EER against training kWh, which no carbon factor moves, and one
+    seed per architecture is not a draw of seeds."""
+    config = fake_study(tmp_path, seeds=seeds) | {"uncertainty": {"resamples": 50}}
+    write_score_replicates(tmp_path, config, trials=200, resamples=50)
+    build_summary(tmp_path / "results", config, tmp_path / "study")
+    f = Findings.read(tmp_path / "study/pareto.csv", tmp_path / "study/differences.csv")
+    (sentence,) = [p for p in f.html().split("<p>") if "resampled studies" in p]
+    assert "carbon" not in sentence and "evaluation speakers" in sentence and "sensor" in sentence, sentence
+    assert ("seeds" in sentence) == (len(seeds) > 1), sentence
