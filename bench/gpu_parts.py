@@ -186,12 +186,13 @@ def train_from_store(seconds: float, workers: int, batch: int, frames: int, widt
 def utilisation_in(run_dir: Path, name: str) -> list[float]:
     """NVML utilisation readings (%) inside the phase ``name`` of a monitored run."""
     from svbench.energy.markers import phases, read_markers
+    from svbench.energy.nodes import MARKERS, trace_path
     from svbench.energy.trace import read_trace
 
-    found = [p for p in phases(read_markers(run_dir / "markers.jsonl")) if p.name == name and p.complete]
+    found = [p for p in phases(read_markers(run_dir / MARKERS)) if p.name == name and p.complete]
     if not found:
         return []
-    t = read_trace(run_dir / "trace.csv")
+    t = read_trace(trace_path(run_dir))
     rows = t[(t["sensor"] == "nvml") & (t["quantity"] == "utilisation")]
     inside = rows[(rows["t_mono_ns"] >= found[0].start_mono_ns) & (rows["t_mono_ns"] <= found[0].stop_mono_ns)]
     return [float(v) for v in inside["value"]]

@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from svbench.energy.nodes import LEGACY_TRACE, MARKERS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 T0_WALL = 1_760_000_000 * 10**9
 T0_MONO = 5_000 * 10**9
@@ -118,9 +121,9 @@ def node_scaling(folder: Path, hours: float, gpus: int, counts: list[int]) -> No
         for k in range(n):
             node = job / f"node{k}" if n > 1 else job
             node.mkdir(parents=True, exist_ok=True)
-            if not (node / "trace.csv").exists():
-                os.link(trace, node / "trace.csv")
-            (node / "markers.jsonl").write_text(markers.read_text())
+            if not (node / LEGACY_TRACE).exists():  # the long CSV: bench/trace_size.py compares the two forms
+                os.link(trace, node / LEGACY_TRACE)
+            (node / MARKERS).write_text(markers.read_text())
         seconds, peak = _measure(
             f"import sys; sys.path.insert(0, {str(ROOT)!r}); from svbench.energy.node_join import join_nodes; "
             f"join_nodes({str(job)!r}, {n}, {str(job / 'energy.csv')!r}); {PEAK}")

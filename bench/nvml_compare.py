@@ -1,8 +1,8 @@
 """Per phase and GPU: NVML counter energy against integrated instant power, from one trace.
 
-``python bench/nvml_compare.py DIR`` reads ``DIR/trace.csv``, ``DIR/markers.jsonl`` and
-``DIR/sidecar.json`` as ``svbench monitor`` leaves them. For every phase and every NVML channel it
-prints the counter energy (``nvmlDeviceGetTotalEnergyConsumption`` deltas, what ``svbench energy join``
+``python bench/nvml_compare.py DIR`` reads ``DIR/trace.csv.zst`` (or an earlier version's ``trace.csv``),
+``DIR/markers.jsonl`` and ``DIR/sidecar.json`` as ``svbench monitor`` leaves them. For every phase and every NVML
+channel it prints the counter energy (``nvmlDeviceGetTotalEnergyConsumption`` deltas, what ``svbench energy join``
 reports as method ``counter``), the trapezoid over the ``power`` rows of the same channel (instant power,
 ``NVML_FI_DEV_POWER_INSTANT``; the join never integrates them when a counter exists) and over
 ``power_avg`` where the trace has it, and their ratio to the counter. It uses the join's own
@@ -31,6 +31,7 @@ if str(ROOT) not in sys.path:
 
 from svbench.energy.join import join_trace  # noqa: E402
 from svbench.energy.markers import attempts, phases, read_markers  # noqa: E402
+from svbench.energy.nodes import MARKERS, SIDECAR, trace_path  # noqa: E402
 from svbench.energy.trace import read_trace  # noqa: E402
 
 LONG_S = 5.0  # phases at least this long are the ones the two figures should agree on
@@ -186,10 +187,10 @@ def advice(frame: pd.DataFrame, load: dict, long_s: float = LONG_S) -> str:
 
 def summary(run_dir: Path, counts: Path | None = None, long_s: float = LONG_S) -> dict:
     """Everything ``gpu_check`` reports from one monitored gpu_burn run, as plain numbers (JSON-ready)."""
-    frame = compare(run_dir / "trace.csv", run_dir / "markers.jsonl")
+    frame = compare(trace_path(run_dir), run_dir / MARKERS)
     counts = counts or run_dir / "burn_counts.json"
     load = known_load(frame, read_counts(counts)) if counts.exists() else known_load(frame, {})
-    trace = read_trace(run_dir / "trace.csv")
+    trace = read_trace(trace_path(run_dir))
     t = np.unique(trace.loc[trace["sensor"] == "nvml", "t_mono_ns"].to_numpy()) / 1e9
     long = frame[frame["seconds"] >= long_s] if len(frame) else frame
     out: dict = {"read_interval_ms": float(1e3 * np.median(np.diff(t))) if len(t) > 1 else None,
@@ -207,7 +208,7 @@ def summary(run_dir: Path, counts: Path | None = None, long_s: float = LONG_S) -
 
 def _print_sidecar(run_dir: Path) -> bool:
     """The NVML facts of sidecar.json; False when NVML was not available."""
-    meta_path = run_dir / "sidecar.json"
+    meta_path = run_dir / SIDECAR
     if not meta_path.exists():
         return True
     meta = json.loads(meta_path.read_text())
@@ -231,11 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts", type=Path, help="gpu_burn.py --counts output (default: RUN_DIR/burn_counts.json)")
     parser.add_argument("--long-s", type=float, default=LONG_S, help="phases this long must agree")
     args = parser.parse_args(argv)
-    if not (args.run_dir / "trace.csv").exists() or not (args.run_dir / "markers.jsonl").exists():
-        print(f"{args.run_dir}: no trace.csv and markers.jsonl of a monitored run")
+    if not trace_path(args.run_dir).exists() or not (args.run_dir / MARKERS).exists():
+        print(f"{args.run_dir}: no trace and markers of a monitored run")
         return 1
-    trace = read_trace(args.run_dir / "trace.csv")
-    frame = compare(args.run_dir / "trace.csv", args.run_dir / "markers.jsonl")
+    trace = read_trace(trace_path(args.run_dir))
+    frame = compare(trace_path(args.run_dir), args.run_dir / MARKERS)
     if not _print_sidecar(args.run_dir):
         return 1
     if frame.empty:

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fakes.gpus import UUID_A, UUID_B, write_fake_pynvml  # noqa: E402
 from fakes.powercap import two_socket_server  # noqa: E402
 
+from svbench.energy.nodes import SIDECAR, trace_path  # noqa: E402
 from svbench.energy.trace import read_trace  # noqa: E402
 
 GOAL_PCT = 0.5
@@ -152,7 +153,7 @@ def main() -> None:
         for round_ in range(args.repeat):
             for i, (name, config) in enumerate(variants.items()):
                 results[name].append(run_sidecar(tmp / f"run{round_}-{i}", config, args.seconds, env))
-        meta = json.loads((tmp / "run0-2" / "sidecar.json").read_text())
+        meta = json.loads((tmp / "run0-2" / SIDECAR).read_text())
         print("sensors sampled: " + ", ".join(f"{s['name']} ({(s.get('metadata') or {}).get('mode', 'in process')})"
                                              for s in meta["sensors"] if s["available"]))
         base = float(np.mean([r["own"] for r in results["baseline (sidecar, no sensor)"]]))
@@ -165,7 +166,7 @@ def main() -> None:
         print(f"goal: under {GOAL_PCT} % of one core, tools included: "
               f"{'met' if best < GOAL_PCT else 'MISSED'} (worst run {best:.3f} %)")
         print("sampling jitter, ipmitool shell (interval between consecutive readings):")
-        for sensor, j in jitter(tmp / "run0-2" / "trace.csv", intervals).items():
+        for sensor, j in jitter(trace_path(tmp / "run0-2"), intervals).items():
             print(f"  {sensor:5s} n={j['n']:4d} nominal {1e3 * j['interval_s']:.0f} ms: mean {j['mean_ms']:.1f} ms, "
                   f"std {j['std_ms']:.2f} ms, p99 {j['p99_ms']:.1f} ms, max {j['max_ms']:.1f} ms, "
                   f"errors {j['errors']}")

@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from svbench.energy.nodes import node_dirs
+from svbench.energy.nodes import MARKERS, SIDECAR, TRACE, node_dirs
 from svbench.errors import UserError
 
 STEPS = ("train", "embed", "score")  # the measured steps of a trained model
@@ -159,9 +159,9 @@ class Layout:
         return node_dirs(self.energy_dir(step, arch, seed), nodes)
 
     # the files of an energy folder, one accessor each: trace(step, arch, seed), markers(...), ...
-    trace = _energy_file("trace.csv", "the sidecar's samples")
-    markers = _energy_file("markers.jsonl", "the job's phase markers")
-    sidecar = _energy_file("sidecar.json", "the sensors used and the node")
+    trace = _energy_file(TRACE, "the sidecar's samples (an earlier version's: trace.csv)")
+    markers = _energy_file(MARKERS, "the job's phase markers")
+    sidecar = _energy_file(SIDECAR, "the sensors used and the node")
     energy = _energy_file("energy.csv", "the joined energy per phase")
     emissions = _energy_file("emissions.csv", "the CodeCarbon-compatible emissions")
     emissions_svbench = _energy_file("emissions_svbench.csv", "the emissions with svbench's own columns")

@@ -32,7 +32,7 @@ from pathlib import Path
 from svbench import orphans
 from svbench.energy.config import EnergyConfig
 from svbench.energy.markers import BASELINE, ENV, Marker, phase, read_markers, write_marker
-from svbench.energy.nodes import NODES_ENV, RANK_ENV, WRITER_ENV, node_dir, this_node
+from svbench.energy.nodes import MARKERS, NODES_ENV, RANK_ENV, TRACES, WRITER_ENV, node_dir, this_node
 from svbench.energy.nodes import node_rank as node_rank_of
 from svbench.energy.sidecar import READY_FILE, READY_WAIT_S, WORKLOAD_FILE
 from svbench.energy.slurm import job_context
@@ -176,7 +176,7 @@ def _exited(pid: int, timeout_s: float) -> bool:
         time.sleep(0.02)
 
 
-RUN_FILES = ("trace.csv", "markers.jsonl", READY_FILE)
+RUN_FILES = (*TRACES, MARKERS, READY_FILE)
 
 
 def _last_attempt_succeeded(records: list[Marker]) -> bool:
@@ -197,7 +197,7 @@ def _prepare_out_dir(out_dir: Path) -> None:
     (replacing an older one) so the old energy is not added in. After a failed or killed attempt the
     files stay and the new attempt appends: a preempted job's energy is part of its cost.
     """
-    markers = out_dir / "markers.jsonl"
+    markers = out_dir / MARKERS
     if not markers.exists():
         return
     drop_torn_tail(markers)  # a workload killed mid-write: the torn line must not become a middle line
@@ -286,7 +286,7 @@ def _idle(seconds: float, received: list[int]) -> None:
 
 def _run_locked(out_dir: Path, command: list[str], config: EnergyConfig, baseline_s: float, lock_fd: int,
                 node: tuple[int, int]) -> int:
-    markers = out_dir / "markers.jsonl"
+    markers = out_dir / MARKERS
     _prepare_out_dir(out_dir)
     sidecar = _start_sidecar(out_dir, config, lock_fd)
     child: subprocess.Popen | None = None

@@ -29,10 +29,9 @@ from svbench.energy.join import (
     write_energy,
 )
 from svbench.energy.markers import read_markers
-from svbench.energy.nodes import node_dirs, node_name
+from svbench.energy.nodes import MARKERS, node_dirs, node_name, trace_path
 from svbench.errors import UserError
 
-TRACE, MARKERS = "trace.csv", "markers.jsonl"
 SUM_KEYS = ["phase", "index", "detail", "attempt"]  # one span of the job, whatever node it ran on
 
 
@@ -48,7 +47,7 @@ def join_nodes(job_dir: Path, nodes: int = 1, out_path: Path | None = None,
     for rank, folder in enumerate(node_dirs(job_dir, nodes)):
         name = node_name(rank)
         try:
-            frame = join(Path(folder) / TRACE, Path(folder) / MARKERS, None, intensity, name, nodes,
+            frame = join(trace_path(folder), Path(folder) / MARKERS, None, intensity, name, nodes,
                          crosscheck=not frames)  # sacct's figure is the job's: once, from the first node joined
         except UserError as exc:
             if nodes == 1:

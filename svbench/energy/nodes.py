@@ -4,13 +4,15 @@ A job on one node is measured in its energy folder itself, as it always was; a j
 folder per node, ``node0`` … ``node{N-1}``, named by the node's rank in the job (SLURM's ``SLURM_NODEID``,
 torchrun's ``--node-rank``), not by its host name: a requeued job may run on other hosts, and its second
 attempt on node rank 1 belongs with the first attempt of node rank 1 (its attempts are sessions, each on its
-own clock). Each folder holds what a one-node job's folder holds: that node's trace, markers and sidecar.
+own clock). Each folder holds what a one-node job's folder holds: that node's trace, markers and sidecar, named
+here once (:data:`TRACE`, :data:`MARKERS`, :data:`SIDECAR`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from svbench.errors import UserError
 
@@ -18,6 +20,22 @@ NODE_PREFIX = "node"
 RANK_ENV = "SVBENCH_NODE_RANK"  # set by the monitor for its workload: the launcher takes the same rank
 NODES_ENV = "SVBENCH_NODES"
 WRITER_ENV = "SVBENCH_MARKERS_NODE"  # the node whose clock the markers file is on: no other node writes there
+
+# the files of a node's folder
+TRACE = "trace.csv.zst"  # the sidecar's readings: compact CSV-like lines in a zstd stream (svbench.energy.trace)
+LEGACY_TRACE = "trace.csv"  # the long CSV trace of svbench versions before the compact one: still read
+TRACES = (TRACE, LEGACY_TRACE)
+MARKERS = "markers.jsonl"
+SIDECAR = "sidecar.json"
+
+
+def trace_path(folder: str | os.PathLike) -> Path:
+    """The trace of a node's folder: ``trace.csv.zst``, or an earlier version's ``trace.csv`` where only that one
+    exists (a job measured before, or a killed attempt of it that a new sidecar goes on appending to)."""
+    folder = Path(folder)
+    if not (folder / TRACE).exists() and (folder / LEGACY_TRACE).exists():
+        return folder / LEGACY_TRACE
+    return folder / TRACE
 
 
 def node_name(rank: int) -> str:

@@ -6,7 +6,7 @@ sensor then due, and writes their rows with one flush: the cost of the sidecar i
 sensors with commensurate intervals share their wake-ups. A sensor that calls out to another
 process (IPMI: an ipmitool that may take seconds to answer, or never) has a thread of its own, so a
 slow BMC never delays NVML or RAPL. Whatever the sidecar starts stays in its process group, which the
-monitor clears once the sidecar is gone. Readings go to ``trace.csv`` (see
+monitor clears once the sidecar is gone. Readings go to ``trace.csv.zst`` (see
 :mod:`svbench.energy.trace`); what was found, and why anything was not, goes to ``sidecar.json``. It
 stops on SIGTERM/SIGINT, or by itself when the process it watches is gone.
 """
@@ -33,6 +33,7 @@ from pathlib import Path
 import psutil
 
 from svbench.energy.config import EnergyConfig
+from svbench.energy.nodes import SIDECAR, trace_path
 from svbench.energy.sensors import EstimateSensor, Reading, Sensor, SensorStatus, SensorUnavailable, physical_sensors
 from svbench.energy.sensors.base import SensorConfigError
 from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
@@ -41,7 +42,7 @@ from svbench.fileio import write_text_atomic
 
 log = logging.getLogger("svbench.sidecar")
 
-READY_FILE = "sidecar.json"
+READY_FILE = SIDECAR
 WORKLOAD_FILE = "workload.json"  # the monitor's workload (pid, process group): ended if the monitor dies
 OPEN_BUDGET_S = 20.0  # every sensor's open() together: a sensor still probing then is unavailable
 FIRST_READING_WAIT_S = 20.0  # then each sensor's first reading
@@ -221,12 +222,12 @@ def _sample_loop(slots: list[_Slot], writer: TraceWriter, stop: _Latch) -> None:
 
 
 def run_sidecar(out_dir: Path, config: EnergyConfig, track_pid: int, stop: threading.Event | None = None) -> None:
-    """Sample until ``stop`` is set or ``track_pid`` is gone. Writes trace.csv and sidecar.json."""
+    """Sample until ``stop`` is set or ``track_pid`` is gone. Writes the trace and sidecar.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stop = stop or threading.Event()
     sensors, statuses = open_sensors(config, track_pid)
-    writer = TraceWriter(out_dir / "trace.csv", flush_s=FLUSH_S)
+    writer = TraceWriter(trace_path(out_dir), flush_s=FLUSH_S)  # an earlier version's trace.csv goes on as CSV
     started_wall_ns, started_mono_ns = time.time_ns(), time.monotonic_ns()
     # every row after this one, to the next session row, is this sidecar's, on this node's monotonic clock:
     # a requeued job appends a new session (another node, another clock) to the same trace

@@ -27,7 +27,7 @@ from svbench.energy.markers import (
 )
 from svbench.energy.markers import phases as pair_phases  # noqa: E402
 from svbench.energy.node_join import job_nodes  # noqa: E402
-from svbench.energy.nodes import node_name  # noqa: E402
+from svbench.energy.nodes import MARKERS, node_name, trace_path  # noqa: E402
 from svbench.layout import FINETUNE, STEPS, Layout, backbone_of, is_large_margin, steps_of
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import (  # noqa: E402,F401  (re-exported)
@@ -520,10 +520,17 @@ TIMELINE_BINS = 600  # points across a timeline: what a panel can show, whatever
 
 
 def _wall_range(trace_path: Path) -> tuple[int, int] | None:
-    """First and last wall-clock time of a trace, reading that one column a chunk at a time."""
+    """First and last wall-clock time of a trace, reading that one column a chunk at a time (a compact trace
+    is decoded whole, a chunk at a time)."""
+    from svbench.energy.trace import ZSTD_MAGIC, iter_trace
+
+    with open(trace_path, "rb") as f:
+        compact = f.read(4) == ZSTD_MAGIC
     lo, hi = None, None
-    for chunk in pd.read_csv(trace_path, usecols=["t_wall_ns"], chunksize=1_000_000, on_bad_lines="skip"):
-        t = pd.to_numeric(chunk["t_wall_ns"], errors="coerce").dropna()
+    columns = (c["t_wall_ns"] for c in iter_trace(Path(trace_path))) if compact else (
+        pd.to_numeric(c["t_wall_ns"], errors="coerce").dropna()
+        for c in pd.read_csv(trace_path, usecols=["t_wall_ns"], chunksize=1_000_000, on_bad_lines="skip"))
+    for t in columns:
         if len(t):
             lo = int(t.min()) if lo is None else min(lo, int(t.min()))
             hi = int(t.max()) if hi is None else max(hi, int(t.max()))
@@ -562,8 +569,8 @@ def _timeline_panel(ax: plt.Axes, trace: Path, markers: Path, title: str) -> Non
     series = binned_power(trace)
     ax.set_title(title, fontsize=8)
     if series.empty:
-        _note(ax, "no power over time in trace.csv (power readings, or energy counters read twice)"
-              if Path(trace).exists() else "no trace.csv")
+        _note(ax, f"no power over time in {Path(trace).name} (power readings, or energy counters read twice)"
+              if Path(trace).exists() else f"no {Path(trace).name}")
         return
     t0 = series["t"].min()
     span = series["t"].max() - t0
@@ -636,7 +643,7 @@ def power_timeline(results: Path | Layout, step: str, jobs: list[tuple[str, int]
     if not panels:
         _note(axes[0, 0], "no jobs")
     for ax, (folder, title) in zip(axes.flat, panels, strict=False):
-        _timeline_panel(ax, folder / "trace.csv", folder / "markers.jsonl", title)
+        _timeline_panel(ax, trace_path(folder), folder / MARKERS, title)
     title = "training and large-margin fine-tuning (+lm)" if step == "train" and any(
         is_large_margin(str(arch)) for arch, _ in jobs) else STEP_TITLES[step]
     fig.suptitle(f"Power during {title} (shaded: the job's phases)", fontsize=11)

@@ -27,7 +27,7 @@ from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_co
 from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, node_rows, read_energy, total, total_rows
 from svbench.energy.markers import BASELINE, node_sharing
 from svbench.energy.node_join import job_nodes, partial_nodes
-from svbench.energy.nodes import node_name
+from svbench.energy.nodes import MARKERS, SIDECAR, node_name
 from svbench.fileio import read_json_object
 from svbench.intervals import UncertaintySettings
 from svbench.layout import FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
@@ -147,8 +147,8 @@ class MeasuredJob:
 def _measured(layout: Layout, job: Job) -> MeasuredJob:
     frame = _read_energy(Path(layout.energy(job.step, job.arch, job.seed)))
     folders = [Path(folder) for folder in layout.node_dirs(job.step, job.arch, job.seed, job_nodes(frame))]
-    sidecars = [_read_json(folder / "sidecar.json") for folder in folders]
-    return MeasuredJob(job, frame, sidecars, gpus_over_nodes(frame, sidecars), [f / "markers.jsonl" for f in folders])
+    sidecars = [_read_json(folder / SIDECAR) for folder in folders]
+    return MeasuredJob(job, frame, sidecars, gpus_over_nodes(frame, sidecars), [f / MARKERS for f in folders])
 
 
 def gpus_over_nodes(frame: pd.DataFrame, sidecars: list[dict]) -> int | None:

@@ -16,11 +16,13 @@ import time
 import numpy as np
 import psutil
 import pytest
+import zstandard
 from fakes.node import CPU_W, DRAM_W, GPU_W, NODE_W, TIMEOUT, gone, kill_quietly, started, wait_for
 from fakes.replay import S
 
 from svbench.energy.join import join
 from svbench.energy.markers import read_markers
+from svbench.energy.nodes import TRACE
 from svbench.energy.trace import read_trace
 
 
@@ -29,7 +31,7 @@ def test_all_sensors_end_to_end(node, tmp_path):
     out = tmp_path / "run"
     status, output = node.run(out, baseline=0.3)
     assert status == 0, output
-    trace = read_trace(out / "trace.csv")
+    trace = read_trace(out / TRACE)
     assert {"nvml", "rapl", "ipmi"} <= set(trace["sensor"]) and "estimate" not in set(trace["sensor"])
     assert "error" not in set(trace["quantity"]), trace[trace["quantity"] == "error"]
     pkg = trace[(trace["sensor"] == "rapl") & (trace["channel"] == "package-0")]["value"].to_numpy()
@@ -38,7 +40,7 @@ def test_all_sensors_end_to_end(node, tmp_path):
     meta = json.loads((out / "sidecar.json").read_text())
     assert {s["name"]: s["available"] for s in meta["sensors"]} == {"nvml": True, "rapl": True, "ipmi": True}
 
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     assert {"job", "idle_baseline", "load", "work"} <= set(frame["phase"])
     job = frame[frame["phase"] == "job"].set_index("component")
     assert set(job.index) == {"gpu", "cpu", "dram", "node", "rest_of_node"}
@@ -69,9 +71,9 @@ def test_estimate_only_without_sensors_and_node_metadata(node, tmp_path, monkeyp
     assert meta["node"]["host"] and meta["node"]["cpu_model"] is not None
     assert meta["node"]["environment"]["SLURM_JOB_ID"] == "4242"
 
-    trace = read_trace(out / "trace.csv")
+    trace = read_trace(out / TRACE)
     assert set(trace["sensor"]) == {"estimate"} and trace["estimated"].all()
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     # job 4242 is not a real SLURM job: its sacct cross-check row is there, and empty (never 0)
     crosscheck = frame[frame["component"] == "slurm_crosscheck"]
     assert len(crosscheck) == 1 and crosscheck["energy_j"].isna().all()
@@ -90,7 +92,7 @@ def test_exit_status_of_a_workload_that_kills_itself(node, tmp_path):
     assert status == 128 + 9, output
     records = read_markers(out / "markers.jsonl")
     assert records[-1].event == "end" and records[-1].status == 137
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     work = frame[frame["phase"] == "work"].iloc[0]
     assert not work["complete"] and work["energy_j"] >= 0
     assert frame[frame["phase"] == "load"]["complete"].all()
@@ -111,7 +113,7 @@ def test_sigterm_is_forwarded_and_its_status_returned(node, tmp_path):
     assert flag.read_text() == "checkpoint"
     end = read_markers(out / "markers.jsonl")[-1]
     assert end.event == "end" and end.status == 143 and end.extra["signals"] == [signal.SIGTERM]
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     assert not frame[frame["phase"] == "work"]["complete"].any()  # left by SystemExit: ok=false
 
 
@@ -130,7 +132,7 @@ def test_sidecar_stops_when_the_monitor_is_killed(node, tmp_path):
         proc.kill()
         if workload:
             kill_quietly(workload)
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     job = frame[frame["phase"] == "job"].iloc[0]
     assert not job["complete"] and job["seconds"] > 0
     assert not frame[frame["phase"] == "work"]["complete"].any()
@@ -169,14 +171,14 @@ def test_a_sensor_failing_mid_run_becomes_a_gap(node, tmp_path, monkeypatch, mod
     out = tmp_path / "run"
     status, output = node.run(out)
     assert status == 0, output
-    trace = read_trace(out / "trace.csv")
+    trace = read_trace(out / TRACE)
     ipmi = trace[trace["sensor"] == "ipmi"]
     assert (ipmi["quantity"] == "power").sum() == 3
     errors = ipmi[ipmi["quantity"] == "error"]
     assert len(errors) >= 2 and errors["value"].isna().all()
     rapl = trace[trace["sensor"] == "rapl"]
     assert rapl["t_mono_ns"].max() > errors["t_mono_ns"].max() - S  # RAPL went on sampling
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     job = frame[frame["phase"] == "job"]
     assert job[job["sensor"] == "ipmi"]["coverage"].item() < 0.5
     assert (job[job["sensor"] == "rapl"]["coverage"] >= 0.5).all()
@@ -188,11 +190,12 @@ def test_rerun_after_success_sets_the_old_run_aside(node, tmp_path):
     assert node.run(out, arg="3")[0] == 3  # a failed attempt ...
     with open(out / "markers.jsonl", "a") as f:
         f.write('{"event": "start", "pha')  # ... killed while writing a marker
-    with open(out / "trace.csv", "a") as f:
-        f.write("17000,12")  # ... and a trace row
+    with open(out / TRACE, "ab") as f:
+        z = zstandard.ZstdCompressor().compressobj()
+        f.write((z.compress(b"0,17000,12,\n") + z.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))[:-4])  # ... and a read
     assert node.run(out)[0] == 0  # the retry appends: both attempts count
     assert not (out / "previous").exists()
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     jobs = frame[(frame["phase"] == "job") & (frame["sensor"] == "rapl") & (frame["channel"] == "package-0")]
     assert jobs["attempt"].tolist() == [1, 2] and jobs["complete"].tolist() == [False, True]
     assert (jobs["energy_j"] / jobs["seconds"]).to_numpy() == pytest.approx([CPU_W, CPU_W], rel=0.25)
@@ -201,12 +204,12 @@ def test_rerun_after_success_sets_the_old_run_aside(node, tmp_path):
     assert node.run(out)[0] == 0  # a forced rerun of a finished job: a new measurement
     previous = out / "previous"
     assert (previous / "markers.jsonl").read_text() == both
-    assert (previous / "trace.csv").exists() and (previous / "sidecar.json").exists()
+    assert (previous / TRACE).exists() and (previous / "sidecar.json").exists()
     records = read_markers(out / "markers.jsonl")
     assert [r.event for r in records].count("begin") == 1
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     assert set(frame["attempt"]) == {1}
-    assert read_trace(out / "trace.csv")["t_mono_ns"].min() > records[0].t_mono_ns - 5 * S
+    assert read_trace(out / TRACE)["t_mono_ns"].min() > records[0].t_mono_ns - 5 * S
 
 
 def test_requeue_on_another_node_each_attempt_on_its_own_clock(node, tmp_path):
@@ -229,7 +232,7 @@ def test_requeue_on_another_node_each_attempt_on_its_own_clock(node, tmp_path):
     assert status == 0, output
     begins = [r for r in read_markers(out / "markers.jsonl") if r.event == "begin"]
     assert len(begins) == 2 and begins[0].t_mono_ns > 90_000 * S > begins[1].t_mono_ns  # two clocks
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     jobs = frame[(frame["phase"] == "job") & (frame["sensor"] == "ipmi")].set_index("attempt")
     assert sorted(jobs.index) == [1, 2]
     assert not jobs.loc[1, "complete"] and jobs.loc[2, "complete"]
@@ -264,7 +267,7 @@ def test_several_ranks_mark_each_epoch_once_and_rest_of_job_is_not_negative(tiny
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     starts = [r for r in read_markers(out / "markers.jsonl") if r.event == "start" and r.phase == "epoch"]
     assert [r.index for r in starts] == [0, 1, 2]  # rank 0 alone marks
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     cpu = frame[frame["channel"] == "cpu"]
     epochs = cpu[cpu["phase"] == "epoch"]
     job, rest = cpu[cpu["phase"] == "job"].iloc[0], cpu[cpu["phase"] == "rest_of_job"].iloc[0]
@@ -278,7 +281,7 @@ def test_baseline_is_its_own_phase_before_the_job(node, tmp_path):
     out = tmp_path / "run"
     status, output = node.run(out, baseline=1.0)
     assert status == 0, output
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     est = frame[frame["sensor"] == "estimate"]
     base = est[est["phase"] == "idle_baseline"].iloc[0]
     job = est[est["phase"] == "job"].iloc[0]
@@ -296,9 +299,9 @@ def test_a_rapl_counter_reset_mid_job_is_not_counted_as_a_wrap(node, tmp_path):
     out = tmp_path / "run"
     status, output = node.run(out)
     assert status == 0, output
-    trace = read_trace(out / "trace.csv")
+    trace = read_trace(out / TRACE)
     assert (trace["quantity"] == "counter_break").sum() == 1
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     job = frame[(frame["phase"] == "job") & (frame["channel"] == "package-0")].iloc[0]
     assert job["energy_j"] == pytest.approx(CPU_W * job["seconds"], rel=0.15)
     assert 0.8 < job["coverage"] < 1.0 and "counter break" in job["notes"]
@@ -313,7 +316,7 @@ def test_a_node_meter_below_the_gpus_is_not_the_total(node, tmp_path):
     out = tmp_path / "run"
     status, output = node.run(out)
     assert status == 0, output
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    frame = join(out / TRACE, out / "markers.jsonl")
     job = frame[frame["phase"] == "job"]
     assert total_sources(job)[0] == "node+gpu"
     seconds = job[job["component"] == "node"]["seconds"].iloc[0]

@@ -21,6 +21,7 @@ from fakes import libnvml
 from fakes.node import CPU_W
 
 from svbench.energy.join import join
+from svbench.energy.nodes import TRACE
 from svbench.energy.trace import read_trace
 
 UUIDS = ["GPU-aaaaaaaa-1111-2222-3333-444444444444", "GPU-bbbbbbbb-1111-2222-3333-444444444444",
@@ -60,8 +61,8 @@ def run_job(node, tmp_path: Path, work_s: float = 1.0):
     assert status == 0, output
     meta = json.loads((out / "sidecar.json").read_text())
     sensors = {s["name"]: s for s in meta["sensors"]}
-    trace = read_trace(out / "trace.csv")
-    frame = join(out / "trace.csv", out / "markers.jsonl")
+    trace = read_trace(out / TRACE)
+    frame = join(out / TRACE, out / "markers.jsonl")
     job = frame[(frame["phase"] == "job") & (frame["sensor"] == "nvml")].set_index("channel")
     return sensors, trace, job, output
 
@@ -234,7 +235,7 @@ def test_a_gpu_lost_mid_run_is_a_gap_and_the_job_goes_on(gpu_node, tmp_path):
     row = job.loc["gpu0"]
     assert row["coverage"] < 0.8  # the energy of the covered part only: nothing made up for the gap
     assert row["energy_j"] == pytest.approx(300 * row["coverage"] * row["seconds"], rel=REL)
-    frame = join(tmp_path / "run" / "trace.csv", tmp_path / "run" / "markers.jsonl")
+    frame = join(tmp_path / "run" / TRACE, tmp_path / "run" / "markers.jsonl")
     pkg = frame[(frame["phase"] == "job") & (frame["channel"] == "package-0")].iloc[0]
     assert pkg["coverage"] > COVERED and mean_w(pkg) == pytest.approx(CPU_W, rel=0.25)
 

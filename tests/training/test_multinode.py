@@ -25,6 +25,7 @@ from support import DDP_RECIPE as RECIPE
 
 from svbench.energy.markers import read_markers
 from svbench.energy.node_join import join_nodes
+from svbench.energy.nodes import TRACE
 
 pytestmark = pytest.mark.e2e
 
@@ -165,7 +166,7 @@ def test_a_node_without_a_trace_makes_the_total_partial_and_is_named(tiny_corpus
     energy, model = tmp_path / "energy", tmp_path / "model"
     recipe = replace(LONG, epochs=1, samples_per_epoch=16)
     assert wait_all(start_nodes(tmp_path, tiny_corpus, energy, model, recipe), timeout=300) == [0, 0]
-    (energy / "node1" / "trace.csv").unlink()
+    (energy / "node1" / TRACE).unlink()
     out = tmp_path / "joined.csv"
     run = subprocess.run(["svbench", "energy", "join", "--dir", str(energy), "--nodes", "2", "--out", str(out)],
                          env=_env(tmp_path, 0), capture_output=True, text=True, timeout=120)
