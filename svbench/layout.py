@@ -17,6 +17,10 @@ from svbench.errors import UserError
 STEPS = ("train", "embed", "score")  # the measured steps of a trained model
 FINETUNE = "finetune"  # the large-margin fine-tuning: the measured step that makes a fine-tuned model
 MEASURED_STEPS = ("train", FINETUNE, "embed", "score")
+# The study's other measured work, one energy folder per job (energy/<step>/<job>): making the corpus (the synthetic
+# speakers, or the VoxCeleb manifests), converting a batch of m4a files, extracting a feature shard, and the study's
+# own analysis. Their jobs are named "synthetic" / "voxceleb", "batch00001", "train-shard0003", "summary".
+WORK_STEPS = ("corpus", "convert", "features", "study")
 # A fine-tuned model is named after its backbone: grid names cannot hold "+" (ArchSpec), so none collides.
 LM_SUFFIX = "+lm"
 
@@ -153,6 +157,29 @@ class Layout:
 
     def energy_dir(self, step: str, arch: str, seed: object) -> str:
         return self.path("energy", step, arch, f"seed{seed}")
+
+    def work_energy_dir(self, step: str, job: str) -> str:
+        """The energy folder of a job of :data:`WORK_STEPS` (data preparation, the study's analysis)."""
+        return self.path("energy", step, job)
+
+    def work_energy(self, step: str, job: str) -> str:
+        return f"{self.work_energy_dir(step, job)}/energy.csv"
+
+    def work_output(self, step: str, job: str) -> str:
+        """The product of a job of :data:`WORK_STEPS`: once it exists, the job's trace and markers are final."""
+        if step == "corpus" and job in ("synthetic", "voxceleb"):
+            return self.manifest("test")
+        if step == "convert" and job.startswith("batch"):
+            return self.convert_report(job.removeprefix("batch"))
+        if step == "features" and "-shard" in job:
+            split, shard = job.split("-shard", 1)
+            return self.feature_shard(split, shard, "index")
+        # the figures job's product: the last figure it draws (svbench.study.figures.make_figures)
+        studies = {"summary": self.study("summary.csv"), "figures": self.figure("power_timeline_score"),
+                   "report": self.study("findings.rst")}
+        if step == "study" and job in studies:
+            return studies[job]
+        raise UserError(f"no measured job {job!r} of step {step!r} (steps: {', '.join(WORK_STEPS)})")
 
     def node_dirs(self, step: str, arch: str, seed: object, nodes: int) -> list[str]:
         """The folder of each node of a job on ``nodes`` nodes (the energy folder itself on one node)."""

@@ -25,11 +25,19 @@ def cmd_study_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study_footprint(args: argparse.Namespace) -> int:
+    from svbench.study.footprint import write_footprint
+
+    write_footprint(args.results, args.config, args.out)
+    return 0
+
+
 def cmd_study_report(args: argparse.Namespace) -> int:
     from svbench.study.report import write_study_report
 
     write_study_report(args.summary, args.out, model_json=args.model_json, model_table=args.model_csv,
-                       pareto=args.pareto, differences=args.differences, findings_rst=args.findings_rst)
+                       pareto=args.pareto, differences=args.differences, findings_rst=args.findings_rst,
+                       footprint=args.footprint)
     return 0
 
 
@@ -90,6 +98,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="summary_by_arch.csv: its intervals become the error bars (± sd over seeds without)")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_study_figures)
+    s = study.add_parser("footprint", help="the whole study's footprint: every measured job and attempt, per step, "
+                         "per rule and in total")
+    s.add_argument("--results", type=Path, required=True)
+    s.add_argument("--config", type=json_object, required=True, help="the study config as JSON (carbon, energy)")
+    s.add_argument("--out", type=Path, required=True)
+    s.set_defaults(func=cmd_study_footprint)
     s = study.add_parser("report", help="the findings (Pareto front, knee, energy model) as HTML")
     s.add_argument("--summary", type=Path, required=True)
     s.add_argument("--out", type=Path, required=True)
@@ -98,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--pareto", type=Path, help="pareto.csv of the summary: Pareto and knee frequencies")
     s.add_argument("--differences", type=Path, help="differences.csv of the summary: what the intervals support")
     s.add_argument("--findings-rst", type=Path, help="the findings as reStructuredText, the report's opening page")
+    s.add_argument("--footprint", type=Path, help="footprint.txt of svbench study footprint: the pages open on it")
     s.set_defaults(func=cmd_study_report)
 
     s = sub.add_parser("predict", help="predicted training energy of an architecture, with the model's error")

@@ -44,10 +44,11 @@ def study_findings(frame: pd.DataFrame) -> dict:
 
 def write_study_report(summary: Path, out_html: Path, model_json: Path | None = None,
                        model_table: Path | None = None, pareto: Path | None = None, differences: Path | None = None,
-                       findings_rst: Path | None = None) -> dict:
+                       findings_rst: Path | None = None, footprint: Path | None = None) -> dict:
     """``study.html`` (the findings, for the report); the energy model as JSON and as a held-out table; with
     ``pareto``/``differences`` (``pareto.csv``, ``differences.csv``) what their intervals support, on the page
-    and as ``findings_rst``, the report's opening page."""
+    and as ``findings_rst``, the report's opening page; with ``footprint`` (``footprint.txt`` of
+    :func:`svbench.study.footprint.write_footprint`) both open on the whole study's footprint."""
     frame = read_summary(summary)
     f = study_findings(frame)
     scale, unit = energy_unit(frame["train_energy_kwh"].to_numpy(float))
@@ -61,6 +62,8 @@ def write_study_report(summary: Path, out_html: Path, model_json: Path | None = 
     whole = " (for a fine-tuned model its training and its fine-tuning)" if tuned else ""
     context = (f"{models}, {f['seeds']} seed(s) each; accuracy is the cosine EER on {trials}; "
                f"training energy is the whole training job{whole}{est}.")
+    if footprint is not None:
+        context = f"{Path(footprint).read_text().strip()} {context}"
     parts = [f"<h2>What the study shows</h2><p>{html.escape(context)}</p>"]
     if f["pareto"]:
         items = "".join(f"<li><b>{html.escape(p['arch'])}</b>: EER {_num(p['eer'])} %, training "

@@ -6,7 +6,7 @@ import os
 import re
 
 from svbench.energy.config import write_energy_config
-from svbench.layout import FINETUNE, Layout, backbone_of, is_large_margin, models_of
+from svbench.layout import FINETUNE, WORK_STEPS, Layout, backbone_of, is_large_margin, models_of
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid, training_layouts
 from svbench.training.launch import process_launch, slurm_resources, srun_prefix
@@ -93,6 +93,20 @@ def energy_dir(step):
     return lambda wildcards: LAYOUT.energy_dir(step, wildcards.arch, wildcards.seed)
 
 
+# The study's other work runs measured too (data preparation, the study's analysis): the same monitor, beside the
+# command, into the job's energy folder (LAYOUT.work_energy_dir). Its energy config is `ancient`: a change of sensor
+# settings measures the next jobs differently, it does not convert VoxCeleb again.
+def measured(command):
+    """A work rule's shell command run under the monitor (params.energy_dir, input.energy_config)."""
+    return f"svbench monitor --out {{params.energy_dir:q}} --config {{input.energy_config:q}} -- {command}"
+
+
+def work_energy_dir(step, job):
+    """A params function: the energy folder of a data-preparation or analysis job; ``job`` is formatted with the
+    rule's wildcards ("{split}-shard{shard}")."""
+    return lambda wildcards: LAYOUT.work_energy_dir(step, job.format(**wildcards))
+
+
 def input_folder(name):
     """A params function: the folder of the named input (a feature store's index gives the store)."""
     return lambda wildcards, input: os.path.dirname(getattr(input, name))
@@ -111,9 +125,24 @@ SENSOR_TOLERANCES = {name: {key: config["energy"][name][key] for key in ("tolera
 
 
 
-def vox2_convert_reports(wildcards):
-    """One conversion report per batch of m4a files in the VoxCeleb2 listing (a checkpoint); none when it is wav."""
+def vox2_convert_batches():
+    """The conversion batches of the VoxCeleb2 listing (a checkpoint): one per batch of m4a files, none for wav."""
     with open(checkpoints.corpus_list_vox2.get().output[0]) as f:
         n = sum(1 for line in f if line.rstrip().endswith(".m4a"))
-    batches = math.ceil(n / CORPUS["voxceleb"]["convert"]["batch_size"])
-    return [LAYOUT.convert_report(f"{k:05d}") for k in range(batches)]
+    return [f"{k:05d}" for k in range(math.ceil(n / CORPUS["voxceleb"]["convert"]["batch_size"]))]
+
+
+def vox2_convert_reports(wildcards):
+    """One conversion report per batch of m4a files in the VoxCeleb2 listing; none when it is wav."""
+    return [LAYOUT.convert_report(batch) for batch in vox2_convert_batches()]
+
+
+def work_energy_files(wildcards):
+    """The energy.csv of every measured job outside the models' steps: the corpus, its conversion batches (VoxCeleb),
+    every feature shard, the study's summary and figures (the footprint's inputs beside STUDY_ENERGY)."""
+    jobs = [("corpus", CORPUS["kind"])]
+    if CORPUS["kind"] == "voxceleb":
+        jobs += [("convert", f"batch{batch}") for batch in vox2_convert_batches()]
+    jobs += [("features", f"{split}-shard{shard}") for split in ("train", "test") for shard in SHARDS]
+    jobs += [("study", "summary"), ("study", "figures")]
+    return [LAYOUT.work_energy(step, job) for step, job in jobs]

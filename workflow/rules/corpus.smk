@@ -5,6 +5,8 @@ import json
 if CORPUS["kind"] == "synthetic":
 
     rule corpus_synthetic:
+        input:
+            energy_config=ancient(ENERGY_CONFIG),
         output:
             train=LAYOUT.manifest("train"),
             test=LAYOUT.manifest("test"),
@@ -12,12 +14,15 @@ if CORPUS["kind"] == "synthetic":
         params:
             synthetic=json.dumps(CORPUS["synthetic"]),
             out=output_folder("train"),
+            energy_dir=work_energy_dir("corpus", "synthetic"),
         log:
             LAYOUT.log("corpus"),
         conda:
             ENV
         shell:
-            "svbench corpus synth --out {params.out:q} --synthetic {params.synthetic:q} > {log} 2>&1"
+            measured(
+                "svbench corpus synth --out {params.out:q} --synthetic {params.synthetic:q} > {log} 2>&1"
+            )
 
 else:
     VOX = CORPUS["voxceleb"]
@@ -39,21 +44,25 @@ else:
     # One job per batch of m4a files; inside it, `threads` ffmpeg processes. A finished wav is kept.
     rule corpus_convert:
         input:
-            LAYOUT.vox2_listing(),
+            listing=LAYOUT.vox2_listing(),
+            energy_config=ancient(ENERGY_CONFIG),
         output:
             LAYOUT.convert_report("{batch}"),
         wildcard_constraints:
             batch=r"\d{5}",
         params:
             voxceleb=json.dumps(VOX),
+            energy_dir=work_energy_dir("convert", "batch{batch}"),
         threads: VOX["convert"]["threads"]
         log:
             LAYOUT.log("corpus", "convert", "batch{batch}"),
         conda:
             ENV
         shell:
-            "svbench corpus convert --list {input} --voxceleb {params.voxceleb:q} --batch {wildcards.batch}"
-            " --workers {threads} --report {output} > {log} 2>&1"
+            measured(
+                "svbench corpus convert --list {input.listing} --voxceleb {params.voxceleb:q}"
+                " --batch {wildcards.batch} --workers {threads} --report {output} > {log} 2>&1"
+            )
 
     # Trial lists and trees are read from params, not declared inputs: they live outside the workdir
     # and need not exist for a dry run on another machine.
@@ -61,6 +70,7 @@ else:
         input:
             listing=LAYOUT.vox2_listing(),
             converted=vox2_convert_reports,
+            energy_config=ancient(ENERGY_CONFIG),
         output:
             train=LAYOUT.manifest("train"),
             test=LAYOUT.manifest("test"),
@@ -69,11 +79,14 @@ else:
         params:
             corpus=json.dumps(CORPUS),
             out=output_folder("train"),
+            energy_dir=work_energy_dir("corpus", "voxceleb"),
         threads: VOX["check_threads"]
         log:
             LAYOUT.log("corpus", "voxceleb"),
         conda:
             ENV
         shell:
-            "svbench corpus voxceleb --vox2-list {input.listing} --corpus {params.corpus:q} --workers {threads}"
-            " --convert-reports {input.converted} --out {params.out:q} > {log} 2>&1"
+            measured(
+                "svbench corpus voxceleb --vox2-list {input.listing} --corpus {params.corpus:q} --workers {threads}"
+                " --convert-reports {input.converted} --out {params.out:q} > {log} 2>&1"
+            )

@@ -39,6 +39,28 @@ rule energy_join:
         " --intensity {params.intensity:q} --out {output:q} > {log:q} 2>&1"
 
 
+# The energy of each measured job of the study's other work (data preparation, the study's analysis): one node.
+rule energy_join_work:
+    wildcard_constraints:
+        step=one_of(WORK_STEPS),
+        job=r"[^/]+",
+    input:
+        product=lambda w: LAYOUT.work_output(w.step, w.job),
+        series=[config["carbon"]["intensity"]["series"]] if config["carbon"]["intensity"].get("series") else [],
+    output:
+        LAYOUT.work_energy("{step}", "{job}"),
+    params:
+        folder=lambda w: LAYOUT.work_energy_dir(w.step, w.job),
+        intensity=json.dumps(config["carbon"]["intensity"]),
+    log:
+        LAYOUT.log("energy", "{step}", "{job}"),
+    conda:
+        ENV
+    shell:
+        "svbench energy join --dir {params.folder:q} --nodes 1 --intensity {params.intensity:q} --out {output:q}"
+        " > {log:q} 2>&1"
+
+
 rule energy_emissions:
     input:
         LAYOUT.energy("{step}", "{arch}", "{seed}"),

@@ -5,20 +5,24 @@ SHARDS = [f"{k:04d}" for k in range(config["features"]["shards"])]
 
 rule features_shard:
     input:
-        LAYOUT.manifest("{split}"),
+        manifest=LAYOUT.manifest("{split}"),
+        energy_config=ancient(ENERGY_CONFIG),
     output:
         npy=LAYOUT.feature_shard("{split}", "{shard}", "npy"),
         index=LAYOUT.feature_shard("{split}", "{shard}", "index"),
     params:
         features=json.dumps(config["features"]),
         out=output_folder("index"),
+        energy_dir=work_energy_dir("features", "{split}-shard{shard}"),
     log:
         LAYOUT.log("features", "{split}", "shard{shard}"),
     conda:
         ENV
     shell:
-        "svbench features extract --manifest {input} --out {params.out:q} --shard {wildcards.shard}"
-        " --features {params.features:q} > {log} 2>&1"
+        measured(
+            "svbench features extract --manifest {input.manifest} --out {params.out:q}"
+            " --shard {wildcards.shard} --features {params.features:q} > {log} 2>&1"
+        )
 
 
 rule features_index:

@@ -8,6 +8,7 @@ STUDY_ENERGY = [LAYOUT.energy(job.step, job.arch, job.seed) for job in STUDY_JOB
 rule study_summary:
     input:
         energy=STUDY_ENERGY,
+        energy_config=ancient(ENERGY_CONFIG),
         metrics=[LAYOUT.metrics(model, seed) for model in MODELS for seed in SEEDS],
         specs=[LAYOUT.spec(model, seed) for model in MODELS for seed in SEEDS],
         # the accuracy intervals: each job's speaker-bootstrap replicates
@@ -36,6 +37,7 @@ rule study_summary:
         # the study reads the results folder its declared inputs lie in
         results=lambda wildcards, input: LAYOUT.root_of(input.test, LAYOUT.manifest("test")),
         out=output_folder("csv"),
+        energy_dir=work_energy_dir("study", "summary"),
         # the estimate's factors for the provenance table; the sensors' settings stay out of every command line
         config=json.dumps({k: config[k] for k in ("grid", "seeds", "carbon", "uncertainty", "large_margin")}
                           | {"energy": {"estimate": config["energy"]["estimate"]} | SENSOR_TOLERANCES}),
@@ -44,8 +46,10 @@ rule study_summary:
     conda:
         ENV
     shell:
-        "svbench study summary --results {params.results:q} --config {params.config:q} --out {params.out:q}"
-        " > {log:q} 2>&1"
+        measured(
+            "svbench study summary --results {params.results:q} --config {params.config:q} --out {params.out:q}"
+            " > {log:q} 2>&1"
+        )
 
 
 rule study_figures:
@@ -54,6 +58,7 @@ rule study_figures:
         phases=LAYOUT.study("phases.csv"),
         by_arch=LAYOUT.study("summary_by_arch.csv"),
         energy=STUDY_ENERGY,  # the traces behind the timelines are final once their energy is joined
+        energy_config=ancient(ENERGY_CONFIG),
     output:
         [
             report(
@@ -67,13 +72,48 @@ rule study_figures:
         # the traces behind the timelines lie in the results folder of the declared inputs
         results=lambda wildcards, input: LAYOUT.root_of(input.summary, LAYOUT.study("summary.csv")),
         out=lambda wildcards, output: os.path.dirname(output[0]),
+        energy_dir=work_energy_dir("study", "figures"),
     log:
         LAYOUT.log("study", "figures"),
     conda:
         ENV
     shell:
-        "svbench study figures --summary {input.summary:q} --phases {input.phases:q} --by-arch {input.by_arch:q}"
-        " --results {params.results:q} --out {params.out:q} > {log:q} 2>&1"
+        measured(
+            "svbench study figures --summary {input.summary:q} --phases {input.phases:q} --by-arch {input.by_arch:q}"
+            " --results {params.results:q} --out {params.out:q} > {log:q} 2>&1"
+        )
+
+
+# The whole study's footprint: every measured job's energy.csv (data preparation, the models' steps, the study's
+# summary and figures), every attempt. This job and the report's read small tables and are not measured.
+rule study_footprint:
+    input:
+        energy=STUDY_ENERGY,
+        work=work_energy_files,
+    output:
+        csv=LAYOUT.study("footprint.csv"),
+        html=report(LAYOUT.study("footprint.html"), category="Footprint", caption="../report/footprint.rst"),
+        tex=LAYOUT.study("footprint.tex"),
+        rules=report(LAYOUT.study("footprint_rules.html"), category="Footprint",
+                     caption="../report/footprint_rules.rst"),
+        rules_csv=LAYOUT.study("footprint_rules.csv"),
+        rules_tex=LAYOUT.study("footprint_rules.tex"),
+        jobs=LAYOUT.study("footprint_jobs.csv"),
+        figure=report(LAYOUT.study("footprint.png"), category="Footprint", caption="../report/footprint_figure.rst"),
+        sentence=LAYOUT.study("footprint.txt"),
+    params:
+        # the results folder the declared inputs lie in
+        results=lambda wildcards, input: LAYOUT.root_of(input.energy[0], STUDY_ENERGY[0]),
+        out=output_folder("csv"),
+        config=json.dumps({k: config[k] for k in ("carbon",)}
+                          | {"energy": {"estimate": config["energy"]["estimate"]} | SENSOR_TOLERANCES}),
+    log:
+        LAYOUT.log("study", "footprint"),
+    conda:
+        ENV
+    shell:
+        "svbench study footprint --results {params.results:q} --config {params.config:q} --out {params.out:q}"
+        " > {log:q} 2>&1"
 
 
 rule study_report:
@@ -81,6 +121,7 @@ rule study_report:
         summary=LAYOUT.study("summary.csv"),
         pareto=LAYOUT.study("pareto.csv"),
         differences=LAYOUT.study("differences.csv"),
+        footprint=LAYOUT.study("footprint.txt"),
     output:
         html=report(LAYOUT.study("study.html"), category="Study", caption="../report/study.rst"),
         model=LAYOUT.study("energy_model.json"),
@@ -93,4 +134,4 @@ rule study_report:
     shell:
         "svbench study report --summary {input.summary:q} --pareto {input.pareto:q}"
         " --differences {input.differences:q} --out {output.html:q} --findings-rst {output.findings:q}"
-        " --model-json {output.model:q} --model-csv {output.table:q} > {log:q} 2>&1"
+        " --model-json {output.model:q} --model-csv {output.table:q} --footprint {input.footprint:q} > {log:q} 2>&1"

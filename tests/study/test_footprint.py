@@ -1,0 +1,76 @@
+"""The whole study's footprint (issue 26): every measured job of every step, every attempt, adds up."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+from fakes.study import T0, fake_study, write_job
+
+from svbench.energy.join import read_energy
+from svbench.layout import Layout
+from svbench.study.footprint import footprint_jobs, footprint_table, measured_folders
+from svbench.study.summary import energy_of
+
+
+def _every_job_energy(layout: Layout) -> float:
+    """The sum of every energy.csv's job phase over all its attempts, read independently of the footprint."""
+    total = 0.0
+    for path in Path(layout.path("energy")).rglob("energy.csv"):
+        total += energy_of(read_energy(path), "job")["energy_j"]
+    return total
+
+
+def test_the_footprint_adds_every_job_and_attempt_of_every_step(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0, 1))
+    layout = Layout(str(tmp_path / "results"))
+    # data preparation, measured: a feature shard and the corpus
+    write_job(Path(layout.work_energy_dir("features", "train-shard0000")), 30.0, 4.0, T0 + 5 * 10**11, [])
+    write_job(Path(layout.work_energy_dir("corpus", "synthetic")), 20.0, 2.0, T0 + 6 * 10**11, [])
+    # an attempt that did not finish: the training of a seed0 killed once, then rerun
+    energy = Path(layout.energy("train", "a", 0))
+    frame = pd.read_csv(energy)
+    killed = frame.assign(attempt=1, complete=False)
+    frame.assign(attempt=2).pipe(lambda f: pd.concat([killed, f])).to_csv(energy, index=False)
+
+    steps = {f.step for f in measured_folders(layout)}
+    assert steps == {"features", "corpus", "train", "embed", "score"}, steps
+    jobs = footprint_jobs(layout, config)
+    table = footprint_table(jobs, config).set_index("step")
+    total = table.loc["total"]
+    assert math.isclose(total["energy_kwh"] * 3.6e6, _every_job_energy(layout), rel_tol=1e-9)
+    assert math.isclose(table.drop(index="total")["energy_kwh"].sum(), total["energy_kwh"], rel_tol=1e-9)
+    assert total["unfinished_attempts"] == 1 and total["unfinished_kwh"] > 0
+    assert total["attempts"] == total["jobs"] + 1
+    assert 0 < total["energy_kwh_low"] < total["energy_kwh_high"]  # the gaps' energy may lift both above the point
+    assert total["operational_co2e_g"] > 0 and total["embodied_co2e_g"] > 0
+    assert table.loc["features", "jobs"] == 1 and table.loc["train", "jobs"] == 4 * 2
+
+
+def test_a_job_without_a_sensor_total_is_named_not_zero(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,))
+    layout = Layout(str(tmp_path / "results"))
+    energy = Path(layout.energy("score", "a", 0))
+    frame = pd.read_csv(energy)
+    frame["energy_j"] = float("nan")
+    frame.to_csv(energy, index=False)
+    table = footprint_table(footprint_jobs(layout, config), config).set_index("step")
+    assert "score/a/seed0" in table.loc["total", "unmeasured_jobs"]
+    assert table.loc["score", "energy_kwh"] > 0  # the other scoring jobs still count
+
+
+def test_svbench_study_footprint_writes_its_files(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,))
+    out = tmp_path / "study dir"
+    run = subprocess.run([sys.executable, "-m", "svbench.cli", "study", "footprint", "--results",
+                          str(tmp_path / "results"), "--config", json.dumps(config), "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for name in ("footprint.csv", "footprint.html", "footprint_jobs.csv", "footprint_rules.html", "footprint.png",
+                 "footprint.txt"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "footprint.txt").read_text().startswith("The whole study used ")
