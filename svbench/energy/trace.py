@@ -10,8 +10,8 @@ Two forms on disk, one reader (:func:`iter_trace` tells them by their first byte
   text lines (:data:`COMPACT_FORMAT`), flushed as a zstd *block* at every trace flush, so the compression
   window survives a flush and a SIGKILL loses only what was not flushed yet. The lines say each channel's
   fixed columns once (``k`` lines), each read's list of channels once (``l`` lines), and per sensor read
-  one line: the stamp as differences, then the values, an energy counter as the exact decimal difference
-  from its previous value. The reader undoes all of it exactly: a value is the float it was written as.
+  one line: the stamp as differences, then the values as ``repr(float)``. The reader undoes it exactly: a
+  value is the float it was written as, parsed by pandas' C reader a run of read lines at a time.
 - ``trace.csv``: the long CSV of earlier svbench versions (and of :class:`TraceWriter` given a ``.csv``
   path), read as it always was.
 
@@ -26,7 +26,6 @@ cheap: pandas is imported only by the reader, and a channel's fixed columns are 
 from __future__ import annotations
 
 import csv
-import decimal
 import io
 import math
 import sys
@@ -52,16 +51,16 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZSTD_LEVEL = 1  # the smallest trace here as well as the cheapest (bench/trace_size.py: 3, 6 and 9 gave 3-8 % more)
 # The lines inside the zstd stream. Every line ends with "," so a line cut by a kill (which a frame closed
 # after the kill may follow with a newline) never passes for a whole one.
-#   #svbench-trace,2,                       a writer's first line: forget every k/l line and previous value
+#   #svbench-trace,3,                       a writer's first line: forget every k/l line and previous stamp
 #   k,<key>,sensor,channel,quantity,unit,component,estimated,     a channel's fixed columns (CSV-quoted)
 #   l,<layout>,<n>,<key 1>,...,<key n>,     the channels of one sensor read, in order
 #   <layout>,<d mono>,<d offset>,<value 1>,...,<value n>,        one sensor read
 # d mono: t_mono_ns minus the previous read's; d offset: (t_wall_ns - t_mono_ns) minus the previous read's.
-# A value is repr(float), "" for none (NaN); an energy counter's is the exact decimal difference from that
-# channel's previous value (0 before the first), "=" + repr(float) where no difference is exact.
-COMPACT_FORMAT = "#svbench-trace,2,"
-_DECIMAL = decimal.Context(prec=800, traps=[decimal.Inexact, decimal.InvalidOperation])  # floats' exact span
-_ZERO = decimal.Decimal(0)
+# A value is repr(float), "" for none (NaN). Counters are written whole, not as differences: exact differences
+# of decimal texts made the 12-h benchmark trace 0.43 MB per GPU-hour instead of 0.53, but needed a Python loop
+# of Decimal sums to read (the join 23 % slower than the CSV's); whole values are one C parse.
+# Version 2 (svbench 694094d only) wrote counters as differences: refused by name, not misread.
+COMPACT_FORMAT = "#svbench-trace,3,"
 
 
 def is_compact(path: Path) -> bool:
@@ -94,7 +93,6 @@ class TraceWriter:
             self._zstd = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=False).compressobj()
             self._block = zstandard.COMPRESSOBJ_FLUSH_BLOCK
             self._layouts: dict[tuple[int, ...], int] = {}
-            self._previous: dict[int, decimal.Decimal] = {}
             self._mono = self._offset = 0
             # the leading newline ends a line a kill cut (its frame closed since): it stays a torn line
             self._emit(f"\n{COMPACT_FORMAT}\n", flush=True)
@@ -141,7 +139,7 @@ class TraceWriter:
 
     def _compact_lines(self, batch: Iterable[tuple[str, Iterable[Reading], int, int]]) -> str:
         parts = []
-        keys, layouts, previous = self._fixed, self._layouts, self._previous
+        keys, layouts = self._fixed, self._layouts
         for sensor, readings, t_wall_ns, t_mono_ns in batch:
             ids, values = [], []
             for r in readings:
@@ -152,10 +150,7 @@ class TraceWriter:
                     columns = _csv_line([sensor, r.channel, r.quantity, r.unit, r.component, int(r.estimated)])
                     parts.append(f"k,{kid},{columns},\n")
                 ids.append(kid)
-                text = _value_text(r.value)
-                if text and r.quantity == "energy":
-                    text = _difference(text, kid, previous)
-                values.append(text)
+                values.append(_value_text(r.value))
             if not ids:
                 continue
             layout = tuple(ids)
@@ -194,19 +189,6 @@ class TraceWriter:
 
 def _value_text(value: float | None) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value))
-
-
-def _difference(text: str, kid: int, previous: dict[int, decimal.Decimal]) -> str:
-    """A counter's value as the exact decimal difference from its previous one (``=value`` where none is)."""
-    value = decimal.Decimal(text)
-    if not value.is_finite():
-        return "=" + text
-    try:
-        difference = _DECIMAL.subtract(value, previous.get(kid, _ZERO))
-    except decimal.Inexact:  # a span no 800 digits hold: not from a float's repr, but never a wrong value
-        return "=" + text
-    previous[kid] = value
-    return str(difference)
 
 
 def _csv_line(fields: list) -> str:
@@ -363,37 +345,20 @@ def _compact_frames(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     """Decode the compact form, a chunk of about ``chunk_rows`` rows at a time, streaming the zstd frames.
 
     Only whole lines count (they end with ","): a line or block cut by a kill is dropped, and the zstd
-    decoder stops at a cut block without an error."""
-    import numpy as np
-    import pandas as pd
+    decoder stops at a cut block without an error. The read lines between two k/l/# lines are decoded
+    together (:class:`_CompactDecoder`): one C parse (pandas' ``read_csv``) of their stamps and values."""
+    decoder = _CompactDecoder(path)
+    for lines in _compact_lines(path):
+        decoder.lines(lines)
+        if decoder.rows >= chunk_rows:
+            yield decoder.frame()
+    if decoder.rows:
+        yield decoder.frame()
+
+
+def _compact_lines(path: Path) -> Iterator[list[str]]:
+    """The whole lines of a compact trace, about a MiB of text at a time."""
     import zstandard
-
-    keys: list[tuple] = []  # every k line's columns; a writer's key ids map into this list
-    local: dict[int, int] = {}
-    layouts: dict[int, list[int]] = {}
-    counter: list[bool] = []  # by key: an energy counter, written as differences
-    previous: dict[int, decimal.Decimal] = {}
-    mono = offset = 0
-    walls: list[int] = []
-    monos: list[int] = []
-    kids: list[int] = []
-    values: list[float] = []
-
-    def frame() -> pd.DataFrame:
-        fixed = np.empty((len(keys), 6), dtype=object)
-        for i, key in enumerate(keys):
-            fixed[i] = key
-        at = np.asarray(kids, dtype=np.int64)
-        cols = fixed[at] if len(at) else np.empty((0, 6), dtype=object)
-        out = pd.DataFrame({
-            "t_wall_ns": np.asarray(walls, dtype=np.int64), "t_mono_ns": np.asarray(monos, dtype=np.int64),
-            "sensor": cols[:, 0], "channel": cols[:, 1], "quantity": cols[:, 2],
-            "value": np.asarray(values, dtype=np.float64), "unit": cols[:, 3], "component": cols[:, 4],
-            "estimated": cols[:, 5].astype(bool)})
-        for c in ("sensor", "channel", "quantity", "unit", "component"):
-            out[c] = out[c].astype(str)
-        walls.clear(), monos.clear(), kids.clear(), values.clear()
-        return out
 
     rest = b""
     with open(path, "rb") as raw:
@@ -404,62 +369,141 @@ def _compact_frames(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
             except zstandard.ZstdError as exc:
                 raise UserError(f"{path}: a corrupt zstd stream ({exc})") from None
             if not data:
-                break
+                return
             data = rest + data
             cut = data.rfind(b"\n") + 1
             rest = data[cut:]
-            for line in data[:cut].decode("utf-8", errors="replace").split("\n"):
-                if not line or line[-1] != ",":
-                    continue  # an empty line, or one cut by a kill
-                first = line[0]
-                if "0" <= first <= "9":
-                    parts = line.split(",")
-                    layout = layouts.get(int(parts[0])) if parts[0].isdigit() else None
-                    if layout is None or len(parts) != len(layout) + 4:
-                        continue  # cut by a kill (its frame closed by the next session), or its l line was
-                    try:
-                        mono += int(parts[1])
-                        offset += int(parts[2])
-                    except ValueError:
-                        continue
-                    for kid, text in zip(layout, parts[3:-1], strict=True):
-                        if not text:
-                            value = math.nan
-                        elif text[0] == "=":
-                            value = float(text[1:])
-                        elif counter[kid]:
-                            total = _DECIMAL.add(previous.get(kid, _ZERO), decimal.Decimal(text))
-                            previous[kid] = total
-                            value = float(total)
-                        else:
-                            value = float(text)
-                        walls.append(mono + offset)
-                        monos.append(mono)
-                        kids.append(kid)
-                        values.append(value)
-                elif first == "k":
-                    fields = next(csv.reader([line]))
-                    if len(fields) != 9 or fields[7] not in ("0", "1"):
-                        continue
-                    local[int(fields[1])] = len(keys)
-                    keys.append((*fields[2:7], fields[7] == "1"))
-                    counter.append(fields[4] == "energy")
-                elif first == "l":
-                    parts = line.split(",")
-                    if len(parts) < 4 or len(parts) != int(parts[2]) + 4:
-                        continue
-                    layouts[int(parts[1])] = [local[int(k)] for k in parts[3:-1]]
-                elif line.startswith("#svbench-trace,"):
-                    if line != COMPACT_FORMAT:
-                        raise UserError(f"{path}: a trace of another svbench version ({line!r}); this one reads "
-                                        f"{COMPACT_FORMAT!r}")
-                    local, layouts, previous, mono, offset = {}, {}, {}, 0, 0
-                else:
-                    raise UserError(f"{path}: not an svbench trace (a line {line[:40]!r})")
-            if len(values) >= chunk_rows:
-                yield frame()
-    if values:
-        yield frame()
+            yield data[:cut].decode("utf-8", errors="replace").split("\n")
+
+
+def wall_range(path: Path) -> tuple[int, int] | None:
+    """First and last wall-clock time of a trace of either form, streamed (the timelines' span): a compact
+    trace's stamps alone are decoded, a CSV's one column read."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb") as f:
+        compact = f.read(4) == ZSTD_MAGIC
+    if compact:
+        decoder = _CompactDecoder(path, stamps_only=True)
+        for lines in _compact_lines(path):
+            decoder.lines(lines)
+        return decoder.span if decoder.span and decoder.span[1] > decoder.span[0] else None
+    lo = hi = None
+    for chunk in pd.read_csv(path, usecols=["t_wall_ns"], chunksize=1_000_000, on_bad_lines="skip"):
+        t = pd.to_numeric(chunk["t_wall_ns"], errors="coerce").dropna()
+        if len(t):
+            lo = int(t.min()) if lo is None else min(lo, int(t.min()))
+            hi = int(t.max()) if hi is None else max(hi, int(t.max()))
+    return None if lo is None or hi is None or hi <= lo else (lo, hi)
+
+
+class _CompactDecoder:
+    """The state of a compact trace's reader: the channels (k lines), read layouts (l lines) and the last
+    stamps; and the decoded rows not yet handed out."""
+
+    def __init__(self, path: Path, stamps_only: bool = False) -> None:
+        self.path = path
+        self.stamps_only = stamps_only  # wall_range: the stamps' span, no values (lo, hi in self.span)
+        self.span: tuple[int, int] | None = None
+        self.keys: list[tuple] = []  # every k line's columns; a writer's key ids map into this list
+        self.local: dict[int, int] = {}
+        self.layouts: dict[str, list[int]] = {}  # by the layout id as written
+        self.mono = self.offset = 0
+        self.parts: list[tuple] = []  # (walls, monos, kids, values) arrays of decoded runs of read lines
+        self.rows = 0
+
+    def lines(self, lines: list[str]) -> None:
+        reads: list[str] = []
+        for line in lines:
+            if not line or line[-1] != ",":
+                continue  # an empty line, or one cut by a kill
+            first = line[0]
+            if "0" <= first <= "9":
+                lid, _, rest = line.partition(",")
+                layout = self.layouts.get(lid)
+                if layout is not None and rest.count(",") == len(layout) + 2:
+                    reads.append(line)
+                continue  # else cut by a kill (its frame closed by the next session), or its l line was
+            self._reads(reads)  # the reads before a control line are decoded with the state they were written in
+            reads = []
+            self._control(line, first)
+        self._reads(reads)
+
+    def _control(self, line: str, first: str) -> None:
+        if first == "k":
+            fields = next(csv.reader([line]))
+            if len(fields) != 9 or fields[7] not in ("0", "1"):
+                return
+            self.local[int(fields[1])] = len(self.keys)
+            self.keys.append((*fields[2:7], fields[7] == "1"))
+        elif first == "l":
+            parts = line.split(",")
+            if len(parts) < 4 or not parts[2].isdigit() or len(parts) != int(parts[2]) + 4:
+                return
+            self.layouts[parts[1]] = [self.local[int(k)] for k in parts[3:-1]]
+        elif line.startswith("#svbench-trace,"):
+            if line != COMPACT_FORMAT:
+                raise UserError(f"{self.path}: a trace of another svbench version ({line!r}); this one reads "
+                                f"{COMPACT_FORMAT!r}")
+            self.local, self.layouts, self.mono, self.offset = {}, {}, 0, 0
+        else:
+            raise UserError(f"{self.path}: not an svbench trace (a line {line[:40]!r})")
+
+    def _reads(self, reads: list[str]) -> None:
+        """Decode consecutive read lines with one C parse: stamps by cumulative sums, values row by row."""
+        import numpy as np
+        import pandas as pd
+
+        if not reads:
+            return
+        ids = [line[:line.index(",")] for line in reads]
+        widths = np.array([len(self.layouts[i]) for i in ids], dtype=np.int64)
+        width = int(widths.max())
+        columns = range(1, 3) if self.stamps_only else range(1, width + 3)
+        try:
+            table = pd.read_csv(io.StringIO("\n".join(reads)), header=None, names=range(width + 4),
+                                dtype={1: np.int64, 2: np.int64} | {c: np.float64 for c in range(3, width + 4)},
+                                usecols=columns, keep_default_na=False, na_values=[""])
+        except ValueError:  # a stamp or value that is not a number: damage, not a kill; say so, never misread
+            raise UserError(f"{self.path}: a damaged read line in the compact trace") from None
+        monos = self.mono + np.cumsum(table[1].to_numpy())
+        walls = monos + self.offset + np.cumsum(table[2].to_numpy())
+        self.mono, self.offset = int(monos[-1]), int(walls[-1] - monos[-1])
+        if self.stamps_only:
+            lo, hi = int(walls.min()), int(walls.max())
+            self.span = (lo, hi) if self.span is None else (min(self.span[0], lo), max(self.span[1], hi))
+            return
+        cells = table.iloc[:, 2:].to_numpy()
+        keep = np.arange(width)[None, :] < widths[:, None]  # a row's own values, in its layout's order
+        kids = np.full((len(reads), width), -1, dtype=np.int64)
+        for i, lid in enumerate(ids):
+            kids[i, : widths[i]] = self.layouts[lid]
+        line_of = np.repeat(np.arange(len(reads)), widths)
+        self.parts.append((walls[line_of], monos[line_of], kids[keep], cells[keep]))
+        self.rows += int(widths.sum())
+
+    def frame(self) -> pd.DataFrame:
+        """The rows decoded so far as one frame (the trace's columns), and forget them."""
+        import numpy as np
+        import pandas as pd
+
+        walls, monos, kids, values = (np.concatenate(c) for c in zip(*self.parts, strict=True))
+        self.parts, self.rows = [], 0
+        fixed = np.empty((len(self.keys), 6), dtype=object)
+        for i, key in enumerate(self.keys):
+            fixed[i] = key
+        names = ("sensor", "channel", "quantity", "unit", "component", "estimated")
+        columns = {name: fixed[kids, i] for i, name in enumerate(names)}
+        out = pd.DataFrame({"t_wall_ns": walls, "t_mono_ns": monos, "sensor": columns["sensor"],
+                            "channel": columns["channel"], "quantity": columns["quantity"], "value": values,
+                            "unit": columns["unit"], "component": columns["component"],
+                            "estimated": columns["estimated"].astype(bool)})
+        for c in ("sensor", "channel", "quantity", "unit", "component"):
+            out[c] = out[c].astype(str)
+        return out
 
 
 def _clean(frame: pd.DataFrame) -> pd.DataFrame:

@@ -519,31 +519,13 @@ def power_series(trace: pd.DataFrame) -> pd.DataFrame:
 TIMELINE_BINS = 600  # points across a timeline: what a panel can show, whatever the trace's length
 
 
-def _wall_range(trace_path: Path) -> tuple[int, int] | None:
-    """First and last wall-clock time of a trace, reading that one column a chunk at a time (a compact trace
-    is decoded whole, a chunk at a time)."""
-    from svbench.energy.trace import ZSTD_MAGIC, iter_trace
-
-    with open(trace_path, "rb") as f:
-        compact = f.read(4) == ZSTD_MAGIC
-    lo, hi = None, None
-    columns = (c["t_wall_ns"] for c in iter_trace(Path(trace_path))) if compact else (
-        pd.to_numeric(c["t_wall_ns"], errors="coerce").dropna()
-        for c in pd.read_csv(trace_path, usecols=["t_wall_ns"], chunksize=1_000_000, on_bad_lines="skip"))
-    for t in columns:
-        if len(t):
-            lo = int(t.min()) if lo is None else min(lo, int(t.min()))
-            hi = int(t.max()) if hi is None else max(hi, int(t.max()))
-    return None if lo is None or hi is None or hi <= lo else (lo, hi)
-
-
 def binned_power(trace_path: Path, bins: int = TIMELINE_BINS) -> pd.DataFrame:
     """Mean power per channel in ``bins`` equal slices of the trace's wall-clock span, streamed (bounded
     memory for a trace of any length); the columns of :func:`power_series`, ``t`` at each slice's centre
     (empty slices are left out)."""
-    from svbench.energy.trace import iter_trace
+    from svbench.energy.trace import iter_trace, wall_range
 
-    span = _wall_range(trace_path) if Path(trace_path).exists() else None
+    span = wall_range(trace_path)
     if span is None:
         return power_series(pd.DataFrame(columns=["quantity", "value"]))
     edges = np.linspace(span[0] / 1e9, span[1] / 1e9, bins + 1)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from fakes.trace_samples import S, rows_of, session_reads
 from support import REPO as ROOT
 
@@ -20,7 +21,8 @@ from svbench.energy.join import join
 from svbench.energy.node_join import join_nodes
 from svbench.energy.nodes import LEGACY_TRACE, MARKERS, TRACE, trace_path
 from svbench.energy.sensors.base import Reading
-from svbench.energy.trace import ZSTD_MAGIC, TraceWriter, iter_trace
+from svbench.energy.trace import ZSTD_MAGIC, TraceWriter, iter_trace, wall_range
+from svbench.errors import UserError
 
 LEGACY = ROOT / "tests" / "data" / "legacy_trace"  # trace.csv, markers.jsonl, energy.csv of svbench at ca5c74f
 
@@ -163,6 +165,7 @@ def test_compact_and_csv_forms_read_back_the_same_rows(tmp_path):
         w.write_batch(reads)
         w.close()
     assert _rows(tmp_path / TRACE) == _rows(tmp_path / LEGACY_TRACE)
+    assert wall_range(tmp_path / TRACE) == wall_range(tmp_path / LEGACY_TRACE) is not None  # the timelines' span
     assert (tmp_path / TRACE).stat().st_size * 4 < (tmp_path / LEGACY_TRACE).stat().st_size
     chunks = list(iter_trace(tmp_path / TRACE, chunk_rows=7))  # a read's rows never straddle two chunks
     stamps = [set(c["t_mono_ns"]) for c in chunks]
@@ -170,3 +173,13 @@ def test_compact_and_csv_forms_read_back_the_same_rows(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "svbench.energy.trace", str(tmp_path / TRACE)], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout
     assert len(shown.splitlines()) == 1 + sum(len(rs) for _, rs, _, _ in reads)
+
+
+def test_a_compact_trace_of_format_2_is_refused_by_name(tmp_path):
+    """svbench 694094d wrote counters as differences (format 2): read as whole values they would be wrong."""
+    import zstandard
+
+    path = tmp_path / TRACE
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"\n#svbench-trace,2,\n"))
+    with pytest.raises(UserError, match="another svbench version"):
+        list(iter_trace(path))
