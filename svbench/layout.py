@@ -18,9 +18,10 @@ STEPS = ("train", "embed", "score")  # the measured steps of a trained model
 FINETUNE = "finetune"  # the large-margin fine-tuning: the measured step that makes a fine-tuned model
 MEASURED_STEPS = ("train", FINETUNE, "embed", "score")
 # The study's other measured work, one energy folder per job (energy/<step>/<job>): making the corpus (the synthetic
-# speakers, or the VoxCeleb manifests), converting a batch of m4a files, extracting a feature shard, and the study's
-# own analysis. Their jobs are named "synthetic" / "voxceleb", "batch00001", "train-shard0003", "summary".
-WORK_STEPS = ("corpus", "convert", "features", "study")
+# speakers, or the VoxCeleb manifests), converting a batch of m4a files, extracting a feature shard, a model's
+# speaker-bootstrap intervals, and the study's own analysis. Their jobs are named "synthetic" / "voxceleb",
+# "batch00001", "train-shard0003", "ResNet34-seed0", "summary".
+WORK_STEPS = ("corpus", "convert", "features", "intervals", "study")
 # A fine-tuned model is named after its backbone: grid names cannot hold "+" (ArchSpec), so none collides.
 LM_SUFFIX = "+lm"
 
@@ -174,6 +175,9 @@ class Layout:
         if step == "features" and "-shard" in job:
             split, shard = job.split("-shard", 1)
             return self.feature_shard(split, shard, "index")
+        if step == "intervals" and "-seed" in job:
+            model, seed = job.rsplit("-seed", 1)
+            return self.replicates(model, seed)
         # the figures job's product: the last figure it draws (svbench.study.figures.make_figures)
         studies = {"summary": self.study("summary.csv"), "figures": self.figure("power_timeline_score"),
                    "report": self.study("findings.rst")}

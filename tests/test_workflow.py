@@ -168,7 +168,7 @@ def _footprint_holds(tmp_path: Path, config: Path) -> None:
     assert abs(table.loc["total", "energy_kwh"] * 3.6e6 - every) < 1e-6 * every
     assert abs(table.drop(index="total")["energy_kwh"].sum() - table.loc["total", "energy_kwh"]) < 1e-12
     assert table.loc["features", "unfinished_attempts"] >= 1 and table.loc["features", "attempts"] >= 3
-    assert {"corpus", "features", "train", "finetune", "embed", "score", "study"} <= set(table.index)
+    assert {"corpus", "features", "train", "finetune", "embed", "score", "intervals", "study"} <= set(table.index)
     assert (results / "study/findings.rst").read_text().count("The whole study used ") == 1
 
 

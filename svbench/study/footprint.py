@@ -41,7 +41,8 @@ from svbench.study.uncertainty import sensor_tolerances
 log = logging.getLogger("svbench.study")
 
 # the steps in the order the study runs them
-STEP_ORDER = (*(s for s in WORK_STEPS if s != "study"), *MEASURED_STEPS, "study")
+STEP_ORDER = ("corpus", "convert", "features", *MEASURED_STEPS, "intervals", "study")
+assert set(STEP_ORDER) == {*WORK_STEPS, *MEASURED_STEPS}, "a measured step the footprint would not read"
 DRAWS = 2000  # Monte Carlo draws of the footprint's intervals
 JOB_COLUMNS = ["step", "job", "attempt", "complete", "seconds", "nodes", "gpus", "energy_j", "idle_j", "dynamic_j",
                "operational_co2e_g", "embodied_co2e_g", "basis", "notes"]
@@ -193,7 +194,8 @@ def _num(v: float) -> str:
 
 
 # the per-rule table of the report: the rule each step's jobs ran under (the study step: study_<job>)
-RULES = {"corpus": "corpus_{job}", "convert": "corpus_convert", "features": "features_shard", "study": "study_{job}"}
+RULES = {"corpus": "corpus_{job}", "convert": "corpus_convert", "features": "features_shard",
+         "intervals": "score_intervals", "study": "study_{job}"}
 
 
 def rule_table(jobs: pd.DataFrame) -> pd.DataFrame:

@@ -49,3 +49,24 @@ def test_the_root_comes_from_a_declared_input() -> None:
     assert Layout.of(Path("/y")).root == "/y"
     with pytest.raises(UserError, match="not a path ending"):
         layout.root_of("/x/other.tsv", layout.manifest("test"))
+
+
+def test_every_work_job_has_its_product_and_a_wrong_one_is_named() -> None:
+    """The energy of a data-preparation, bootstrap or analysis job is joined once its product exists."""
+    import pytest
+
+    from svbench.errors import UserError
+    from svbench.layout import WORK_STEPS, Layout
+
+    layout = Layout("r")
+    products = {("corpus", "synthetic"): layout.manifest("test"),
+                ("convert", "batch00003"): layout.convert_report("00003"),
+                ("features", "train-shard0002"): layout.feature_shard("train", "0002", "index"),
+                ("intervals", "A+lm-seed1"): layout.replicates("A+lm", "1"),
+                ("study", "summary"): layout.study("summary.csv")}
+    assert {step for step, _ in products} == set(WORK_STEPS)
+    for (step, job), product in products.items():
+        assert layout.work_output(step, job) == product
+        assert layout.work_energy(step, job) == f"r/energy/{step}/{job}/energy.csv"
+    with pytest.raises(UserError, match="no measured job 'nope' of step 'study'"):
+        layout.work_output("study", "nope")

@@ -76,6 +76,19 @@ def training_resource(name):
     return lambda wildcards: slurm_resources(**training_layout(wildcards))[name]
 
 
+def fine_tuned_from(wildcards):
+    """The trained model a fine-tuned model starts from (its backbone's, same seed); none for a trained one."""
+    return [LAYOUT.model(backbone_of(wildcards.arch), wildcards.seed)] if is_large_margin(wildcards.arch) else []
+
+
+def fine_tuning_args(wildcards, input):
+    """`--large-margin JSON --init MODEL` of a fine-tuned model's training (each quoted by `:q`); none otherwise."""
+    if not is_large_margin(wildcards.arch):
+        return []
+    init = input.init if isinstance(input.init, str) else input.init[0]  # the one model of fine_tuned_from
+    return ["--large-margin", json.dumps(config["large_margin"]), "--init", init]
+
+
 def arch_json(wildcards):
     """The architecture of a model, trained or fine-tuned, as JSON."""
     return json.dumps(SPECS[backbone_of(wildcards.arch)].to_dict())
@@ -93,12 +106,16 @@ def energy_dir(step):
     return lambda wildcards: LAYOUT.energy_dir(step, wildcards.arch, wildcards.seed)
 
 
-# The study's other work runs measured too (data preparation, the study's analysis): the same monitor, beside the
-# command, into the job's energy folder (LAYOUT.work_energy_dir). Its energy config is `ancient`: a change of sensor
-# settings measures the next jobs differently, it does not convert VoxCeleb again.
+# The study's other work runs measured too (data preparation, bootstrap, the study's analysis): the same monitor,
+# beside the command, into the job's energy folder (LAYOUT.work_energy_dir). Its energy config is `ancient`: a change
+# of sensor settings measures the next jobs differently, it does not convert VoxCeleb again. No idle baseline
+# (--baseline 0): energy.baseline_s is sampled before each model job; before each of VoxCeleb's hundreds of
+# conversion batches and feature shards it would cost node-hours of idle sampling (their idle/dynamic split is
+# left empty, never guessed).
 def measured(command):
     """A work rule's shell command run under the monitor (params.energy_dir, input.energy_config)."""
-    return f"svbench monitor --out {{params.energy_dir:q}} --config {{input.energy_config:q}} -- {command}"
+    return (f"svbench monitor --out {{params.energy_dir:q}} --config {{input.energy_config:q}} --baseline 0 -- "
+            f"{command}")
 
 
 def work_energy_dir(step, job):
@@ -139,10 +156,12 @@ def vox2_convert_reports(wildcards):
 
 def work_energy_files(wildcards):
     """The energy.csv of every measured job outside the models' steps: the corpus, its conversion batches (VoxCeleb),
-    every feature shard, the study's summary and figures (the footprint's inputs beside STUDY_ENERGY)."""
+    every feature shard, every model's speaker-bootstrap intervals, the study's summary and figures (the
+    footprint's inputs beside STUDY_ENERGY)."""
     jobs = [("corpus", CORPUS["kind"])]
     if CORPUS["kind"] == "voxceleb":
         jobs += [("convert", f"batch{batch}") for batch in vox2_convert_batches()]
     jobs += [("features", f"{split}-shard{shard}") for split in ("train", "test") for shard in SHARDS]
+    jobs += [("intervals", f"{model}-seed{seed}") for model in MODELS for seed in SEEDS]
     jobs += [("study", "summary"), ("study", "figures")]
     return [LAYOUT.work_energy(step, job) for step, job in jobs]

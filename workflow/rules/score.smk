@@ -60,16 +60,20 @@ rule score_intervals:
     input:
         scores=[LAYOUT.scores("{arch}", "{seed}", name) for name in TRIAL_LISTS],
         manifest=LAYOUT.manifest("test"),
+        energy_config=ancient(ENERGY_CONFIG),
     output:
         replicates=LAYOUT.replicates("{arch}", "{seed}"),
         intervals=LAYOUT.intervals("{arch}", "{seed}"),
     params:
         scores=lambda wildcards, input: [f"{name}={path}" for name, path in zip(TRIAL_LISTS, input.scores)],
         settings=json.dumps(config["uncertainty"]),
+        energy_dir=work_energy_dir("intervals", "{arch}-seed{seed}"),
     log:
         LAYOUT.log("score", "{arch}", "seed{seed}.intervals"),
     conda:
         ENV
     shell:
-        "svbench intervals --scores {params.scores:q} --manifest {input.manifest:q} --settings {params.settings:q}"
-        " --out {output.replicates:q} > {log:q} 2>&1"
+        measured(
+            "svbench intervals --scores {params.scores:q} --manifest {input.manifest:q} --settings {params.settings:q}"
+            " --out {output.replicates:q} > {log:q} 2>&1"
+        )

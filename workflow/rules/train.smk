@@ -14,6 +14,7 @@ rule train:
         energy=ENERGY_CONFIG,
         features=LAYOUT.feature_index("train"),
         manifest=LAYOUT.manifest("train"),
+        init=fine_tuned_from,  # none for a trained model
     output:
         model=LAYOUT.model("{arch}", "{seed}"),
         history=LAYOUT.history("{arch}", "{seed}"),
@@ -27,6 +28,7 @@ rule train:
         out=output_folder("model"),
         arch=arch_json,
         recipe=recipe_json,
+        fine_tuning=fine_tuning_args,  # none for a trained model
     threads: config["training"]["threads"]
     resources:
         # one GPU per training process; several nodes: --nodes, --gres per node, and `mpi` so that the
@@ -44,49 +46,18 @@ rule train:
     shell:
         "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes}"
         " --config {input.energy:q} -- {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
-        " --arch {params.arch:q} --recipe {params.recipe:q} --seed {wildcards.seed}"
+        " --arch {params.arch:q} --recipe {params.recipe:q} {params.fine_tuning:q} --seed {wildcards.seed}"
         " --out {params.out:q} > {log:q} 2>&1"
 
 
 # Large-margin fine-tuning (config large_margin, on in config/voxceleb.yaml): the trained model again with a
-# large margin on long crops, as the model {arch} = <backbone>+lm with its own folder. Measured like
-# training, in its own energy folder (its own step and row: training energy); it checkpoints and resumes alike.
-rule finetune:
+# large margin on long crops, as the model {arch} = <backbone>+lm with its own folder. The training rule itself
+# (its inputs and arguments add the backbone's model and --large-margin for a fine-tuned model), measured in its
+# own energy folder (its own step and row: training energy); it checkpoints and resumes alike.
+use rule train as finetune with:
     wildcard_constraints:
         arch=one_of(TUNED),
-    input:
-        energy=ENERGY_CONFIG,
-        init=lambda wildcards: LAYOUT.model(backbone_of(wildcards.arch), wildcards.seed),
-        features=LAYOUT.feature_index("train"),
-        manifest=LAYOUT.manifest("train"),
-    output:
-        model=LAYOUT.model("{arch}", "{seed}"),
-        history=LAYOUT.history("{arch}", "{seed}"),
-        spec=LAYOUT.spec("{arch}", "{seed}"),
     params:
         energy_dir=energy_dir("finetune"),
-        nodes=training_nodes,
-        srun=node_launch,
-        launch=process_launch_of,
-        features=input_folder("features"),
-        out=output_folder("model"),
-        arch=arch_json,
-        recipe=recipe_json,
-        large_margin=json.dumps(config["large_margin"]),
-    threads: config["training"]["threads"]
-    resources:
-        gpu=training_resource("gpu"),
-        gres=training_resource("gres"),
-        nodes=training_resource("nodes"),
-        mpi=training_resource("mpi"),
-        tasks=training_resource("tasks"),
-        tasks_per_gpu=training_resource("tasks_per_gpu"),
     log:
         LAYOUT.log("finetune", "{arch}", "seed{seed}"),
-    conda:
-        ENV
-    shell:
-        "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes}"
-        " --config {input.energy:q} -- {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
-        " --arch {params.arch:q} --recipe {params.recipe:q} --large-margin {params.large_margin:q}"
-        " --init {input.init:q} --seed {wildcards.seed} --out {params.out:q} > {log:q} 2>&1"
