@@ -162,6 +162,9 @@ def footprint_table(jobs: pd.DataFrame, config: dict, n: int = DRAWS, seed: int 
             "operational_co2e_g_high": c_high,
             "embodied_co2e_g": _sum(part["embodied_gpu_co2e_g"]) + _sum(part["embodied_server_co2e_g"]),
             "embodied_co2e_g_low": m_low, "embodied_co2e_g_high": m_high,
+            # jobs whose energy is (partly) the estimate, not a sensor's: the sentence and the figure say so
+            "estimated_jobs": len(part[part["basis"].astype(str).str.contains("estimated")]
+                                  .drop_duplicates(["step", "job"])),
             "unmeasured_jobs": ", ".join(sorted(set(unmeasured["step"] + "/" + unmeasured["job"])))})
     return pd.DataFrame(out)
 
@@ -175,10 +178,16 @@ def footprint_sentence(table: pd.DataFrame) -> str:
     unfinished = (f"; {_num(t['unfinished_kwh'])} kWh of it in {n} attempt{'s' if n > 1 else ''} that did not "
                   "finish, included" if n else "")
     unmeasured = f" Not measured (no sensor total): {t['unmeasured_jobs']}." if t["unmeasured_jobs"] else ""
-    return (f"The whole study used {_num(t['energy_kwh'])} kWh [{_num(t['energy_kwh_low'])}, "
+    return (f"The whole study used {_num(t['energy_kwh'])} kWh{_estimated(t)} [{_num(t['energy_kwh_low'])}, "
             f"{_num(t['energy_kwh_high'])}] over {int(t['jobs'])} measured jobs ({int(t['attempts'])} attempts"
             f"{unfinished}): {_mass(t, 'operational_co2e_g')} CO2e operational and {_mass(t, 'embodied_co2e_g')} "
             f"embodied, {_num(t['node_hours'])} node-hours.{unmeasured}")
+
+
+def _estimated(row: pd.Series) -> str:
+    """`` (estimated)`` where every job's energy is the estimate, `` (k of n jobs estimated)`` where some are."""
+    n, k = int(row["jobs"]), int(row.get("estimated_jobs", 0))
+    return "" if not k else " (estimated: no sensor was readable)" if k == n else f" ({k} of {n} jobs estimated)"
 
 
 def _mass(row: pd.Series, column: str) -> str:
@@ -217,35 +226,33 @@ def rule_table(jobs: pd.DataFrame) -> pd.DataFrame:
 def footprint_figure(table: pd.DataFrame, out: Path) -> Path:
     """Energy per step, idle and dynamic stacked, what unfinished attempts spent hatched over them, with the
     interval of each step's energy; the total in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from svbench.study.figures import energy_unit, plt  # matplotlib, headless: only when drawing
 
     steps = table[table["step"] != "total"].iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(steps), 3) + 1.2))
+    scale, unit = energy_unit(steps["energy_kwh"].to_numpy(float))
+    energy = (steps["energy_kwh"] * scale).to_numpy(float)
+    fig, ax = plt.subplots(figsize=(7, 0.45 * max(len(steps), 3) + 1.4))
     y = np.arange(len(steps))
     split = steps["idle_kwh"].notna().to_numpy()  # without an idle baseline the split is unknown: not "dynamic"
-    idle = steps["idle_kwh"].fillna(0).to_numpy()
-    dynamic = np.where(split, (steps["energy_kwh"] - idle).clip(lower=0).fillna(0), 0.0)
+    idle = (steps["idle_kwh"].fillna(0) * scale).to_numpy()
+    dynamic = np.where(split, np.clip(np.nan_to_num(energy) - idle, 0, None), 0.0)
     ax.barh(y, idle, color="#9db4c0", label="idle (baseline power × time)")
     ax.barh(y, dynamic, left=idle, color="#c2410c", label="dynamic")
     if not split.all():
-        ax.barh(y[~split], steps["energy_kwh"].fillna(0).to_numpy()[~split], color="#bbbbbb",
-                label="not split (no idle baseline)")
-    ax.barh(y, steps["unfinished_kwh"].fillna(0), fill=False, hatch="///", edgecolor="black", linewidth=0,
-            label="in attempts that did not finish (included)")
-    err = np.vstack([(steps["energy_kwh"] - steps["energy_kwh_low"]).clip(lower=0).fillna(0),
-                     (steps["energy_kwh_high"] - steps["energy_kwh"]).clip(lower=0).fillna(0)])
-    ax.errorbar(steps["energy_kwh"].fillna(0), y, xerr=err, fmt="none", ecolor="black", capsize=3)
+        ax.barh(y[~split], np.nan_to_num(energy)[~split], color="#bbbbbb", label="not split (no idle baseline)")
+    ax.barh(y, (steps["unfinished_kwh"].fillna(0) * scale).to_numpy(), fill=False, hatch="///", edgecolor="black",
+            linewidth=0, label="in attempts that did not finish (included)")
+    low, high = (steps["energy_kwh_low"] * scale).to_numpy(float), (steps["energy_kwh_high"] * scale).to_numpy(float)
+    err = np.vstack([np.nan_to_num(np.clip(energy - low, 0, None)), np.nan_to_num(np.clip(high - energy, 0, None))])
+    ax.errorbar(np.nan_to_num(energy), y, xerr=err, fmt="none", ecolor="black", capsize=3)
     ax.set_yticks(y, [f"{s} ({int(j)} job{'s' if j > 1 else ''})"
                       for s, j in zip(steps["step"], steps["jobs"], strict=True)])
-    ax.set_xlabel("energy (kWh; bars: 95 % interval)")
-    total = table.set_index("step").loc["total"] if "total" in set(table["step"]) else None
-    title = "the study's footprint by step" if total is None else (
-        f"the study's footprint: {_num(total['energy_kwh'])} kWh [{_num(total['energy_kwh_low'])}, "
-        f"{_num(total['energy_kwh_high'])}]")
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"energy ({unit}; bars: 95 % interval)")
+    if "total" in set(table["step"]):
+        t = table.set_index("step").loc["total"]
+        ax.set_title(f"The study's footprint: {_num(t['energy_kwh'] * scale)} {unit} "
+                     f"[{_num(t['energy_kwh_low'] * scale)}, {_num(t['energy_kwh_high'] * scale)}]"
+                     f"\n{int(t['jobs'])} jobs, {int(t['attempts'])} attempts{_estimated(t)}", fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     out = Path(out)

@@ -13,7 +13,7 @@ from fakes.study import T0, fake_study, write_job
 
 from svbench.energy.join import read_energy
 from svbench.layout import Layout
-from svbench.study.footprint import footprint_jobs, footprint_table, measured_folders
+from svbench.study.footprint import footprint_jobs, footprint_sentence, footprint_table, measured_folders
 from svbench.study.summary import energy_of
 
 
@@ -49,6 +49,17 @@ def test_the_footprint_adds_every_job_and_attempt_of_every_step(tmp_path: Path) 
     assert 0 < total["energy_kwh_low"] < total["energy_kwh_high"]  # the gaps' energy may lift both above the point
     assert total["operational_co2e_g"] > 0 and total["embodied_co2e_g"] > 0
     assert table.loc["features", "jobs"] == 1 and table.loc["train", "jobs"] == 4 * 2
+    assert total["estimated_jobs"] == 0  # RAPL in the fake: measured, and the sentence does not say estimated
+    assert "estimated" not in footprint_sentence(footprint_table(jobs, config))
+
+
+def test_an_estimated_footprint_says_so(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,))
+    jobs = footprint_jobs(Layout(str(tmp_path / "results")), config)
+    some = jobs.assign(basis=["estimated" if i % 2 else b for i, b in enumerate(jobs["basis"])])
+    assert f"({len(jobs) // 2} of {len(jobs)} jobs estimated)" in footprint_sentence(footprint_table(some, config))
+    every = jobs.assign(basis="estimated")
+    assert "kWh (estimated: no sensor was readable)" in footprint_sentence(footprint_table(every, config))
 
 
 def test_a_job_without_a_sensor_total_is_named_not_zero(tmp_path: Path) -> None:
