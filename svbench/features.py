@@ -41,7 +41,7 @@ class FbankConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    """Config section ``features``; workflow/schemas/config.schema.yaml states the same fields and defaults."""
+    """Config section ``features``; svbench/schemas/config.schema.yaml states the same fields and defaults."""
 
     n_mels: int = bounded(FbankConfig.n_mels, ge=8)
     shards: int = bounded(1, ge=1)  # feature shards per split, one job each

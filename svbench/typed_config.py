@@ -2,7 +2,7 @@
 
 A block is a dataclass whose fields are declared with ``bounded(default, ge=…, gt=…, le=…, choices=…,
 pattern=…)``; its annotation gives the type (``int``, ``float``, ``bool``, ``str``, optionally ``| None``).
-The dataclass is the one source of the defaults; workflow/schemas/config.schema.yaml states the same fields,
+The dataclass is the one source of the defaults; svbench/schemas/config.schema.yaml states the same fields,
 bounds and defaults, and a test per block checks that both agree. Used by the training recipe, the corpus and
 the features blocks.
 """

@@ -80,10 +80,10 @@ SCHEMA_BOUNDS = {"minimum": "ge", "exclusiveMinimum": "gt", "maximum": "le", "en
 
 
 def config_schema(*keys: str) -> dict:
-    """The section of workflow/schemas/config.schema.yaml under ``keys`` (``config_schema("corpus")``)."""
+    """The section of svbench/schemas/config.schema.yaml under ``keys`` (``config_schema("corpus")``)."""
     import yaml
 
-    section = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    section = yaml.safe_load((REPO / "svbench/schemas/config.schema.yaml").read_text())
     for key in keys:
         section = section["properties"][key]
     return section

@@ -67,7 +67,7 @@ def test_recipe_errors_are_user_errors_also_on_direct_construction() -> None:
 
 def test_schema_training_bounds_match_the_recipe() -> None:
     """The workflow's schema and the Recipe refuse the same values (the Recipe holds the defaults)."""
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["training"]
+    schema = yaml.safe_load((REPO / "svbench/schemas/config.schema.yaml").read_text())["properties"]["training"]
     names = {"minimum": "ge", "exclusiveMinimum": "gt", "maximum": "le", "enum": "choices", "pattern": "pattern"}
     for field in dataclasses.fields(Recipe):
         entry = schema["properties"][field.name]

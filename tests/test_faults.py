@@ -162,7 +162,7 @@ HOSTILE = "x'; echo INJECTED; '"
 def test_a_hostile_string_in_every_free_string_key_never_reaches_a_shell(tmp_path):
     import jsonschema
 
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "svbench/schemas/config.schema.yaml").read_text())
     config = yaml.safe_load((REPO / "config/voxceleb.yaml").read_text())
     free, checked = [], []
     for path, sub in _string_keys(schema):

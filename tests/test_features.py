@@ -92,7 +92,7 @@ def test_store_errors_name_the_file(tmp_path: Path) -> None:
 
 def test_schema_features_section_matches_the_config() -> None:
     """The workflow's schema states FeaturesConfig's fields, defaults and bounds."""
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["features"]
+    schema = yaml.safe_load((REPO / "svbench/schemas/config.schema.yaml").read_text())["properties"]["features"]
     assert set(schema["properties"]) == {spec.name for spec in dataclasses.fields(FeaturesConfig)}
     for spec in dataclasses.fields(FeaturesConfig):
         entry = schema["properties"][spec.name]

@@ -1,6 +1,6 @@
 """The corpus configuration (config section ``corpus``): typed, validated fields with their defaults.
 
-The dataclasses hold the defaults; workflow/schemas/config.schema.yaml states the same fields, bounds and
+The dataclasses hold the defaults; svbench/schemas/config.schema.yaml states the same fields, bounds and
 defaults (a test checks both). A rule passes a block as one JSON value and the CLI parses it here, so an
 error names the config key (``corpus.synthetic.trials``).
 """

@@ -1,6 +1,6 @@
 """The energy config (``energy`` section, ``svbench monitor --config``), checked against the workflow's schema.
 
-One schema for both: the ``energy`` block of ``workflow/schemas/config.schema.yaml``, which Snakemake also
+One schema for both: the ``energy`` block of ``svbench/schemas/config.schema.yaml``, which Snakemake also
 checks at parse time. The checked dict becomes an :class:`EnergyConfig` (``EnergyConfig.from_dict``), the
 typed form the sidecar builds its sensors from; the dataclasses' defaults are the schema's (a test holds
 them equal), so a sensor built without a config section behaves as one built from an empty one.
@@ -27,8 +27,8 @@ from jsonschema import ValidationError, validators
 
 from svbench.errors import UserError
 from svbench.fileio import atomic_write
+from svbench.schemas import CONFIG_SCHEMA
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 _TYPES = {"object": "an object", "array": "an array", "string": "a string", "number": "a number",
           "integer": "an integer", "boolean": "true or false", "null": "null"}
 
@@ -37,10 +37,9 @@ _TYPES = {"object": "an object", "array": "an array", "string": "a string", "num
 def energy_schema() -> dict:
     """The ``energy`` sub-schema of the workflow's config schema (with its ``$schema``)."""
     try:
-        full = yaml.safe_load(SCHEMA_PATH.read_text())
-    except OSError as exc:
-        raise RuntimeError(f"{SCHEMA_PATH}: cannot read the config schema ({exc.strerror}); svbench must be "
-                           "installed from its repository with `pip install -e .`") from None
+        full = yaml.safe_load(CONFIG_SCHEMA.read_text())
+    except OSError as exc:  # package data: a broken installation, not bad input
+        raise RuntimeError(f"{CONFIG_SCHEMA}: cannot read svbench's config schema ({exc.strerror})") from None
     return {"$schema": full["$schema"], **full["properties"]["energy"]}
 
 

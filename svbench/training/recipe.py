@@ -15,7 +15,7 @@ class Recipe:
     """Training hyper-parameters (config section ``training``); defaults follow WeSpeaker's recipe.
 
     The types (annotations) and bounds (field metadata) of every field are checked on construction;
-    workflow/schemas/config.schema.yaml states the same bounds and defaults (tests check both).
+    svbench/schemas/config.schema.yaml states the same bounds and defaults (tests check both).
     """
 
     epochs: int = bounded(150, ge=1)

@@ -1,4 +1,4 @@
-"""The energy config: one schema (workflow/schemas/config.schema.yaml) for the workflow and `svbench monitor`."""
+"""The energy config: one schema (svbench/schemas/config.schema.yaml) for the workflow and `svbench monitor`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from svbench.energy.sensors import SENSORS
 from svbench.errors import UserError
 
 BIN = Path(sys.executable).parent
-SCHEMA = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())["properties"]["energy"]
+SCHEMA = yaml.safe_load((REPO / "svbench/schemas/config.schema.yaml").read_text())["properties"]["energy"]
 
 
 SECTIONS = {"nvml": NvmlConfig, "rapl": RaplConfig, "ipmi": IpmiConfig, "estimate": EstimateConfig}

@@ -119,7 +119,7 @@ def test_kill_at_the_last_step_of_an_epoch_resumes(tiny_corpus: Path, tmp_path: 
 
 
 def test_schema_training_keys_are_recipe_fields_with_the_same_defaults() -> None:
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    schema = yaml.safe_load((REPO / "svbench/schemas/config.schema.yaml").read_text())
     keys = schema["properties"]["training"]["properties"]
     defaults = {f.name: f.default for f in dataclasses.fields(Recipe)}
     assert set(keys) == set(defaults)  # the same options, no more and no fewer
