@@ -109,13 +109,14 @@ def energy_dir(step):
 # The study's other work runs measured too (data preparation, bootstrap, the study's analysis): the same monitor,
 # beside the command, into the job's energy folder (LAYOUT.work_energy_dir). Its energy config is `ancient`: a change
 # of sensor settings measures the next jobs differently, it does not convert VoxCeleb again. No idle baseline
-# (--baseline 0): energy.baseline_s is sampled before each model job; before each of VoxCeleb's hundreds of
+# (idle_baseline=False): energy.baseline_s is sampled before each model job; before each of VoxCeleb's hundreds of
 # conversion batches and feature shards it would cost node-hours of idle sampling (their idle/dynamic split is
 # left empty, never guessed).
-def measured(command):
-    """A work rule's shell command run under the monitor (params.energy_dir, input.energy_config)."""
-    return (f"svbench monitor --out {{params.energy_dir:q}} --config {{input.energy_config:q}} --baseline 0 -- "
-            f"{command}")
+def measured(command, idle_baseline=True):
+    """A rule's shell command run under the monitor on one node (params.energy_dir, input.energy_config); without
+    ``idle_baseline``, no idle sampling before it (--baseline 0). Training, on several nodes, has its own form."""
+    baseline = "" if idle_baseline else " --baseline 0"
+    return f"svbench monitor --out {{params.energy_dir:q}} --config {{input.energy_config:q}}{baseline} -- {command}"
 
 
 def work_energy_dir(step, job):

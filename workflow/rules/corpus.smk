@@ -21,7 +21,8 @@ if CORPUS["kind"] == "synthetic":
             ENV
         shell:
             measured(
-                "svbench corpus synth --out {params.out:q} --synthetic {params.synthetic:q} > {log} 2>&1"
+                "svbench corpus synth --out {params.out:q} --synthetic {params.synthetic:q} > {log} 2>&1",
+                idle_baseline=False,
             )
 
 else:
@@ -61,7 +62,8 @@ else:
         shell:
             measured(
                 "svbench corpus convert --list {input.listing} --voxceleb {params.voxceleb:q}"
-                " --batch {wildcards.batch} --workers {threads} --report {output} > {log} 2>&1"
+                " --batch {wildcards.batch} --workers {threads} --report {output} > {log} 2>&1",
+                idle_baseline=False,
             )
 
     # Trial lists and trees are read from params, not declared inputs: they live outside the workdir
@@ -88,5 +90,6 @@ else:
         shell:
             measured(
                 "svbench corpus voxceleb --vox2-list {input.listing} --corpus {params.corpus:q} --workers {threads}"
-                " --convert-reports {input.converted} --out {params.out:q} > {log} 2>&1"
+                " --convert-reports {input.converted} --out {params.out:q} > {log} 2>&1",
+                idle_baseline=False,
             )

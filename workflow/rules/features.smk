@@ -21,7 +21,8 @@ rule features_shard:
     shell:
         measured(
             "svbench features extract --manifest {input.manifest} --out {params.out:q}"
-            " --shard {wildcards.shard} --features {params.features:q} > {log} 2>&1"
+            " --shard {wildcards.shard} --features {params.features:q} > {log} 2>&1",
+            idle_baseline=False,
         )
 
 

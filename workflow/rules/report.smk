@@ -48,7 +48,8 @@ rule study_summary:
     shell:
         measured(
             "svbench study summary --results {params.results:q} --config {params.config:q} --out {params.out:q}"
-            " > {log:q} 2>&1"
+            " > {log:q} 2>&1",
+            idle_baseline=False,
         )
 
 
@@ -80,7 +81,8 @@ rule study_figures:
     shell:
         measured(
             "svbench study figures --summary {input.summary:q} --phases {input.phases:q} --by-arch {input.by_arch:q}"
-            " --results {params.results:q} --out {params.out:q} > {log:q} 2>&1"
+            " --results {params.results:q} --out {params.out:q} > {log:q} 2>&1",
+            idle_baseline=False,
         )
 
 

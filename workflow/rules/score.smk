@@ -1,6 +1,6 @@
 rule embed:
     input:
-        energy=ENERGY_CONFIG,
+        energy_config=ENERGY_CONFIG,
         model=LAYOUT.model("{arch}", "{seed}"),
         test=LAYOUT.feature_index("test"),
         train=LAYOUT.feature_index("train"),
@@ -21,16 +21,17 @@ rule embed:
     conda:
         ENV
     shell:
-        "svbench monitor --out {params.energy_dir:q} --config {input.energy:q} --"
-        " svbench embed --model {input.model:q} --test-features {params.test_features:q}"
-        " --test-manifest {input.test_manifest:q} --train-features {params.train_features:q}"
-        " --train-manifest {input.train_manifest:q} --embedding {params.embedding:q} --seed {wildcards.seed}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        measured(
+            "svbench embed --model {input.model:q} --test-features {params.test_features:q}"
+            " --test-manifest {input.test_manifest:q} --train-features {params.train_features:q}"
+            " --train-manifest {input.train_manifest:q} --embedding {params.embedding:q} --seed {wildcards.seed}"
+            " --out {params.out:q} > {log:q} 2>&1"
+        )
 
 
 rule score:
     input:
-        energy=ENERGY_CONFIG,
+        energy_config=ENERGY_CONFIG,
         test=LAYOUT.embeddings("{arch}", "{seed}", "test"),
         train=LAYOUT.embeddings("{arch}", "{seed}", "train"),
         trials=[LAYOUT.trials(name) for name in TRIAL_LISTS],
@@ -49,13 +50,15 @@ rule score:
     conda:
         ENV
     shell:
-        "svbench monitor --out {params.energy_dir:q} --config {input.energy:q} --"
-        " svbench score --embeddings {params.embeddings:q} --trials {params.trials:q} --scoring {params.scoring:q}"
-        " --out {params.out:q} > {log:q} 2>&1"
+        measured(
+            "svbench score --embeddings {params.embeddings:q} --trials {params.trials:q} --scoring {params.scoring:q}"
+            " --out {params.out:q} > {log:q} 2>&1"
+        )
 
 
-# The speaker bootstrap of every list and back-end: not measured (an analysis, not inference); the draws
-# depend on the list and uncertainty.seed only, so the replicates of two models are paired.
+# The speaker bootstrap of every list and back-end: measured as the study's work (its own step "intervals", in the
+# footprint, not in the model's inference energy: an analysis, not inference); the draws depend on the list and
+# uncertainty.seed only, so the replicates of two models are paired.
 rule score_intervals:
     input:
         scores=[LAYOUT.scores("{arch}", "{seed}", name) for name in TRIAL_LISTS],
@@ -75,5 +78,6 @@ rule score_intervals:
     shell:
         measured(
             "svbench intervals --scores {params.scores:q} --manifest {input.manifest:q} --settings {params.settings:q}"
-            " --out {output.replicates:q} > {log:q} 2>&1"
+            " --out {output.replicates:q} > {log:q} 2>&1",
+            idle_baseline=False,
         )

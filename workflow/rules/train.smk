@@ -11,7 +11,7 @@ rule train:
     wildcard_constraints:
         arch=one_of(ARCHS),  # the fine-tuned models are made by finetune
     input:
-        energy=ENERGY_CONFIG,
+        energy_config=ENERGY_CONFIG,
         features=LAYOUT.feature_index("train"),
         manifest=LAYOUT.manifest("train"),
         init=fine_tuned_from,  # none for a trained model
@@ -45,7 +45,7 @@ rule train:
         ENV
     shell:
         "{params.srun:q} svbench monitor --out {params.energy_dir:q} --nodes {params.nodes}"
-        " --config {input.energy:q} -- {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
+        " --config {input.energy_config:q} -- {params.launch:q} svbench train --features {params.features:q} --manifest {input.manifest:q}"
         " --arch {params.arch:q} --recipe {params.recipe:q} {params.fine_tuning:q} --seed {wildcards.seed}"
         " --out {params.out:q} > {log:q} 2>&1"
 
