@@ -20,6 +20,7 @@ from svbench.corpus.manifest import read_manifest
 from svbench.energy.markers import phase
 from svbench.features import FeatureStore
 from svbench.fileio import atomic_write
+from svbench.layout import embeddings_file
 from svbench.models.loading import device_sync, load_model, resolve_device
 from svbench.scoring import speaker_means
 from svbench.typed_config import bounded, parse_block
@@ -101,7 +102,7 @@ def embed(model_path: Path, test_features: Path, test_manifest: Path, train_feat
         store = FeatureStore(test_features)
         ids = [u.utt for u in read_manifest(test_manifest)]
         emb = embed_utterances(model, store, ids, dev)
-        _save_npz(out_dir / "test.npz", ids=np.array(ids), embeddings=emb)
+        _save_npz(out_dir / embeddings_file("test"), ids=np.array(ids), embeddings=emb)
     with phase("embed_train", sync=sync):
         store = FeatureStore(train_features)
         rng = np.random.default_rng(seed)
@@ -111,7 +112,7 @@ def embed(model_path: Path, test_features: Path, test_manifest: Path, train_feat
         emb = (embed_utterances(model, store, utts, dev) if cohort == "speaker_mean"
                else embed_crops(model, store, utts, crop_frames, seed, dev))
         speakers, means = speaker_means(emb, [u.speaker for u in train])
-        _save_npz(out_dir / "train.npz", mean=emb.mean(axis=0), speakers=np.array(speakers), cohort=means,
+        _save_npz(out_dir / embeddings_file("train"), mean=emb.mean(axis=0), speakers=np.array(speakers), cohort=means,
                   cohort_kind=np.array(cohort), cohort_utts=np.array(len(train)))
     log.info("embedded %d test utterances and %d training utterances (%s cohort of %d speakers)", len(ids),
              len(train), cohort, len(speakers))

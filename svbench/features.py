@@ -23,6 +23,7 @@ from svbench.corpus.audio import read_wav
 from svbench.corpus.manifest import Utterance, read_manifest
 from svbench.errors import UserError
 from svbench.fileio import atomic_write, write_text_atomic
+from svbench.layout import FEATURE_INDEX
 from svbench.typed_config import bounded, parse_block
 
 log = logging.getLogger("svbench.features")
@@ -126,8 +127,8 @@ def merge_index(out_dir: Path, num_shards: int) -> Path:
     lines = ["utt\tshard\toffset\tframes\n"]
     for k in range(num_shards):
         lines += (out_dir / f"{shard_name(k)}.index.tsv").read_text(encoding="utf-8").splitlines(keepends=True)[1:]
-    write_text_atomic(out_dir / "index.tsv", "".join(lines))
-    return out_dir / "index.tsv"
+    write_text_atomic(out_dir / FEATURE_INDEX, "".join(lines))
+    return out_dir / FEATURE_INDEX
 
 
 class FeatureStore:
@@ -135,7 +136,7 @@ class FeatureStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
-        index = self.directory / "index.tsv"
+        index = self.directory / FEATURE_INDEX
         if not index.exists():
             raise UserError(f"{index}: feature index missing (run `svbench features` first)")
         self._where: dict[str, tuple[int, int, int]] = {}

@@ -14,6 +14,20 @@ from dataclasses import dataclass
 from svbench.energy.nodes import MARKERS, SIDECAR, TRACE, node_dirs
 from svbench.errors import UserError
 
+# The files of a job's folders, spelled once: Layout builds its paths from them, and a module that writes (or reads)
+# one inside a folder it was given (a model folder, a feature store, an energy folder) uses the same name.
+MODEL, SPEC, HISTORY = "model.pt", "spec.json", "history.csv"
+CHECKPOINT, PREVIOUS_CHECKPOINT = "checkpoint.pt", "checkpoint.prev.pt"
+METRICS, REPLICATES, INTERVALS = "metrics.json", "intervals.npz", "intervals.json"
+FEATURE_INDEX = "index.tsv"
+ENERGY = "energy.csv"
+
+
+def embeddings_file(split: str) -> str:
+    """``test.npz`` (the evaluation set's embeddings) or ``train.npz`` (the training mean and cohort)."""
+    return f"{split}.npz"
+
+
 STEPS = ("train", "embed", "score")  # the measured steps of a trained model
 FINETUNE = "finetune"  # the large-margin fine-tuning: the measured step that makes a fine-tuned model
 MEASURED_STEPS = ("train", FINETUNE, "embed", "score")
@@ -103,7 +117,7 @@ class Layout:
         return self.path("features", split)
 
     def feature_index(self, split: str) -> str:
-        return self.path("features", split, "index.tsv")
+        return self.path("features", split, FEATURE_INDEX)
 
     def feature_shard(self, split: str, shard: object, what: str) -> str:
         """One shard of a feature store: ``what`` is "npy" (the frames) or "index" (its rows)."""
@@ -114,19 +128,19 @@ class Layout:
         return self.path("models", arch, f"seed{seed}")
 
     def model(self, arch: str, seed: object) -> str:
-        return f"{self.model_dir(arch, seed)}/model.pt"
+        return f"{self.model_dir(arch, seed)}/{MODEL}"
 
     def spec(self, arch: str, seed: object) -> str:
-        return f"{self.model_dir(arch, seed)}/spec.json"
+        return f"{self.model_dir(arch, seed)}/{SPEC}"
 
     def history(self, arch: str, seed: object) -> str:
-        return f"{self.model_dir(arch, seed)}/history.csv"
+        return f"{self.model_dir(arch, seed)}/{HISTORY}"
 
     def embeddings_dir(self, arch: str, seed: object) -> str:
         return self.path("embeddings", arch, f"seed{seed}")
 
     def embeddings(self, arch: str, seed: object, split: str) -> str:
-        return f"{self.embeddings_dir(arch, seed)}/{split}.npz"
+        return f"{self.embeddings_dir(arch, seed)}/{embeddings_file(split)}"
 
     def scores_dir(self, arch: str, seed: object) -> str:
         return self.path("scores", arch, f"seed{seed}")
@@ -135,14 +149,14 @@ class Layout:
         return f"{self.scores_dir(arch, seed)}/{trials}.tsv"
 
     def metrics(self, arch: str, seed: object) -> str:
-        return f"{self.scores_dir(arch, seed)}/metrics.json"
+        return f"{self.scores_dir(arch, seed)}/{METRICS}"
 
     def replicates(self, arch: str, seed: object) -> str:
         """The speaker-bootstrap replicates of a job's metrics (``intervals.json`` beside: its intervals)."""
-        return f"{self.scores_dir(arch, seed)}/intervals.npz"
+        return f"{self.scores_dir(arch, seed)}/{REPLICATES}"
 
     def intervals(self, arch: str, seed: object) -> str:
-        return f"{self.scores_dir(arch, seed)}/intervals.json"
+        return f"{self.scores_dir(arch, seed)}/{INTERVALS}"
 
     def step_output(self, step: str, arch: str, seed: object) -> str:
         """The product of a measured step: once it exists, the step's trace and markers are final."""
@@ -164,7 +178,7 @@ class Layout:
         return self.path("energy", step, job)
 
     def work_energy(self, step: str, job: str) -> str:
-        return f"{self.work_energy_dir(step, job)}/energy.csv"
+        return f"{self.work_energy_dir(step, job)}/{ENERGY}"
 
     def work_output(self, step: str, job: str) -> str:
         """The product of a job of :data:`WORK_STEPS`: once it exists, the job's trace and markers are final."""
@@ -193,7 +207,7 @@ class Layout:
     trace = _energy_file(TRACE, "the sidecar's samples (an earlier version's: trace.csv)")
     markers = _energy_file(MARKERS, "the job's phase markers")
     sidecar = _energy_file(SIDECAR, "the sensors used and the node")
-    energy = _energy_file("energy.csv", "the joined energy per phase")
+    energy = _energy_file(ENERGY, "the joined energy per phase")
     emissions = _energy_file("emissions.csv", "the CodeCarbon-compatible emissions")
     emissions_svbench = _energy_file("emissions_svbench.csv", "the emissions with svbench's own columns")
 

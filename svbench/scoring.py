@@ -20,6 +20,7 @@ import numpy as np
 
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
+from svbench.layout import METRICS, embeddings_file
 from svbench.typed_config import bounded, parse_block
 
 BACKENDS = ("cosine", "asnorm")
@@ -189,8 +190,8 @@ def score_lists(embeddings_dir: Path, trial_lists: dict[str, Path], out_dir: Pat
 
     embeddings_dir, out_dir = Path(embeddings_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    test = np.load(embeddings_dir / "test.npz")
-    train = np.load(embeddings_dir / "train.npz")
+    test = np.load(embeddings_dir / embeddings_file("test"))
+    train = np.load(embeddings_dir / embeddings_file("train"))
     table = (test["ids"].tolist(), test["embeddings"])
     known = set(table[0])
     metrics: dict[str, Any] = {}
@@ -215,5 +216,5 @@ def score_lists(embeddings_dir: Path, trial_lists: dict[str, Path], out_dir: Pat
     metrics["cohort_kind"] = str(train["cohort_kind"]) if "cohort_kind" in train else "crops"
     metrics["cohort_utts"] = int(train["cohort_utts"]) if "cohort_utts" in train else None
     metrics["top_n"] = top_n
-    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_text_atomic(out_dir / METRICS, json.dumps(metrics, indent=2))
     return metrics

@@ -34,7 +34,7 @@ from svbench.energy.node_join import job_nodes
 from svbench.energy.nodes import SIDECAR, node_dirs
 from svbench.fileio import read_json_object
 from svbench.intervals import LEVEL, energy_draws, interval_of
-from svbench.layout import MEASURED_STEPS, WORK_STEPS, Layout
+from svbench.layout import ENERGY, MEASURED_STEPS, WORK_STEPS, Layout
 from svbench.study.summary import energy_of, gpus_over_nodes
 from svbench.study.uncertainty import sensor_tolerances
 
@@ -64,7 +64,7 @@ def measured_folders(results: Path | Layout) -> list[MeasuredFolder]:
     found = []
     for step in STEP_ORDER:
         # a model's job is <step>/<arch>/seed<n>, a job of WORK_STEPS <step>/<job>
-        pattern = "*/seed*/energy.csv" if step in MEASURED_STEPS else "*/energy.csv"
+        pattern = f"*/seed*/{ENERGY}" if step in MEASURED_STEPS else f"*/{ENERGY}"
         for path in sorted(glob.glob(glob.escape(str(root / step)) + "/" + pattern)):
             folder = Path(path).parent
             found.append(MeasuredFolder(step, folder.relative_to(root / step).as_posix(), folder))
@@ -73,7 +73,7 @@ def measured_folders(results: Path | Layout) -> list[MeasuredFolder]:
 
 def _attempt_rows(folder: MeasuredFolder, factors: dict) -> list[dict]:
     """One row per attempt of one job: its energy (with the draws' inputs), idle and dynamic, carbon, hours."""
-    frame = read_energy(folder.folder / "energy.csv")
+    frame = read_energy(folder.folder / ENERGY)
     nodes = job_nodes(frame)
     sidecars = [read_json_object(Path(d) / SIDECAR, "sidecar metadata") if (Path(d) / SIDECAR).exists() else {}
                 for d in node_dirs(str(folder.folder), nodes)]

@@ -17,6 +17,7 @@ import torch
 
 from svbench.errors import UserError
 from svbench.fileio import atomic_write
+from svbench.layout import CHECKPOINT, HISTORY, PREVIOUS_CHECKPOINT
 
 log = logging.getLogger("svbench.training")
 
@@ -99,7 +100,7 @@ class Checkpointer:
 
     def __init__(self, out_dir: Path, minutes: float, lead: bool) -> None:
         self.out_dir, self.minutes, self.lead = out_dir, minutes, lead
-        self.current, self.previous = out_dir / "checkpoint.pt", out_dir / "checkpoint.prev.pt"
+        self.current, self.previous = out_dir / CHECKPOINT, out_dir / PREVIOUS_CHECKPOINT
         self.epochs_dir = out_dir / "epochs"
         self._last_save = time.monotonic()
         # a checkpoint.pt that did not load must not be rotated into checkpoint.prev.pt: the next write replaces it
@@ -151,4 +152,4 @@ class Checkpointer:
     def write_history(self, history: list[dict]) -> None:
         """``history.csv`` of the finished epochs (lead rank)."""
         if self.lead:
-            write_history(self.out_dir / "history.csv", history)
+            write_history(self.out_dir / HISTORY, history)

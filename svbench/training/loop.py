@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from svbench.energy.markers import phase
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
+from svbench.layout import MODEL, SPEC
 from svbench.models import ArchSpec, summarize
 from svbench.models.loading import device_sync, resolve_device
 from svbench.orphans import die_with_launcher
@@ -165,10 +166,10 @@ def _write_model(job: TrainingJob, out_dir: Path, digests: list[str], init: Path
         "averaged_epochs": averaged, "recipe": asdict(recipe), "device": str(job.device),
         "amp": str(job.amp_dtype).removeprefix("torch.") if job.amp_dtype else "off",
         "final_weights_sha256_per_rank": digests, "init": None if init is None else str(init)}
-    write_text_atomic(out_dir / "spec.json", json.dumps(info, indent=2, default=str))
+    write_text_atomic(out_dir / SPEC, json.dumps(info, indent=2, default=str))
     save_atomic({"spec": job.spec.to_dict(), "model": weights, "head": head,
-                 "n_classes": data.n_classes}, out_dir / "model.pt")
-    return out_dir / "model.pt"
+                 "n_classes": data.n_classes}, out_dir / MODEL)
+    return out_dir / MODEL
 
 
 def _configure_torch(recipe: Recipe, seed: int, device: torch.device) -> None:
@@ -222,4 +223,4 @@ def train(features: Path, manifest: Path, spec: ArchSpec, recipe: Recipe, out_di
             while state.epoch < recipe.epochs:
                 run_epoch(job, state, policy, progress)
         digests = replica_digests(job.model, job.head, world)
-        return _write_model(job, out_dir, digests, init) if job.lead else out_dir / "model.pt"
+        return _write_model(job, out_dir, digests, init) if job.lead else out_dir / MODEL
