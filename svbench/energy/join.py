@@ -227,27 +227,54 @@ def join_trace(trace_path: Path, job_phases: list[Phase], job_attempts: list[Att
     ``quantities``: what is integrated (a counter ``energy``, anything else as power in W); with
     ``counter_first`` a channel's power rows are left out where it has a counter (they would count twice).
     """
-    # attempt → session key: its own id when the trace has it, else a legacy key placed by sidecar start
-    legacy = [a for a in job_attempts if not a.session]
-    legacy_keys = [f"legacy:{a.number}" for a in legacy]
-    legacy_starts = np.array([a.sidecar_started_mono_ns for a in legacy], dtype=np.int64)
-    key_of = {a.number: (a.session or f"legacy:{a.number}") for a in job_attempts}
-    targets: dict[str, list[_Target]] = {}
-    for ph in job_phases:
-        targets.setdefault(key_of.get(ph.attempt, f"legacy:{ph.attempt}"), []).append(ph)
-    targets = {k: _targets(v) for k, v in targets.items()}
-    spans = {}
-    for key, ts in targets.items():
-        flat = [(i, lo, hi) for i, t in enumerate(ts) for lo, hi in t.spans]
-        spans[key] = (np.array([f[1] for f in flat]), np.array([f[2] for f in flat]),
-                      np.array([f[0] for f in flat], dtype=np.int64))
+    sessions = _Sessions(job_phases, job_attempts)
+    channels, last_t = _integrate(trace_path, sessions, intensity_at, quantities)
+    # a channel with a counter is integrated from it; its power readings (if any) would double count
+    counters = {(k, s, c) for k, s, c, q in channels if q == "energy"}
+    rows: list[dict] = []
+    for (key, sensor, channel, quantity), ch in sorted(channels.items()):
+        if counter_first and quantity != "energy" and (key, sensor, channel) in counters:
+            continue
+        for i, target in enumerate(sessions.targets[key]):
+            row = _row(target, ch, i, last_t.get(key), sensor, channel)
+            if row["seconds"] > 0 or target.name == REST_OF_JOB:  # a phase of no length has no energy to give
+                rows.append(row)
+    frame = pd.DataFrame(rows, columns=ENERGY_COLUMNS).sort_values(["attempt", "t_start_wall_ns"], kind="stable")
+    frame["index"] = frame["index"].astype("Int64")  # an epoch number, not a float; empty for unnumbered phases
+    frame = _with_idle(frame)
+    return typed_columns(pd.concat([frame, closure_rows(frame)], ignore_index=True))
 
+
+class _Sessions:
+    """The job's phases by trace session: each attempt's own session id when the trace has it, else a legacy key
+    placed by its sidecar's start; per session its targets and their spans as arrays."""
+
+    def __init__(self, job_phases: list[Phase], job_attempts: list[Attempt]) -> None:
+        legacy = [a for a in job_attempts if not a.session]
+        self.legacy_keys = [f"legacy:{a.number}" for a in legacy]
+        self.legacy_starts = np.array([a.sidecar_started_mono_ns for a in legacy], dtype=np.int64)
+        key_of = {a.number: (a.session or f"legacy:{a.number}") for a in job_attempts}
+        grouped: dict[str, list[Phase]] = {}
+        for ph in job_phases:
+            grouped.setdefault(key_of.get(ph.attempt, f"legacy:{ph.attempt}"), []).append(ph)
+        self.targets: dict[str, list[_Target]] = {k: _targets(v) for k, v in grouped.items()}
+        self.spans = {}
+        for key, ts in self.targets.items():
+            flat = [(i, lo, hi) for i, t in enumerate(ts) for lo, hi in t.spans]
+            self.spans[key] = (np.array([f[1] for f in flat]), np.array([f[2] for f in flat]),
+                               np.array([f[0] for f in flat], dtype=np.int64))
+
+
+def _integrate(trace_path: Path, sessions: _Sessions, intensity_at: IntensityAt | None,
+               quantities: tuple[str, ...]) -> tuple[dict[tuple[str, str, str, str], _Channel], dict[str, float]]:
+    """Stream the trace into one running integral per (session, sensor, channel, quantity); the last stamp of
+    each session (s). A counter's break stamps reach its reading even when a chunk ends between them."""
     channels: dict[tuple[str, str, str, str], _Channel] = {}
     pending: dict[tuple[str, str, str], set[int]] = {}  # break stamps not yet matched to their reading
     last_t: dict[str, float] = {}
     unknown_sessions: set[str] = set()
     for chunk in iter_trace(trace_path):
-        chunk["key"] = _session_keys(chunk, legacy_starts, legacy_keys)
+        chunk["key"] = _session_keys(chunk, sessions.legacy_starts, sessions.legacy_keys)
         data = chunk[chunk["quantity"] != SESSION_QUANTITY]
         if not len(data):
             continue
@@ -259,15 +286,15 @@ def join_trace(trace_path: Path, job_phases: list[Phase], job_attempts: list[Att
         series = data[data["quantity"].isin(quantities) & data["value"].notna()]
         for (key, sensor, channel, quantity), g in series.groupby(["key", "sensor", "channel", "quantity"],
                                                                    sort=False):
-            if key not in targets:
+            if key not in sessions.targets:
                 unknown_sessions.add(key)
                 continue
             ch = channels.get((key, sensor, channel, quantity))
             if ch is None:
-                a, b, owner = spans[key]
+                a, b, owner = sessions.spans[key]
                 ch = channels[(key, sensor, channel, quantity)] = _Channel(
                     quantity, str(g["component"].iat[0]), bool(g["estimated"].any()), a, b, owner,
-                    len(targets[key]), intensity_at is not None)
+                    len(sessions.targets[key]), intensity_at is not None)
             t_ns = g["t_mono_ns"].to_numpy()
             stamps = pending.get((key, sensor, channel))
             broken = np.isin(t_ns, list(stamps)) if stamps else np.zeros(len(t_ns), dtype=bool)
@@ -278,21 +305,7 @@ def join_trace(trace_path: Path, job_phases: list[Phase], job_attempts: list[Att
     if unknown_sessions:
         log.warning("%s: %d session(s) of the trace have no begin marker: not counted", trace_path,
                     len(unknown_sessions))
-
-    # a channel with a counter is integrated from it; its power readings (if any) would double count
-    counters = {(k, s, c) for k, s, c, q in channels if q == "energy"}
-    rows: list[dict] = []
-    for (key, sensor, channel, quantity), ch in sorted(channels.items()):
-        if counter_first and quantity != "energy" and (key, sensor, channel) in counters:
-            continue
-        for i, target in enumerate(targets[key]):
-            row = _row(target, ch, i, last_t.get(key), sensor, channel)
-            if row["seconds"] > 0 or target.name == REST_OF_JOB:  # a phase of no length has no energy to give
-                rows.append(row)
-    frame = pd.DataFrame(rows, columns=ENERGY_COLUMNS).sort_values(["attempt", "t_start_wall_ns"], kind="stable")
-    frame["index"] = frame["index"].astype("Int64")  # an epoch number, not a float; empty for unnumbered phases
-    frame = _with_idle(frame)
-    return typed_columns(pd.concat([frame, closure_rows(frame)], ignore_index=True))
+    return channels, last_t
 
 
 _FLOATS = ("seconds", "energy_j", "coverage", "idle_w", "idle_j", "dynamic_j", "intensity_g_per_kwh")
