@@ -175,6 +175,15 @@ def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, str, in
         yield specs[backbone_of(model)], model, seed, {job.step: _measured(layout, job) for job in steps}
 
 
+StudyJobs = list[tuple[ArchSpec, str, int, dict[str, MeasuredJob]]]
+
+
+def load_study(layout: Layout, config: dict) -> StudyJobs:
+    """:func:`study_jobs` read once: every job's energy.csv, sidecars and markers, for the tables that are views
+    of them (the summary, the phases, the closure, the provenance)."""
+    return list(study_jobs(layout, config))
+
+
 def training_job(base: MeasuredJob, tuned: MeasuredJob) -> MeasuredJob:
     """What it cost to train a fine-tuned model: its backbone's training job and its fine-tuning together (their
     spans summed like the attempts of one job). Without the energy of either, the sum is unknown: empty, never
@@ -311,8 +320,10 @@ def summary_rows(results: Path | Layout, config: dict) -> list[dict]:
     return summary_with_draws(results, config)[0]
 
 
-def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict], uncertainty.StudyDraws]:
-    """The summary's rows, and the Monte Carlo draws of their energy and carbon figures (their intervals)."""
+def summary_with_draws(results: Path | Layout, config: dict,
+                       loaded: StudyJobs | None = None) -> tuple[list[dict], uncertainty.StudyDraws]:
+    """The summary's rows, and the Monte Carlo draws of their energy and carbon figures (their intervals);
+    ``loaded``: the study as :func:`load_study` read it (else read here)."""
     layout = Layout.of(results)
     factors = factors_from_config(config.get("carbon"))
     test_seconds = {u.utt: u.seconds for u in read_manifest(Path(layout.manifest("test")))}
@@ -322,7 +333,7 @@ def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict]
                                    uncertainty.sensor_tolerances(config.get("energy", {})), factors)
     rows = []
     trained: dict[tuple[str, int], tuple[MeasuredJob, dict]] = {}  # each backbone's training, for its +lm model
-    for spec, model, seed, jobs in study_jobs(layout, config):
+    for spec, model, seed, jobs in loaded if loaded is not None else study_jobs(layout, config):
         info = read_json_object(Path(layout.spec(model, seed)), "model's spec.json")
         tuned = None
         if FINETUNE in jobs:  # Layout.jobs lists the backbone first
@@ -353,7 +364,7 @@ def summary_with_draws(results: Path | Layout, config: dict) -> tuple[list[dict]
     return rows, draws
 
 
-def phase_rows(results: Path | Layout, config: dict) -> list[dict]:
+def phase_rows(results: Path | Layout, config: dict, loaded: StudyJobs | None = None) -> list[dict]:
     """Energy per phase of every job: one row per (arch, seed, step, phase name), all spans summed.
 
     ``idle_baseline`` is the monitor's idle sampling before the job; ``rest_of_job`` is what the job
@@ -363,7 +374,7 @@ def phase_rows(results: Path | Layout, config: dict) -> list[dict]:
     """
     factors = factors_from_config(config.get("carbon"))
     rows = []
-    for _, model, seed, jobs in study_jobs(Layout.of(results), config):
+    for _, model, seed, jobs in loaded if loaded is not None else study_jobs(Layout.of(results), config):
         for step, measured in jobs.items():
             frame = measured.energy
             names = [p for p in dict.fromkeys(frame["phase"]) if p not in ("job", REST_OF_JOB, BASELINE)]
@@ -374,11 +385,11 @@ def phase_rows(results: Path | Layout, config: dict) -> list[dict]:
     return rows
 
 
-def closure_rows(results: Path | Layout, config: dict) -> list[dict]:
+def closure_rows(results: Path | Layout, config: dict, loaded: StudyJobs | None = None) -> list[dict]:
     """The energy closure of every job, one row per node: each node's meter against that node's GPU + CPU +
     DRAM (a node meter covers its own node only), and how that node's total was made."""
     rows = []
-    for _, model, seed, jobs in study_jobs(Layout.of(results), config):
+    for _, model, seed, jobs in loaded if loaded is not None else study_jobs(Layout.of(results), config):
         for step, measured in jobs.items():
             frame = node_rows(measured.energy)
             for node in dict.fromkeys(frame["node"]) if "node" in frame else ["node0"]:
@@ -483,10 +494,10 @@ def _job_provenance_row(measured: MeasuredJob) -> dict:
     }
 
 
-def job_provenance(results: Path | Layout, config: dict) -> pd.DataFrame:
+def job_provenance(results: Path | Layout, config: dict, loaded: StudyJobs | None = None) -> pd.DataFrame:
     """One row per measured job: its sensors and channels, methods, coverage, basis, GPUs, node sharing."""
-    rows = [_job_provenance_row(measured) for _, _, _, jobs in study_jobs(Layout.of(results), config)
-            for measured in jobs.values()]
+    study = loaded if loaded is not None else study_jobs(Layout.of(results), config)
+    rows = [_job_provenance_row(measured) for _, _, _, jobs in study for measured in jobs.values()]
     return pd.DataFrame(rows)
 
 
@@ -555,7 +566,8 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows, draws = summary_with_draws(results, config)
+    loaded = load_study(Layout.of(results), config)  # every job's files read once; the tables are views of it
+    rows, draws = summary_with_draws(results, config, loaded)
     frame = beside_their_figures(pd.DataFrame(rows))
     write_table(frame, out_dir / "summary", shown=shown_with_intervals(frame),
                 caption="svbench study summary: one row per architecture and seed, each figure [its 95 % interval: "
@@ -575,12 +587,12 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
     write_table(differences, out_dir / "differences",
                 caption="Paired differences against the reference architecture and along the Pareto front, "
                         "with 95 % intervals")
-    phases = pd.DataFrame(phase_rows(results, config))
+    phases = pd.DataFrame(phase_rows(results, config, loaded))
     write_table(phases, out_dir / "phases",
                 caption="Energy (J) and operational CO2e (g) per phase of every job, all spans and attempts summed")
     closure_cols = ["arch", "seed", "step", "node", "node_j", "gpu_j", "cpu_j", "dram_j", "rest_of_node_j",
                     "total_from", "energy_j", "closure"]
-    write_table(pd.DataFrame(closure_rows(results, config)).reindex(columns=closure_cols), out_dir / "closure",
+    write_table(pd.DataFrame(closure_rows(results, config, loaded)).reindex(columns=closure_cols), out_dir / "closure",
                 caption="Energy closure per job and node (J): each node's meter against its GPU + CPU + DRAM, the "
                         "rest of the node, and how that node's total was made (a job's total is their sum)")
     carbon_cols = ["arch", "seed", "train_energy_kwh", "finetune_energy_kwh", "train_idle_kwh", "train_dynamic_kwh",
@@ -592,7 +604,7 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
                 caption="CO2e (g) per model and seed: operational (energy × PUE × grid intensity of each "
                         "job's own hours) and embodied (GPU-hours × real GPU count, server-hours), kept apart; a "
                         "fine-tuned model's (+lm) training includes its backbone's: rows are not to be summed")
-    jobs = job_provenance(results, config)
+    jobs = job_provenance(results, config, loaded)
     write_table(jobs, out_dir / "provenance_jobs",
                 caption="How every job was measured: sensors/channels, method, coverage, basis, GPUs, node")
     write_table(provenance(config, results), out_dir / "provenance", extra=[(jobs, "How every job was measured")],

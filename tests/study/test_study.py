@@ -424,3 +424,24 @@ def test_provenance_names_the_as_norm_cohort(tmp_path: Path) -> None:
     assert len(row) == 1  # one cohort for every job
     assert row.iloc[0]["value"] == "speaker_mean: 5994 speakers from 1092009 utterances, top 300"
     assert "WeSpeaker" in row.iloc[0]["source"] and f"{len(config['grid']) * 2} job(s)" in row.iloc[0]["source"]
+
+
+def test_the_summary_opens_each_jobs_energy_once(tmp_path, monkeypatch) -> None:
+    """The study is loaded once (issue 27): build_summary walked the jobs four times, reading every energy.csv
+    for the summary, the phases, the closure and the provenance tables."""
+    from collections import Counter
+
+    import svbench.study.summary as summary
+    from fakes.study import fake_study
+
+    config = fake_study(tmp_path, seeds=(0, 1))
+    opened: Counter = Counter()
+    real = summary.read_energy
+
+    def counted(path):
+        opened[str(path)] += 1
+        return real(path)
+
+    monkeypatch.setattr(summary, "read_energy", counted)
+    summary.build_summary(tmp_path / "results", config, tmp_path / "study")
+    assert opened and set(opened.values()) == {1}, opened.most_common(3)
