@@ -25,8 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from svbench.corpus.manifest import Utterance, write_manifest  # noqa: E402
 from svbench.corpus.voxceleb import build_voxceleb, list_vox2  # noqa: E402
-from svbench.energy.sidecar import cpu_model  # noqa: E402
 from svbench.features import extract_shard  # noqa: E402
+from svbench.instrument.sidecar import cpu_model  # noqa: E402
 
 
 def wav_bytes(samples: np.ndarray) -> bytes:

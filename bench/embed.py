@@ -13,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from svbench.energy.sidecar import cpu_model
+from svbench.instrument.sidecar import cpu_model
 from svbench.models import ArchSpec, preset
 
 ARCHS = [

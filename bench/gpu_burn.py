@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from svbench.energy.markers import phase
+from svbench.instrument.markers import phase
 
 
 def burn(a: torch.Tensor, b: torch.Tensor, seconds: float, sync: Callable[[], object]) -> int:

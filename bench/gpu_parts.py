@@ -157,7 +157,7 @@ def train_from_store(seconds: float, workers: int, batch: int, frames: int, widt
     import train_step
     from torch.utils.data import DataLoader
 
-    from svbench.energy.markers import phase
+    from svbench.instrument.markers import phase
     from svbench.training import CropDataset, epoch_order
 
     device = torch.device(device_name)
@@ -185,9 +185,9 @@ def train_from_store(seconds: float, workers: int, batch: int, frames: int, widt
 
 def utilisation_in(run_dir: Path, name: str) -> list[float]:
     """NVML utilisation readings (%) inside the phase ``name`` of a monitored run."""
-    from svbench.energy.markers import phases, read_markers
-    from svbench.energy.nodes import MARKERS, trace_path
-    from svbench.energy.trace import read_trace
+    from svbench.instrument.markers import phases, read_markers
+    from svbench.instrument.nodes import MARKERS, trace_path
+    from svbench.instrument.trace import read_trace
 
     found = [p for p in phases(read_markers(run_dir / MARKERS)) if p.name == name and p.complete]
     if not found:

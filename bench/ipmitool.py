@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fakes import ipmi_sim  # noqa: E402
 
-from svbench.energy.config import IpmiConfig  # noqa: E402
-from svbench.energy.sensors import ipmi  # noqa: E402
+from svbench.instrument.config import IpmiConfig  # noqa: E402
+from svbench.instrument.sensors import ipmi  # noqa: E402
 
 
 def proc_cpu_s(pid: int) -> float:

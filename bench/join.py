@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from svbench.energy.nodes import LEGACY_TRACE, MARKERS  # noqa: E402
+from svbench.instrument.nodes import LEGACY_TRACE, MARKERS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 T0_WALL = 1_760_000_000 * 10**9

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from svbench.energy.sidecar import cpu_model  # noqa: E402
+from svbench.instrument.sidecar import cpu_model  # noqa: E402
 from svbench.metrics import compute_all, eer, min_dcf  # noqa: E402
 
 

@@ -30,9 +30,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from svbench.energy.join import join_trace  # noqa: E402
-from svbench.energy.markers import attempts, phases, read_markers  # noqa: E402
-from svbench.energy.nodes import MARKERS, SIDECAR, trace_path  # noqa: E402
-from svbench.energy.trace import read_trace  # noqa: E402
+from svbench.instrument.markers import attempts, phases, read_markers  # noqa: E402
+from svbench.instrument.nodes import MARKERS, SIDECAR, trace_path  # noqa: E402
+from svbench.instrument.trace import read_trace  # noqa: E402
 
 LONG_S = 5.0  # phases at least this long are the ones the two figures should agree on
 AGREE = 0.05  # |trapezoid / counter - 1| below this on long phases: "agree"

@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fakes.gpus import UUID_A, UUID_B, write_fake_pynvml  # noqa: E402
 from fakes.powercap import two_socket_server  # noqa: E402
 
-from svbench.energy.nodes import SIDECAR, trace_path  # noqa: E402
-from svbench.energy.trace import read_trace  # noqa: E402
+from svbench.instrument.nodes import SIDECAR, trace_path  # noqa: E402
+from svbench.instrument.trace import read_trace  # noqa: E402
 
 GOAL_PCT = 0.5
 WARMUP_S = 2.0
@@ -73,7 +73,7 @@ def run_sidecar(out: Path, config: dict, seconds: float, env: dict) -> dict:
     workload = subprocess.Popen(["sleep", str(seconds + 10)])
     (out / "bench_config.json").parent.mkdir(parents=True, exist_ok=True)
     (out / "bench_config.json").write_text(json.dumps(config))
-    cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out), "--track-pid", str(workload.pid),
+    cmd = [sys.executable, "-m", "svbench.instrument.sidecar", "--out", str(out), "--track-pid", str(workload.pid),
            "--config-file", str(out / "bench_config.json")]
     sidecar = subprocess.Popen(cmd, env=env, stderr=subprocess.DEVNULL)
     proc = psutil.Process(sidecar.pid)

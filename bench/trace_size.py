@@ -1,7 +1,7 @@
 """The compact trace against the CSV one: bytes per GPU-hour, join time and peak memory, in the same run.
 
 ``python bench/trace_size.py [--hours 12] [--gpus 4]`` writes the same samples twice, through
-:class:`svbench.energy.trace.TraceWriter` as the sidecar does (one write per sensor read, a flush every 0.5 s
+:class:`svbench.instrument.trace.TraceWriter` as the sidecar does (one write per sensor read, a flush every 0.5 s
 of trace time): once as ``trace.csv.zst`` (this version) and once as ``trace.csv`` (the earlier versions'
 long CSV). The samples are a GPU node's at the default intervals (``bench/join.py``'s node: NVML every
 0.1 s, energy + instant power per GPU, power_avg/utilisation/memory every 1 s; RAPL package + DRAM of two
@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from join import PEAK, ROOT, T0_MONO, T0_WALL, _measure, write_markers  # noqa: E402
 
-from svbench.energy.nodes import LEGACY_TRACE, TRACE  # noqa: E402
-from svbench.energy.sensors.base import Reading  # noqa: E402
-from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter  # noqa: E402
+from svbench.instrument.nodes import LEGACY_TRACE, TRACE  # noqa: E402
+from svbench.instrument.sensors.base import Reading  # noqa: E402
+from svbench.instrument.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter  # noqa: E402
 
 FLUSH_S = 0.5
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from svbench.energy.config import validate_energy_config
 from svbench.errors import UserError
 from svbench.fileio import read_yaml_mapping
+from svbench.instrument.config import validate_energy_config
 from svbench.study.grid import specs_from_grid
 
 

@@ -17,9 +17,9 @@ import torch
 from tqdm import tqdm
 
 from svbench.corpus.manifest import read_manifest
-from svbench.energy.markers import phase
 from svbench.features import FeatureStore
 from svbench.fileio import atomic_write
+from svbench.instrument.markers import phase
 from svbench.layout import embeddings_file
 from svbench.models.loading import device_sync, load_model, resolve_device
 from svbench.scoring import speaker_means

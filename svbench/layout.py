@@ -11,8 +11,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from svbench.energy.nodes import MARKERS, SIDECAR, TRACE, node_dirs
 from svbench.errors import UserError
+from svbench.instrument.nodes import MARKERS, SIDECAR, TRACE, node_dirs
 
 # The files of a job's folders, spelled once: Layout builds its paths from them, and a module that writes (or reads)
 # one inside a folder it was given (a model folder, a feature store, an energy folder) uses the same name.

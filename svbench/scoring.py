@@ -185,7 +185,7 @@ def score_lists(embeddings_dir: Path, trial_lists: dict[str, Path], out_dir: Pat
     Each TSV has one row per trial: ``label enroll test`` and a score column per back-end.
     """
     from svbench.corpus.manifest import read_trials
-    from svbench.energy.markers import phase
+    from svbench.instrument.markers import phase
     from svbench.metrics import compute_all
 
     embeddings_dir, out_dir = Path(embeddings_dir), Path(out_dir)

@@ -23,7 +23,7 @@ from support import REPO, snakemake
 WORKLOAD_WITH_CHILD = r"""
 import subprocess, sys, time
 from pathlib import Path
-from svbench.energy.markers import phase
+from svbench.instrument.markers import phase
 child = subprocess.Popen(["sleep", "300"])  # a grandchild of the monitor, as torchrun's workers are
 Path(sys.argv[1]).write_text(f"{__import__('os').getpid()} {child.pid}")
 with phase("work", 0):

@@ -9,7 +9,7 @@ from svbench.cli.arguments import json_object
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    from svbench.energy.monitor import read_energy_config, run_monitored
+    from svbench.instrument.monitor import read_energy_config, run_monitored
 
     command = args.command[1:] if args.command and args.command[0] == "--" else args.command
     config = read_energy_config(args.config) if args.config else None
@@ -20,8 +20,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 def cmd_energy_join(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from svbench.energy.carbon import Intensity
-    from svbench.energy.node_join import join_nodes
+    from svbench.energy import Intensity, join_nodes
 
     intensity = Intensity.from_config(args.intensity) if args.intensity else None
     frame = join_nodes(args.dir, args.nodes, args.out, intensity)
@@ -45,7 +44,7 @@ def cmd_energy_join(args: argparse.Namespace) -> int:
 
 
 def cmd_energy_emissions(args: argparse.Namespace) -> int:
-    from svbench.energy.emissions import write_emissions
+    from svbench.energy import write_emissions
 
     write_emissions(args.energy, args.sidecar, args.carbon, args.project, args.out, args.svbench_out)
     return 0

@@ -17,7 +17,7 @@ lies in counted intervals no longer than ``GAP_PERIODS`` sample periods; every r
 used, whether the phase was long enough for the sensor to resolve it (three periods) and whether it is
 estimated, and ``notes`` says what was not counted.
 
-**Bounded memory.** The trace is streamed in chunks (:func:`svbench.energy.trace.iter_trace`): each
+**Bounded memory.** The trace is streamed in chunks (:func:`svbench.instrument.trace.iter_trace`): each
 chunk's intervals are added to running sums per phase, so memory does not grow with the trace's length.
 
 Beside every phase: ``rest_of_job`` (the job minus the union of its marked phases, never negative), the
@@ -38,7 +38,9 @@ import numpy as np
 import pandas as pd
 
 from svbench.energy.carbon import Intensity
-from svbench.energy.markers import (
+from svbench.errors import UserError
+from svbench.fileio import atomic_write, read_table
+from svbench.instrument.markers import (
     BASELINE,
     Attempt,
     Marker,
@@ -48,11 +50,9 @@ from svbench.energy.markers import (
     phases,
     read_markers,
 )
-from svbench.energy.sensors.counter import BREAK_QUANTITY
-from svbench.energy.slurm import consumed_energy_j
-from svbench.energy.trace import SESSION_QUANTITY, iter_trace
-from svbench.errors import UserError
-from svbench.fileio import atomic_write, read_table
+from svbench.instrument.sensors.counter import BREAK_QUANTITY
+from svbench.instrument.slurm import consumed_energy_j
+from svbench.instrument.trace import SESSION_QUANTITY, iter_trace
 
 log = logging.getLogger("svbench.energy")
 

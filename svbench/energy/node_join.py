@@ -1,6 +1,6 @@
 """The energy of a job on several nodes: each node joined on its own clock, then one honest total.
 
-Each node's monitor wrote its own folder (:mod:`svbench.energy.nodes`): its trace, on that node's monotonic
+Each node's monitor wrote its own folder (:mod:`svbench.instrument.nodes`): its trace, on that node's monotonic
 clock, and the markers of that node's first process, on the same clock. A node's samples are joined only
 with its own markers (:func:`svbench.energy.join.join`), so no two nodes' samples ever meet in one series
 and no clock is mapped onto another's. ``energy.csv`` then holds every node's rows (``node`` = node0, node1,
@@ -28,9 +28,9 @@ from svbench.energy.join import (
     typed_columns,
     write_energy,
 )
-from svbench.energy.markers import read_markers
-from svbench.energy.nodes import MARKERS, node_dirs, node_name, trace_path
 from svbench.errors import UserError
+from svbench.instrument.markers import read_markers
+from svbench.instrument.nodes import MARKERS, node_dirs, node_name, trace_path
 
 SUM_KEYS = ["phase", "index", "detail", "attempt"]  # one span of the job, whatever node it ran on
 

@@ -20,14 +20,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from svbench.energy.join import REST_OF_JOB, read_energy  # noqa: E402
-from svbench.energy.markers import (
-    BASELINE,  # noqa: E402
-    read_markers,  # noqa: E402
-)
-from svbench.energy.markers import phases as pair_phases  # noqa: E402
-from svbench.energy.node_join import job_nodes  # noqa: E402
-from svbench.energy.nodes import MARKERS, node_name, trace_path  # noqa: E402
+from svbench.energy import REST_OF_JOB, job_nodes, read_energy  # noqa: E402
+from svbench.instrument.markers import BASELINE, read_markers  # noqa: E402
+from svbench.instrument.markers import phases as pair_phases  # noqa: E402
+from svbench.instrument.nodes import MARKERS, node_name, trace_path  # noqa: E402
 from svbench.layout import FINETUNE, STEPS, Layout, backbone_of, is_large_margin, steps_of
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import (  # noqa: E402,F401  (re-exported)
@@ -523,7 +519,7 @@ def binned_power(trace_path: Path, bins: int = TIMELINE_BINS) -> pd.DataFrame:
     """Mean power per channel in ``bins`` equal slices of the trace's wall-clock span, streamed (bounded
     memory for a trace of any length); the columns of :func:`power_series`, ``t`` at each slice's centre
     (empty slices are left out)."""
-    from svbench.energy.trace import iter_trace, wall_range
+    from svbench.instrument.trace import iter_trace, wall_range
 
     span = wall_range(trace_path)
     if span is None:

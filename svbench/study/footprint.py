@@ -28,11 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svbench.energy.carbon import embodied_g, factors_from_config, rows_g
-from svbench.energy.join import node_rows, read_energy, total_rows
-from svbench.energy.node_join import job_nodes
-from svbench.energy.nodes import SIDECAR, node_dirs
+from svbench.energy import embodied_g, factors_from_config, job_nodes, node_rows, read_energy, rows_g, total_rows
 from svbench.fileio import read_json_object
+from svbench.instrument.nodes import SIDECAR, node_dirs
 from svbench.intervals import LEVEL, energy_draws, interval_of
 from svbench.layout import ENERGY, MEASURED_STEPS, WORK_STEPS, Layout
 from svbench.study.summary import energy_of, gpus_over_nodes

@@ -23,12 +23,26 @@ import numpy as np
 import pandas as pd
 
 from svbench.corpus.manifest import read_manifest, read_trials
-from svbench.energy.carbon import Factor, Intensity, embodied_g, factors_from_config, gpu_count, rows_g
-from svbench.energy.join import REST_OF_JOB, SPAN, energy_basis, node_rows, read_energy, total, total_rows
-from svbench.energy.markers import BASELINE, node_sharing
-from svbench.energy.node_join import job_nodes, partial_nodes
-from svbench.energy.nodes import MARKERS, SIDECAR, node_name
+from svbench.energy import (
+    REST_OF_JOB,
+    SPAN,
+    Factor,
+    Intensity,
+    embodied_g,
+    energy_basis,
+    factors_from_config,
+    gpu_count,
+    job_nodes,
+    node_rows,
+    partial_nodes,
+    read_energy,
+    rows_g,
+    total,
+    total_rows,
+)
 from svbench.fileio import read_json_object
+from svbench.instrument.markers import BASELINE, node_sharing
+from svbench.instrument.nodes import MARKERS, SIDECAR, node_name
 from svbench.intervals import UncertaintySettings
 from svbench.layout import FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
 from svbench.models import ArchSpec

@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from svbench.bootstrap import METRICS
-from svbench.energy.config import EnergyConfig
 from svbench.fileio import read_json_object
+from svbench.instrument.config import EnergyConfig
 from svbench.intervals import LEVEL, energy_draws, interval_of, read_replicates, resampled_mean, seed_choice
 from svbench.layout import Layout, backbone_of, is_large_margin
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 import subprocess
 
-from svbench.energy.nodes import node_rank
 from svbench.errors import UserError
+from svbench.instrument.nodes import node_rank
 
 PORT_BASE = 20000  # the rendezvous port of a SLURM job: PORT_BASE + job id mod PORT_SPAN (no two jobs of a node)
 PORT_SPAN = 20000

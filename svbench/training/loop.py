@@ -18,13 +18,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from svbench.energy.markers import phase
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
+from svbench.instrument.markers import phase
+from svbench.instrument.orphans import die_with_launcher
 from svbench.layout import MODEL, SPEC
 from svbench.models import ArchSpec, summarize
 from svbench.models.loading import device_sync, resolve_device
-from svbench.orphans import die_with_launcher
 
 from .checkpoint import HEAD_PREFIX, Checkpointer, average_state, save_atomic
 from .data import epoch_order, load_training_set, rank_batches

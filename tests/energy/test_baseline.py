@@ -11,9 +11,9 @@ import time
 import pytest
 from fakes.node import TIMEOUT, wait_for
 
-from svbench.energy.config import EnergyConfig
-from svbench.energy.markers import read_markers
 from svbench.errors import UserError
+from svbench.instrument.config import EnergyConfig
+from svbench.instrument.markers import read_markers
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "-inf", "inf", "1e400"])

@@ -14,10 +14,10 @@ from fakes.node import TIMEOUT
 from fakes.replay import T0, S, exact, marker, power, write_markers
 from support import BENCH
 
-from svbench.energy import markers as mk
-from svbench.energy.markers import phases, read_markers
-from svbench.energy.sensors.base import Reading
-from svbench.energy.trace import TraceWriter
+from svbench.instrument import markers as mk
+from svbench.instrument.markers import phases, read_markers
+from svbench.instrument.sensors.base import Reading
+from svbench.instrument.trace import TraceWriter
 
 
 def _bench_module(name: str):

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from fakes.powercap import INTEL_MAX_RANGE_UJ, PowercapTree
 
-from svbench.energy.config import EnergyConfig, NvmlConfig, RaplConfig
-from svbench.energy.sensors import nvml, rapl
-from svbench.energy.sensors.base import Reading, SensorConfigError
-from svbench.energy.sensors.counter import BREAK_QUANTITY, ENERGY_QUANTITY, CounterTracker, counter_readings
 from svbench.errors import UserError
+from svbench.instrument.config import EnergyConfig, NvmlConfig, RaplConfig
+from svbench.instrument.sensors import nvml, rapl
+from svbench.instrument.sensors.base import Reading, SensorConfigError
+from svbench.instrument.sensors.counter import BREAK_QUANTITY, ENERGY_QUANTITY, CounterTracker, counter_readings
 
 UUID_A = "GPU-aaaaaaaa-1111-2222-3333-444444444444"
 

@@ -13,7 +13,8 @@ import pytest
 import yaml
 from support import REPO
 
-from svbench.energy.config import (
+from svbench.errors import UserError
+from svbench.instrument.config import (
     EnergyConfig,
     EstimateConfig,
     IpmiConfig,
@@ -22,8 +23,7 @@ from svbench.energy.config import (
     json_ready,
     validate_energy_config,
 )
-from svbench.energy.sensors import SENSORS
-from svbench.errors import UserError
+from svbench.instrument.sensors import SENSORS
 
 BIN = Path(sys.executable).parent
 SCHEMA = yaml.safe_load((REPO / "svbench/schemas/config.schema.yaml").read_text())["properties"]["energy"]
@@ -148,3 +148,17 @@ def test_workflow_refuses_a_bad_energy_block(block: dict, key: str, tmp_path: Pa
                           "--configfile", str(path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode != 0
     assert key in run.stdout + run.stderr and "energy" in run.stdout + run.stderr
+
+
+def test_the_instrument_imports_nothing_of_svbench_but_errors_file_io_and_its_schema() -> None:
+    """Issue 27: the instrument (what runs beside the job) stands apart from the accounting and the study."""
+    import ast
+
+    allowed = ("svbench.instrument", "svbench.errors", "svbench.fileio", "svbench.schemas")
+    found = []
+    for path in sorted((REPO / "svbench" / "instrument").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            found += [f"{path.name}: {n}" for n in names if n.startswith("svbench") and not n.startswith(allowed)]
+    assert not found, found

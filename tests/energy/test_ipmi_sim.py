@@ -15,8 +15,8 @@ import psutil
 import pytest
 from fakes import ipmi_sim
 
-from svbench.energy.config import IpmiConfig
-from svbench.energy.sensors import SensorUnavailable, ipmi
+from svbench.instrument.config import IpmiConfig
+from svbench.instrument.sensors import SensorUnavailable, ipmi
 
 IPMITOOL = shutil.which("ipmitool")
 

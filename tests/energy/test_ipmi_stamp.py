@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from support import FAKES
 
-from svbench.energy.config import IpmiConfig
-from svbench.energy.sensors import ipmi
-from svbench.energy.sensors.base import Reading
-from svbench.energy.sidecar import _Slot
+from svbench.instrument.config import IpmiConfig
+from svbench.instrument.sensors import ipmi
+from svbench.instrument.sensors.base import Reading
+from svbench.instrument.sidecar import _Slot
 
 TIMEOUT_S = 1.0
 

@@ -14,8 +14,8 @@ from fakes.node import TIMEOUT
 from fakes.replay import T0, S, exact, marker, replay, rows, write_markers
 
 from svbench.energy.join import join
-from svbench.energy.sensors.base import Reading
-from svbench.energy.trace import TraceWriter
+from svbench.instrument.sensors.base import Reading
+from svbench.instrument.trace import TraceWriter
 
 
 def test_join_replay_matches_the_exact_integral(tmp_path):
@@ -152,7 +152,7 @@ def test_a_phase_without_samples_of_a_channel_is_empty_not_zero(tmp_path) -> Non
 
 def _session_trace(path: Path, sessions: list[tuple[str, float, np.ndarray, Callable[[float], list[Reading]]]]):
     """Write a trace of several sidecar sessions: (id, clock offset s, times, readings at t) each."""
-    from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR
+    from svbench.instrument.trace import SESSION_QUANTITY, SESSION_SENSOR
 
     w = TraceWriter(path)
     for sid, offset, times, readings in sessions:

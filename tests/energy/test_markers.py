@@ -8,9 +8,9 @@ import os
 import pytest
 from fakes.replay import T0, S, marker, write_markers
 
-from svbench.energy import markers as mk
-from svbench.energy.markers import Marker, phase, phases, read_markers
 from svbench.errors import UserError
+from svbench.instrument import markers as mk
+from svbench.instrument.markers import Marker, phase, phases, read_markers
 
 
 def test_phase_is_a_no_op_without_the_variable(monkeypatch, tmp_path):

@@ -21,9 +21,9 @@ from fakes.node import CPU_W, DRAM_W, GPU_W, NODE_W, TIMEOUT, gone, kill_quietly
 from fakes.replay import S
 
 from svbench.energy.join import join
-from svbench.energy.markers import read_markers
-from svbench.energy.nodes import TRACE
-from svbench.energy.trace import read_trace
+from svbench.instrument.markers import read_markers
+from svbench.instrument.nodes import TRACE
+from svbench.instrument.trace import read_trace
 
 
 def test_all_sensors_end_to_end(node, tmp_path):

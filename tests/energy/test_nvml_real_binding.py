@@ -21,8 +21,8 @@ from fakes import libnvml
 from fakes.node import CPU_W
 
 from svbench.energy.join import join
-from svbench.energy.nodes import TRACE
-from svbench.energy.trace import read_trace
+from svbench.instrument.nodes import TRACE
+from svbench.instrument.trace import read_trace
 
 UUIDS = ["GPU-aaaaaaaa-1111-2222-3333-444444444444", "GPU-bbbbbbbb-1111-2222-3333-444444444444",
          "GPU-cccccccc-1111-2222-3333-444444444444"]

@@ -6,9 +6,9 @@ import pytest
 import yaml
 from support import REPO, snakemake
 
-from svbench.energy.config import EnergyConfig
-from svbench.energy.sensors.ipmi import IpmiSensor
 from svbench.errors import UserError
+from svbench.instrument.config import EnergyConfig
+from svbench.instrument.sensors.ipmi import IpmiSensor
 
 SECRET = "hunter2Kg"
 
@@ -31,7 +31,7 @@ def test_freeipmis_secrets_are_refused_too(args):
 
 
 def test_the_sensor_applies_the_same_rule():
-    from svbench.energy.config import IpmiConfig
+    from svbench.instrument.config import IpmiConfig
 
     with pytest.raises(Exception, match="energy.ipmi.extra_args") as err:
         IpmiSensor(IpmiConfig(extra_args=("-y", SECRET)))

@@ -15,9 +15,9 @@ import pytest
 from fakes.powercap import PowercapTree, two_socket_server
 from support import FAKES
 
-from svbench.energy.config import EnergyConfig, IpmiConfig, NvmlConfig, RaplConfig
-from svbench.energy.sensors import ipmi, nvml, rapl
-from svbench.energy.sensors.base import Reading, Sensor, SensorConfigError, SensorUnavailable
+from svbench.instrument.config import EnergyConfig, IpmiConfig, NvmlConfig, RaplConfig
+from svbench.instrument.sensors import ipmi, nvml, rapl
+from svbench.instrument.sensors.base import Reading, Sensor, SensorConfigError, SensorUnavailable
 
 
 def by_key(readings: list[Reading]) -> dict[tuple[str, str], Reading]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from svbench.energy import slurm
+from svbench.instrument import slurm
 
 
 def _tool(folder: Path, name: str, body: str) -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from svbench.energy import slurm
 from svbench.energy.join import slurm_crosscheck
-from svbench.energy.markers import Marker, Phase
+from svbench.instrument import slurm
+from svbench.instrument.markers import Marker, Phase
 
 S = 1_000_000_000
 START_1, START_2 = 1_700_000_000, 1_700_003_600  # SLURM's Start of attempts 1 and 2 (s since the epoch)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from fakes.replay import T0, S
 
-from svbench.energy.sensors.base import Reading
-from svbench.energy.trace import COLUMNS, TraceWriter, read_trace
+from svbench.instrument.sensors.base import Reading
+from svbench.instrument.trace import COLUMNS, TraceWriter, read_trace
 
 
 def test_trace_round_trip(tmp_path):

@@ -19,10 +19,10 @@ from support import REPO as ROOT
 
 from svbench.energy.join import join
 from svbench.energy.node_join import join_nodes
-from svbench.energy.nodes import LEGACY_TRACE, MARKERS, TRACE, trace_path
-from svbench.energy.sensors.base import Reading
-from svbench.energy.trace import ZSTD_MAGIC, TraceWriter, iter_trace, wall_range
 from svbench.errors import UserError
+from svbench.instrument.nodes import LEGACY_TRACE, MARKERS, TRACE, trace_path
+from svbench.instrument.sensors.base import Reading
+from svbench.instrument.trace import ZSTD_MAGIC, TraceWriter, iter_trace, wall_range
 
 LEGACY = ROOT / "tests" / "data" / "legacy_trace"  # trace.csv, markers.jsonl, energy.csv of svbench at ca5c74f
 
@@ -31,8 +31,8 @@ CHILD = """
 import sys, time
 sys.path.insert(0, {tests!r})
 from fakes.trace_samples import session_reads
-from svbench.energy.sidecar import FLUSH_S
-from svbench.energy.trace import TraceWriter
+from svbench.instrument.sidecar import FLUSH_S
+from svbench.instrument.trace import TraceWriter
 reads = session_reads({seed}, 20000)
 w = TraceWriter({path!r}, flush_s=FLUSH_S)
 w.write_batch(reads[:1], flush=True)
@@ -170,7 +170,7 @@ def test_compact_and_csv_forms_read_back_the_same_rows(tmp_path):
     chunks = list(iter_trace(tmp_path / TRACE, chunk_rows=7))  # a read's rows never straddle two chunks
     stamps = [set(c["t_mono_ns"]) for c in chunks]
     assert all(not (a & b) for a, b in zip(stamps, stamps[1:], strict=False))
-    shown = subprocess.run([sys.executable, "-m", "svbench.energy.trace", str(tmp_path / TRACE)], cwd=ROOT,
+    shown = subprocess.run([sys.executable, "-m", "svbench.instrument.trace", str(tmp_path / TRACE)], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout
     assert len(shown.splitlines()) == 1 + sum(len(rs) for _, rs, _, _ in reads)
 

@@ -22,14 +22,14 @@ from support import FAKES
 
 from fakes.gpus import UUID_A, write_fake_pynvml
 from fakes.powercap import PowercapTree
-from svbench.energy.markers import Marker, read_markers
+from svbench.instrument.markers import Marker, read_markers
 
 TIMEOUT = 60  # every subprocess ends within this, whatever happens
 
 WORKLOAD = r"""
 import os, signal, sys, time
 from pathlib import Path
-from svbench.energy.markers import phase
+from svbench.instrument.markers import phase
 mode, arg = sys.argv[1], sys.argv[2]
 if mode == "term":
     def on_term(*_):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from svbench.energy.markers import Marker
-from svbench.energy.sensors.base import Reading
-from svbench.energy.trace import TraceWriter
+from svbench.instrument.markers import Marker
+from svbench.instrument.sensors.base import Reading
+from svbench.instrument.trace import TraceWriter
 
 S = 10**9  # ns per second
 T0 = 1000 * S  # monotonic origin of the replayed traces

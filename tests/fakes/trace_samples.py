@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from svbench.energy.sensors.base import Reading
-from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR
+from svbench.instrument.sensors.base import Reading
+from svbench.instrument.trace import SESSION_QUANTITY, SESSION_SENSOR
 
 S = 10**9
 
@@ -42,6 +42,6 @@ def session_reads(seed: int, n: int, session: str | None = None) -> list[tuple[s
 
 
 def rows_of(reads: list[tuple[str, list[Reading], int, int]], session: str) -> list[tuple]:
-    """The trace rows of ``reads``, as :func:`svbench.energy.trace.iter_trace` gives them (NaN as None)."""
+    """The trace rows of ``reads``, as :func:`svbench.instrument.trace.iter_trace` gives them (NaN as None)."""
     return [(wall, mono, sensor, r.channel, r.quantity, None if math.isnan(r.value) else r.value, r.unit,
              r.component, r.estimated, session) for sensor, rs, wall, mono in reads for r in rs]

@@ -222,7 +222,7 @@ def test_stage_families_and_power_series() -> None:
 def test_node_sharing_comes_from_the_recorded_job_context(tmp_path: Path) -> None:
     import json
 
-    from svbench.energy.markers import node_sharing
+    from svbench.instrument.markers import node_sharing
 
     def markers(*contexts: dict) -> Path:
         path = tmp_path / "markers.jsonl"
@@ -259,8 +259,8 @@ def test_channels_without_samples_stay_empty_in_the_total() -> None:
 
 def test_binned_power_streams_sessions_apart(tmp_path: Path) -> None:
     """Two sessions whose counters restart: each is differentiated on its own, never across the restart."""
-    from svbench.energy.sensors.base import Reading
-    from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
+    from svbench.instrument.sensors.base import Reading
+    from svbench.instrument.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
     from svbench.study.figures import binned_power
 
     w = TraceWriter(tmp_path / "trace.csv")
@@ -285,8 +285,8 @@ def _job(folder: Path, readings, markers: list[dict], sidecar: dict | None = Non
          seconds: float = 7200.0) -> pd.DataFrame:
     """A one-session trace of ``readings(t) -> [Reading]`` every ``step_s``, its markers, joined."""
     from svbench.energy.join import join
-    from svbench.energy.sensors.base import Reading
-    from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
+    from svbench.instrument.sensors.base import Reading
+    from svbench.instrument.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
 
     folder.mkdir(parents=True, exist_ok=True)
     w = TraceWriter(folder / "trace.csv")
@@ -307,7 +307,7 @@ def test_carbon_is_weighted_by_energy_not_by_time(tmp_path: Path) -> None:
     """1 h at 100 W on a 100 g/kWh grid, then 1 h at 1000 W on 500 g/kWh: 510 g, not 330 g."""
     from svbench.energy.carbon import Factor, Intensity
     from svbench.energy.join import join
-    from svbench.energy.sensors.base import Reading
+    from svbench.instrument.sensors.base import Reading
     from svbench.study.summary import _carbon_g
 
     series = tmp_path / "grid.csv"
@@ -327,7 +327,7 @@ def test_carbon_is_weighted_by_energy_not_by_time(tmp_path: Path) -> None:
 
 
 def test_idle_and_dynamic_energy_and_a_gpu_job_without_gpu_readings(tmp_path: Path) -> None:
-    from svbench.energy.sensors.base import Reading
+    from svbench.instrument.sensors.base import Reading
 
     frame = _job(tmp_path / "job", lambda t: [Reading("package-0", "energy", 50.0 * t + 50.0 * max(t - 100, 0),
                                                       "J", "cpu")],
@@ -363,7 +363,7 @@ def test_inference_figures_share_one_basis_per_trial_list(tmp_path: Path) -> Non
 def test_a_job_outside_the_series_is_refused_or_labelled(tmp_path: Path) -> None:
     from svbench.energy.carbon import Intensity
     from svbench.energy.join import join
-    from svbench.energy.sensors.base import Reading
+    from svbench.instrument.sensors.base import Reading
     from svbench.study.summary import _edge_used
 
     series = tmp_path / "grid.csv"
@@ -431,8 +431,9 @@ def test_the_summary_opens_each_jobs_energy_once(tmp_path, monkeypatch) -> None:
     for the summary, the phases, the closure and the provenance tables."""
     from collections import Counter
 
-    import svbench.study.summary as summary
     from fakes.study import fake_study
+
+    import svbench.study.summary as summary
 
     config = fake_study(tmp_path, seeds=(0, 1))
     opened: Counter = Counter()

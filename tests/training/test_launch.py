@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from support import BIN
 
-from svbench.energy.nodes import node_dir, node_dirs, node_rank
 from svbench.errors import UserError
+from svbench.instrument.nodes import node_dir, node_dirs, node_rank
 from svbench.training.launch import first_host, launch_command, rendezvous_port, slurm_resources, srun_prefix
 
 CMD = ["svbench", "train", "--out", "a folder"]

@@ -23,9 +23,9 @@ import torch
 from support import BIN, DDP_SPEC, FAKES
 from support import DDP_RECIPE as RECIPE
 
-from svbench.energy.markers import read_markers
 from svbench.energy.node_join import join_nodes
-from svbench.energy.nodes import TRACE
+from svbench.instrument.markers import read_markers
+from svbench.instrument.nodes import TRACE
 
 pytestmark = pytest.mark.e2e
 

@@ -5,7 +5,7 @@ import math
 import os
 import re
 
-from svbench.energy.config import write_energy_config
+from svbench.instrument.config import write_energy_config
 from svbench.layout import FINETUNE, WORK_STEPS, Layout, backbone_of, is_large_margin, models_of
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid, training_layouts

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from svbench.energy.sensors.base import Reading
+from svbench.instrument.sensors.base import Reading
 
 ENERGY_QUANTITY = "energy"
 BREAK_QUANTITY = "counter_break"

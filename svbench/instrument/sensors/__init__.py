@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from svbench.energy.config import EnergyConfig
-from svbench.energy.sensors.base import Reading, Sensor, SensorStatus, SensorUnavailable
-from svbench.energy.sensors.estimate import EstimateSensor
-from svbench.energy.sensors.ipmi import IpmiSensor
-from svbench.energy.sensors.nvml import NvmlSensor
-from svbench.energy.sensors.rapl import RaplSensor
 from svbench.errors import UserError
+from svbench.instrument.config import EnergyConfig
+from svbench.instrument.sensors.base import Reading, Sensor, SensorStatus, SensorUnavailable
+from svbench.instrument.sensors.estimate import EstimateSensor
+from svbench.instrument.sensors.ipmi import IpmiSensor
+from svbench.instrument.sensors.nvml import NvmlSensor
+from svbench.instrument.sensors.rapl import RaplSensor
 
 __all__ = ["Reading", "Sensor", "SensorStatus", "SensorUnavailable", "EstimateSensor", "SENSORS",
            "physical_sensors"]

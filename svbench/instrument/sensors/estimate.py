@@ -12,8 +12,8 @@ import os
 
 import psutil
 
-from svbench.energy.config import EstimateConfig
-from svbench.energy.sensors.base import Reading, SensorUnavailable
+from svbench.instrument.config import EstimateConfig
+from svbench.instrument.sensors.base import Reading, SensorUnavailable
 
 
 class EstimateSensor:

@@ -22,7 +22,7 @@ NODES_ENV = "SVBENCH_NODES"
 WRITER_ENV = "SVBENCH_MARKERS_NODE"  # the node whose clock the markers file is on: no other node writes there
 
 # the files of a node's folder
-TRACE = "trace.csv.zst"  # the sidecar's readings: compact CSV-like lines in a zstd stream (svbench.energy.trace)
+TRACE = "trace.csv.zst"  # the sidecar's readings: compact CSV-like lines in a zstd stream (svbench.instrument.trace)
 LEGACY_TRACE = "trace.csv"  # the long CSV trace of svbench versions before the compact one: still read
 TRACES = (TRACE, LEGACY_TRACE)
 MARKERS = "markers.jsonl"

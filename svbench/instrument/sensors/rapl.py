@@ -20,7 +20,7 @@ Each ``energy_uj`` is opened once, in ``open()``, and re-read with ``pread`` at 
 attribute is produced afresh by the kernel on every read from offset 0, so the descriptor kept open
 gives the current counter without an open/close per reading (the sidecar reads it ten times a second).
 
-Unwrapping (:mod:`svbench.energy.sensors.counter`): a zone's largest plausible power is the largest
+Unwrapping (:mod:`svbench.instrument.sensors.counter`): a zone's largest plausible power is the largest
 ``constraint_N_max_power_uw`` it has (> 0), else the configured ``max_power_w``. From it follow the
 wrap period (``max_energy_range_uj`` / power), which ``interval_s`` must stay well below, and the
 most a counter can advance between two reads, which tells a wrap from a reset or a step back.
@@ -37,9 +37,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from svbench.energy.config import RaplConfig
-from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
-from svbench.energy.sensors.counter import CounterTracker, counter_readings
+from svbench.instrument.config import RaplConfig
+from svbench.instrument.sensors.base import Reading, SensorConfigError, SensorUnavailable
+from svbench.instrument.sensors.counter import CounterTracker, counter_readings
 
 DEFAULT_ROOT = "/sys/class/powercap"
 _ZONE = re.compile(r"^intel-rapl:(\d+)(?::(\d+))?$")

@@ -32,11 +32,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from svbench.energy.config import NvmlConfig
-from svbench.energy.sensors.base import Reading, SensorUnavailable
-from svbench.energy.sensors.counter import CounterTracker, counter_readings
+from svbench.instrument.config import NvmlConfig
+from svbench.instrument.sensors.base import Reading, SensorUnavailable
+from svbench.instrument.sensors.counter import CounterTracker, counter_readings
 
-log = logging.getLogger("svbench.energy.nvml")
+log = logging.getLogger("svbench.instrument.nvml")
 
 # NVML refreshes its power and energy figures every ~20-100 ms depending on the GPU: two reads may see
 # up to one refresh more than the time between them.

@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from svbench.energy.nodes import WRITER_ENV, this_node
 from svbench.errors import UserError
+from svbench.instrument.nodes import WRITER_ENV, this_node
 
 ENV = "SVBENCH_MARKERS"
 

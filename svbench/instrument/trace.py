@@ -6,7 +6,7 @@ against the job's phase markers on the same host without NTP steps.
 
 Two forms on disk, one reader (:func:`iter_trace` tells them by their first bytes):
 
-- ``trace.csv.zst`` (:data:`svbench.energy.nodes.TRACE`, what the sidecar writes): a zstd stream of compact
+- ``trace.csv.zst`` (:data:`svbench.instrument.nodes.TRACE`, what the sidecar writes): a zstd stream of compact
   text lines (:data:`COMPACT_FORMAT`), flushed as a zstd *block* at every trace flush, so the compression
   window survives a flush and a SIGKILL loses only what was not flushed yet. The lines say each channel's
   fixed columns once (``k`` lines), each read's list of channels once (``l`` lines), and per sensor read
@@ -20,7 +20,7 @@ dropped, and a new session appending to a killed one first closes the torn zstd 
 block (:func:`close_torn_frame`). The writer runs in the sidecar, beside the measured job, so it is kept
 cheap: pandas is imported only by the reader, and a channel's fixed columns are formatted once.
 
-``python -m svbench.energy.trace TRACE`` prints any trace as the long CSV (with its ``session`` column).
+``python -m svbench.instrument.trace TRACE`` prints any trace as the long CSV (with its ``session`` column).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from svbench.energy.sensors.base import Reading
 from svbench.errors import UserError
+from svbench.instrument.sensors.base import Reading
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -551,10 +551,10 @@ def read_trace(path: Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m svbench.energy.trace TRACE``: the trace as the long CSV (with ``session``) on stdout."""
+    """``python -m svbench.instrument.trace TRACE``: the trace as the long CSV (with ``session``) on stdout."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m svbench.energy.trace TRACE  (trace.csv.zst or trace.csv)", file=sys.stderr)
+        print("usage: python -m svbench.instrument.trace TRACE  (trace.csv.zst or trace.csv)", file=sys.stderr)
         return 2
     header = True
     for chunk in iter_trace(Path(args[0])):

@@ -7,7 +7,7 @@ sensors with commensurate intervals share their wake-ups. A sensor that calls ou
 process (IPMI: an ipmitool that may take seconds to answer, or never) has a thread of its own, so a
 slow BMC never delays NVML or RAPL. Whatever the sidecar starts stays in its process group, which the
 monitor clears once the sidecar is gone. Readings go to ``trace.csv.zst`` (see
-:mod:`svbench.energy.trace`); what was found, and why anything was not, goes to ``sidecar.json``. It
+:mod:`svbench.instrument.trace`); what was found, and why anything was not, goes to ``sidecar.json``. It
 stops on SIGTERM/SIGINT, or by itself when the process it watches is gone.
 """
 
@@ -32,13 +32,20 @@ from pathlib import Path
 
 import psutil
 
-from svbench.energy.config import EnergyConfig
-from svbench.energy.nodes import SIDECAR, trace_path
-from svbench.energy.sensors import EstimateSensor, Reading, Sensor, SensorStatus, SensorUnavailable, physical_sensors
-from svbench.energy.sensors.base import SensorConfigError
-from svbench.energy.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
+from svbench.instrument.config import EnergyConfig
+from svbench.instrument.nodes import SIDECAR, trace_path
+from svbench.instrument.sensors import (
+    EstimateSensor,
+    Reading,
+    Sensor,
+    SensorStatus,
+    SensorUnavailable,
+    physical_sensors,
+)
+from svbench.instrument.sensors.base import SensorConfigError
+from svbench.instrument.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter
 
 log = logging.getLogger("svbench.sidecar")
 
@@ -311,7 +318,7 @@ def _group_alive(pgid: int) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m svbench.energy.sidecar")
+    parser = argparse.ArgumentParser(prog="python -m svbench.instrument.sidecar")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--track-pid", type=int, required=True)
     parser.add_argument("--config-file", type=Path, required=True,

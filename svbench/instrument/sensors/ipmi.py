@@ -44,8 +44,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from svbench.energy.config import SECRET_ARGS_MESSAGE, IpmiConfig, ipmi_tool, is_secret_arg
-from svbench.energy.sensors.base import Reading, SensorConfigError, SensorUnavailable
+from svbench.instrument.config import SECRET_ARGS_MESSAGE, IpmiConfig, ipmi_tool, is_secret_arg
+from svbench.instrument.sensors.base import Reading, SensorConfigError, SensorUnavailable
 
 MAX_ANSWER = 64 * 1024  # bytes: a DCMI reading is ~300; anything past this is a broken or flooding tool
 

@@ -29,17 +29,17 @@ import time
 from collections import deque
 from pathlib import Path
 
-from svbench import orphans
-from svbench.energy.config import EnergyConfig
-from svbench.energy.markers import BASELINE, ENV, Marker, phase, read_markers, write_marker
-from svbench.energy.nodes import MARKERS, NODES_ENV, RANK_ENV, TRACES, WRITER_ENV, node_dir, this_node
-from svbench.energy.nodes import node_rank as node_rank_of
-from svbench.energy.sidecar import READY_FILE, READY_WAIT_S, WORKLOAD_FILE
-from svbench.energy.slurm import job_context
-from svbench.energy.trace import drop_torn_tail
 from svbench.errors import UserError
 from svbench.fileio import atomic_write
-from svbench.orphans import die_with_parent
+from svbench.instrument import orphans
+from svbench.instrument.config import EnergyConfig
+from svbench.instrument.markers import BASELINE, ENV, Marker, phase, read_markers, write_marker
+from svbench.instrument.nodes import MARKERS, NODES_ENV, RANK_ENV, TRACES, WRITER_ENV, node_dir, this_node
+from svbench.instrument.nodes import node_rank as node_rank_of
+from svbench.instrument.orphans import die_with_parent
+from svbench.instrument.sidecar import READY_FILE, READY_WAIT_S, WORKLOAD_FILE
+from svbench.instrument.slurm import job_context
+from svbench.instrument.trace import drop_torn_tail
 
 log = logging.getLogger("svbench.monitor")
 
@@ -99,7 +99,7 @@ def _start_sidecar(out_dir: Path, config: EnergyConfig, lock_fd: int) -> subproc
     config_file = out_dir / CONFIG_FILE
     with atomic_write(config_file, private=True) as f:  # the BMC user and the tool's arguments: owner only
         f.write(json.dumps(config.to_dict()))
-    cmd = [sys.executable, "-m", "svbench.energy.sidecar", "--out", str(out_dir), "--track-pid", str(os.getpid()),
+    cmd = [sys.executable, "-m", "svbench.instrument.sidecar", "--out", str(out_dir), "--track-pid", str(os.getpid()),
            "--config-file", str(config_file)]
     # its own session: a Ctrl-C meant for the workload must not stop the measurement first; the lock's
     # descriptor goes with it, so the folder stays locked until the sidecar has ended too
@@ -242,7 +242,7 @@ def run_monitored(out_dir: Path, command: list[str], config: EnergyConfig | None
     """Run ``command`` measured; returns its exit status (128+N when killed by signal N).
 
     In a job on ``nodes`` > 1 nodes, one monitor runs on each node (``srun --ntasks-per-node=1``) and measures
-    that node into its own folder, ``out_dir/node{K}`` (:mod:`svbench.energy.nodes`; K: ``node_rank``, else
+    that node into its own folder, ``out_dir/node{K}`` (:mod:`svbench.instrument.nodes`; K: ``node_rank``, else
     ``$SLURM_NODEID``); the workload learns K from ``$SVBENCH_NODE_RANK`` (``svbench launch``).
 
     ``baseline_s`` (None: the config's ``baseline_s``) seconds of idle sampling come before the command.
