@@ -164,3 +164,23 @@ def test_node_sharing_from_the_job_context_of_every_attempt(tmp_path, jobs, expe
     write_markers(path, [marker("begin", i, job=job) for i, job in enumerate(jobs)])
     assert mk.node_sharing(path) == expected
     assert mk.node_sharing(tmp_path / "absent.jsonl") == "unknown"
+
+
+def test_a_training_script_marks_phases_from_the_instrument_without_its_weight() -> None:
+    """`from svbench.instrument import phase` (issue 27: the instrument's public face) loads no sensor, pandas,
+    numpy or torch into the measured process."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    import svbench.instrument as instrument
+
+    code = ("import sys; from svbench.instrument import phase; "
+            "heavy = [m for m in ('pandas', 'numpy', 'torch', 'svbench.instrument.sensors') if m in sys.modules]; "
+            "assert callable(phase) and not heavy, heavy")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert instrument.run_monitored.__module__ == "svbench.instrument.monitor"
+    with pytest.raises(AttributeError, match="nothing_here"):
+        instrument.nothing_here  # noqa: B018
