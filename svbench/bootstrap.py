@@ -23,6 +23,9 @@ from numpy.typing import ArrayLike
 from svbench.errors import UserError
 from svbench.metrics import checked_trials, compute_all
 
+RESAMPLES = 1000  # speaker-bootstrap resamples by default: the config's (uncertainty.resamples) too
+LEVEL = 0.95  # the intervals' level by default: the config's (uncertainty.level) too
+
 METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 P_TARGETS = {"min_dcf_0.01": 0.01, "min_dcf_0.05": 0.05}
 METHOD = ("speaker bootstrap: evaluation speakers drawn with replacement, each keeping its trials (a target "
@@ -143,7 +146,7 @@ def resampled_metrics(trials: SortedTrials, counts: np.ndarray) -> dict[str, np.
     return {m: values[:, k] for k, m in enumerate(METRICS)}
 
 
-def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     """The central ``level`` interval of the resampled values (NaN resamples left out)."""
     values = values[~np.isnan(values)]
     if values.size == 0:
@@ -154,7 +157,7 @@ def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float,
 
 
 def speaker_bootstrap(scores: ArrayLike, labels: ArrayLike, enroll_speakers: ArrayLike, test_speakers: ArrayLike,
-                      resamples: int = 1000, level: float = 0.95, seed: int = 0) -> dict[str, dict[str, float]]:
+                      resamples: int = RESAMPLES, level: float = LEVEL, seed: int = 0) -> dict[str, dict[str, float]]:
     """Each metric with its speaker-bootstrap interval: ``{"eer": {"value", "low", "high"}, ...}``."""
     point = compute_all(scores, labels)
     trials = sort_trials(scores, labels, enroll_speakers, test_speakers)
@@ -167,7 +170,7 @@ def speaker_bootstrap(scores: ArrayLike, labels: ArrayLike, enroll_speakers: Arr
 
 
 def paired_bootstrap(scores_a: ArrayLike, scores_b: ArrayLike, labels: ArrayLike, enroll_speakers: ArrayLike,
-                     test_speakers: ArrayLike, resamples: int = 1000, level: float = 0.95,
+                     test_speakers: ArrayLike, resamples: int = RESAMPLES, level: float = LEVEL,
                      seed: int = 0) -> dict[str, dict[str, float]]:
     """B minus A on the same trials, every resample drawing the same speakers for both systems.
 
@@ -182,7 +185,7 @@ def paired_bootstrap(scores_a: ArrayLike, scores_b: ArrayLike, labels: ArrayLike
     return {m: paired_difference(spread_a[m], spread_b[m], point_b[m] - point_a[m], level) for m in METRICS}
 
 
-def paired_difference(a: np.ndarray, b: np.ndarray, point: float, level: float = 0.95) -> dict:
+def paired_difference(a: np.ndarray, b: np.ndarray, point: float, level: float = LEVEL) -> dict:
     """B minus A from replicates drawn with the same speakers: the difference, its interval, a two-sided p value
     (twice the smaller share of resampled differences on either side of zero), whether the interval excludes
     zero, and the number of resamples it was made of."""

@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svbench.bootstrap import (
+from svbench.bootstrap import (  # noqa: F401  (LEVEL re-exported: the study's modules take it from here)
+    LEVEL,
     METHOD,
     METRICS,
+    RESAMPLES,
     percentile_interval,
     resampled_metrics,
     sort_trials,
@@ -35,14 +37,12 @@ from svbench.fileio import atomic_write, write_text_atomic
 from svbench.metrics import compute_all
 from svbench.typed_config import bounded, parse_block
 
-LEVEL = 0.95
-
 
 @dataclass(frozen=True)
 class UncertaintySettings:
     """The config's ``uncertainty:`` block."""
 
-    resamples: int = bounded(1000, ge=10)
+    resamples: int = bounded(RESAMPLES, ge=10)
     level: float = bounded(LEVEL, gt=0, le=0.999)
     seed: int = bounded(0, ge=0)
 
@@ -83,7 +83,7 @@ def read_scores(path: Path) -> pd.DataFrame:
 
 
 def bootstrap_scores(score_files: Mapping[str, Path], speakers: Mapping[str, str], out: Path,
-                     resamples: int = 1000, seed: int = 0, level: float = LEVEL) -> dict:
+                     resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL) -> dict:
     """Replicates of every list x back-end x metric into ``out`` (npz); returns the intervals.
 
     ``speakers`` maps each utterance of the lists to its speaker (the evaluation manifest).

@@ -27,11 +27,14 @@ BACKENDS = ("cosine", "asnorm")
 _CHUNK = 4096  # rows per block, bounds the memory of the utterance × cohort score matrix
 
 
+TOP_N = 300  # the AS-norm cohort size per side by default: the config's and every function's
+
+
 @dataclass(frozen=True)
 class ScoringSettings:
     """The config's ``scoring:`` block: the AS-norm cohort size per side."""
 
-    top_n: int = bounded(300, ge=2)
+    top_n: int = bounded(TOP_N, ge=2)
 
     @classmethod
     def from_config(cls, block: dict) -> ScoringSettings:
@@ -75,7 +78,7 @@ def speaker_means(embeddings: np.ndarray, speakers: Sequence[str]) -> tuple[list
     return names.tolist(), sums / np.bincount(inverse)[:, None]
 
 
-def cohort_stats(x: np.ndarray, cohort: np.ndarray, top_n: int = 300) -> tuple[np.ndarray, np.ndarray]:
+def cohort_stats(x: np.ndarray, cohort: np.ndarray, top_n: int = TOP_N) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of each row's top-N cosine scores against the cohort.
 
     Both ``x`` and ``cohort`` must already be mean-subtracted and normalised (see normalize).
@@ -105,7 +108,7 @@ def as_norm(
     test: np.ndarray,
     cohort: np.ndarray,
     mean: np.ndarray | None = None,
-    top_n: int = 300,
+    top_n: int = TOP_N,
 ) -> np.ndarray:
     """AS-norm score of each pair of rows ``enroll[i]``, ``test[i]``.
 
@@ -128,7 +131,7 @@ def score_trials(
     mean: np.ndarray | None = None,
     backend: str = "cosine",
     cohort: np.ndarray | None = None,
-    top_n: int = 300,
+    top_n: int = TOP_N,
 ) -> np.ndarray:
     """Score every trial (objects with ``.enroll`` and ``.test`` utterance ids), in order.
 
@@ -178,7 +181,7 @@ def score_trials(
     return scores
 
 
-def score_lists(embeddings_dir: Path, trial_lists: dict[str, Path], out_dir: Path, top_n: int = 300,
+def score_lists(embeddings_dir: Path, trial_lists: dict[str, Path], out_dir: Path, top_n: int = TOP_N,
                 backends: Sequence[str] = BACKENDS) -> dict:
     """Score every trial list with every back-end; write ``{name}.tsv`` per list and ``metrics.json``.
 
