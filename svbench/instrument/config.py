@@ -146,17 +146,28 @@ def _check_finite(value: object, key: str) -> None:
         raise UserError(f"{key}: must be a finite number, got {value!r}")
 
 
+def _default(key: str, kind: type | None = None) -> Any:
+    """A key's default as the schema states it (``"nvml.interval_s"``): the schema is where a default of the energy
+    config is written, once; the dataclasses below take theirs from it. ``kind`` converts (1500 to 1500.0, a list to
+    a tuple); None stays None."""
+    node = energy_schema()
+    for part in key.split("."):
+        node = node["properties"][part]
+    value = node["default"]
+    return value if kind is None or value is None else kind(value)
+
+
 @dataclass(frozen=True)
 class NvmlConfig:
     """``energy.nvml``: energy and power every ``interval_s``, context figures every ``context_interval_s``;
     ``max_power_w`` bounds a GPU whose power limits NVML does not give (above the 1000-1400 W of the
     largest boards sold today, B200/B300; only used to question a counter that rises faster)."""
 
-    interval_s: float = 0.1
-    context_interval_s: float = 1.0
-    max_power_w: float | None = 1500.0  # None (not in the schema): unbounded, a drop is still a break
-    tolerance: float = 0.05
-    tolerance_source: str = "NVIDIA NVML API reference: board power accurate to within +/- 5 %"
+    interval_s: float = _default("nvml.interval_s", float)
+    context_interval_s: float = _default("nvml.context_interval_s", float)
+    max_power_w: float | None = _default("nvml.max_power_w", float)  # None: unbounded, a drop is still a break
+    tolerance: float = _default("nvml.tolerance", float)
+    tolerance_source: str = _default("nvml.tolerance_source")
 
 
 @dataclass(frozen=True)
@@ -164,11 +175,11 @@ class RaplConfig:
     """``energy.rapl``: ``root`` None reads ``$SVBENCH_POWERCAP_ROOT`` or ``/sys/class/powercap``; ``max_power_w``
     bounds a zone without constraint files (about twice the largest package limits sold today)."""
 
-    interval_s: float = 0.5
-    root: str | None = None
-    max_power_w: float | None = 1000.0  # None (not in the schema): unbounded, every drop counts as one wrap
-    tolerance: float = 0.10
-    tolerance_source: str = "svbench assumption: RAPL is a model, not a meter, and Intel states no accuracy"
+    interval_s: float = _default("rapl.interval_s", float)
+    root: str | None = _default("rapl.root")
+    max_power_w: float | None = _default("rapl.max_power_w", float)  # None: unbounded, every drop counts as one wrap
+    tolerance: float = _default("rapl.tolerance", float)
+    tolerance_source: str = _default("rapl.tolerance_source")
 
 
 @dataclass(frozen=True)
@@ -176,41 +187,39 @@ class IpmiConfig:
     """``energy.ipmi``: ``binary`` None is ``$SVBENCH_IPMITOOL`` or ``ipmitool`` (a basename ``ipmi-dcmi`` selects
     FreeIPMI); the password comes from ``password_file`` or the variable named ``password_env``, never argv."""
 
-    interval_s: float = 2.0
-    binary: str | None = None
-    timeout_s: float = 5.0
-    retries: int = 2
-    extra_args: tuple[str, ...] = ()
-    persistent: bool = True
-    password_file: str | None = None
-    password_env: str | None = None
-    tolerance: float = 0.05
-    tolerance_source: str = "svbench assumption: set energy.ipmi.tolerance from the BMC's or PSU's datasheet"
+    interval_s: float = _default("ipmi.interval_s", float)
+    binary: str | None = _default("ipmi.binary")
+    timeout_s: float = _default("ipmi.timeout_s", float)
+    retries: int = _default("ipmi.retries")
+    extra_args: tuple[str, ...] = _default("ipmi.extra_args", tuple)
+    persistent: bool = _default("ipmi.persistent")
+    password_file: str | None = _default("ipmi.password_file")
+    password_env: str | None = _default("ipmi.password_env")
+    tolerance: float = _default("ipmi.tolerance", float)
+    tolerance_source: str = _default("ipmi.tolerance_source")
 
 
-ESTIMATE_SOURCE = ("Green Algorithms (Lannelongue et al. 2021): TDP per core of a Xeon Gold 6148 "
-                   "(150 W / 20 cores); 0.3725 W per GB of memory")
 
 
 @dataclass(frozen=True)
 class EstimateConfig:
     """``energy.estimate``: the labelled stand-in used when no RAPL sensor covers the CPU."""
 
-    enabled: bool = True
-    interval_s: float = 0.5
-    watts_per_core: float = 7.5
-    watts_per_gib: float = 0.3725
-    source: str = ESTIMATE_SOURCE
-    tolerance: float = 0.5
-    tolerance_source: str = "svbench assumption: CPU time x per-core power is a model, wide by design"
+    enabled: bool = _default("estimate.enabled")
+    interval_s: float = _default("estimate.interval_s", float)
+    watts_per_core: float = _default("estimate.watts_per_core", float)
+    watts_per_gib: float = _default("estimate.watts_per_gib", float)
+    source: str = _default("estimate.source")
+    tolerance: float = _default("estimate.tolerance", float)
+    tolerance_source: str = _default("estimate.tolerance_source")
 
 
 @dataclass(frozen=True)
 class EnergyConfig:
     """The whole ``energy`` section, typed."""
 
-    sensors: tuple[str, ...] = ("nvml", "rapl", "ipmi")
-    baseline_s: float = 0.0
+    sensors: tuple[str, ...] = _default("sensors", tuple)
+    baseline_s: float = _default("baseline_s", float)
     nvml: NvmlConfig = field(default_factory=NvmlConfig)
     rapl: RaplConfig = field(default_factory=RaplConfig)
     ipmi: IpmiConfig = field(default_factory=IpmiConfig)
