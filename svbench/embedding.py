@@ -23,7 +23,7 @@ from svbench.instrument.markers import phase
 from svbench.layout import embeddings_file
 from svbench.models.loading import device_sync, load_model, resolve_device
 from svbench.scoring import speaker_means
-from svbench.typed_config import bounded, parse_block
+from svbench.typed_config import parse_block, schema_field
 
 log = logging.getLogger("svbench.embedding")
 
@@ -33,13 +33,14 @@ log = logging.getLogger("svbench.embedding")
 class EmbeddingSettings:
     """The config's ``embedding:`` block: the crop of the training mean and cohort, and the device."""
 
-    crop_frames: int = bounded(200, ge=8)
-    device: str = bounded("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+    crop_frames: int = schema_field("embedding.crop_frames")
+    device: str = schema_field("embedding.device")
     # WeSpeaker's AS-norm cohort (local/score_norm.sh): one mean embedding of whole utterances per training
     # speaker; "crops": one random crop of each of up to max_crop_utts training utterances, then speaker means
-    cohort: str = bounded("speaker_mean", choices=("speaker_mean", "crops"))
-    cohort_utts_per_speaker: int = bounded(0, ge=0)  # speaker_mean: 0 = every utterance of the speaker
-    max_crop_utts: int = bounded(20000, ge=2)  # crops
+    cohort: str = schema_field("embedding.cohort")
+    # speaker_mean: 0 = every utterance of the speaker
+    cohort_utts_per_speaker: int = schema_field("embedding.cohort_utts_per_speaker")
+    max_crop_utts: int = schema_field("embedding.max_crop_utts")  # crops
 
     @classmethod
     def from_config(cls, block: dict) -> EmbeddingSettings:

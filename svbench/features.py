@@ -24,7 +24,7 @@ from svbench.corpus.manifest import Utterance, read_manifest
 from svbench.errors import UserError
 from svbench.fileio import atomic_write, write_text_atomic
 from svbench.layout import FEATURE_INDEX
-from svbench.typed_config import bounded, parse_block
+from svbench.typed_config import parse_block, schema_field
 
 log = logging.getLogger("svbench.features")
 PROGRESS_EVERY_S = 30.0  # how often a long shard logs its progress
@@ -42,10 +42,10 @@ class FbankConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    """Config section ``features``; svbench/schemas/config.schema.yaml states the same fields and defaults."""
+    """Config section ``features``; its defaults and bounds are the schema's (``schema_field``)."""
 
-    n_mels: int = bounded(FbankConfig.n_mels, ge=8)
-    shards: int = bounded(1, ge=1)  # feature shards per split, one job each
+    n_mels: int = schema_field("features.n_mels")
+    shards: int = schema_field("features.shards")  # feature shards per split, one job each
 
     @classmethod
     def from_dict(cls, options: object, where: str = "features") -> FeaturesConfig:

@@ -35,16 +35,16 @@ from svbench.bootstrap import (  # noqa: F401  (LEVEL re-exported: the study's m
 from svbench.errors import UserError
 from svbench.fileio import atomic_write, write_text_atomic
 from svbench.metrics import compute_all
-from svbench.typed_config import bounded, parse_block
+from svbench.typed_config import parse_block, schema_field
 
 
 @dataclass(frozen=True)
 class UncertaintySettings:
     """The config's ``uncertainty:`` block."""
 
-    resamples: int = bounded(RESAMPLES, ge=10)
-    level: float = bounded(LEVEL, gt=0, le=0.999)
-    seed: int = bounded(0, ge=0)
+    resamples: int = schema_field("uncertainty.resamples")
+    level: float = schema_field("uncertainty.level")
+    seed: int = schema_field("uncertainty.seed")
 
     @classmethod
     def from_config(cls, block: dict) -> UncertaintySettings:

@@ -21,7 +21,7 @@ import numpy as np
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
 from svbench.layout import METRICS, embeddings_file
-from svbench.typed_config import bounded, parse_block
+from svbench.typed_config import parse_block, schema_field
 
 BACKENDS = ("cosine", "asnorm")
 _CHUNK = 4096  # rows per block, bounds the memory of the utterance × cohort score matrix
@@ -34,7 +34,7 @@ TOP_N = 300  # the AS-norm cohort size per side by default: the config's and eve
 class ScoringSettings:
     """The config's ``scoring:`` block: the AS-norm cohort size per side."""
 
-    top_n: int = bounded(TOP_N, ge=2)
+    top_n: int = schema_field("scoring.top_n")
 
     @classmethod
     def from_config(cls, block: dict) -> ScoringSettings:

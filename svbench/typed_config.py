@@ -1,21 +1,25 @@
 """Typed config blocks: dataclass fields with their defaults and bounds, checked with errors naming the key.
 
-A block is a dataclass whose fields are declared with ``bounded(default, ge=…, gt=…, le=…, choices=…,
-pattern=…)``; its annotation gives the type (``int``, ``float``, ``bool``, ``str``, optionally ``| None``).
-The dataclass is the one source of the defaults; svbench/schemas/config.schema.yaml states the same fields,
-bounds and defaults, and a test per block checks that both agree. Used by the training recipe, the corpus and
-the features blocks.
+A block is a dataclass whose fields are declared with ``schema_field("training.lr")``: the default and the bounds
+(minimum, exclusiveMinimum, maximum, enum, pattern) as svbench/schemas/config.schema.yaml states them, written once
+there (``bounded(default, ge=…)`` for a field the schema does not hold); its annotation gives the type (``int``,
+``float``, ``bool``, ``str``, optionally ``| None``). A test per block checks that the keys agree. Used by the
+training recipe, the corpus, features, embedding, scoring and uncertainty blocks.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, field, fields
 from typing import Any, TypeVar
 
+import yaml
+
 from svbench.errors import UserError
+from svbench.schemas import CONFIG_SCHEMA
 
 Block = TypeVar("Block")
 
@@ -80,6 +84,33 @@ def check_field(spec: Field, value: object, key: str) -> object:
 def bounded(default: object, **limits: object) -> Any:
     """A field with its bounds (ge, gt, le: numbers; choices, pattern: strings)."""
     return field(default=default, metadata=limits)
+
+
+@functools.cache
+def _config_schema() -> dict:
+    return yaml.safe_load(CONFIG_SCHEMA.read_text())
+
+
+_LIMITS = (("minimum", "ge"), ("exclusiveMinimum", "gt"), ("maximum", "le"))
+
+
+def schema_field(key: str) -> Any:
+    """The field of a config key (``"training.lr"``) as the schema states it: its default and its bounds
+    (minimum, exclusiveMinimum, maximum, enum, pattern), written once there. A number's integer default is a float
+    (``checkpoint_minutes: 10`` is 10.0)."""
+    node = _config_schema()
+    for part in key.split("."):
+        node = node["properties"][part]
+    limits: dict[str, object] = {name: node[word] for word, name in _LIMITS if word in node}
+    if "enum" in node:
+        limits["choices"] = tuple(choice for choice in node["enum"] if choice is not None)
+    if "pattern" in node:
+        limits["pattern"] = node["pattern"]
+    default = node["default"]
+    kinds = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+    if "number" in kinds and isinstance(default, int) and not isinstance(default, bool):
+        default = float(default)
+    return field(default=tuple(default) if isinstance(default, list) else default, metadata=limits)
 
 
 def check_fields(block: object, where: str) -> None:

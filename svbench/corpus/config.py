@@ -1,8 +1,8 @@
 """The corpus configuration (config section ``corpus``): typed, validated fields with their defaults.
 
-The dataclasses hold the defaults; svbench/schemas/config.schema.yaml states the same fields, bounds and
-defaults (a test checks both). A rule passes a block as one JSON value and the CLI parses it here, so an
-error names the config key (``corpus.synthetic.trials``).
+The defaults and bounds are the schema's (svbench/schemas/config.schema.yaml, read by ``schema_field``). A rule
+passes a block as one JSON value and the CLI parses it here, so an error names the config key
+(``corpus.synthetic.trials``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from svbench.errors import UserError
-from svbench.typed_config import bounded, parse_block
+from svbench.typed_config import parse_block, schema_field
 
 CORPUS_KINDS = ("synthetic", "voxceleb")
 BAD_AUDIO_CHOICES = ("stop", "skip")
@@ -20,14 +20,14 @@ BAD_AUDIO_CHOICES = ("stop", "skip")
 class SyntheticConfig:
     """``corpus.synthetic``: the built-in synthetic speakers."""
 
-    train_speakers: int = bounded(48, ge=2)
-    test_speakers: int = bounded(16, ge=2)
-    utts_per_speaker: int = bounded(12, ge=2)
-    sessions_per_speaker: int = bounded(3, ge=1)
-    min_seconds: float = bounded(2.0, gt=0)
-    max_seconds: float = bounded(4.0, gt=0)
-    trials: int = bounded(2000, ge=2)
-    seed: int = 0
+    train_speakers: int = schema_field("corpus.synthetic.train_speakers")
+    test_speakers: int = schema_field("corpus.synthetic.test_speakers")
+    utts_per_speaker: int = schema_field("corpus.synthetic.utts_per_speaker")
+    sessions_per_speaker: int = schema_field("corpus.synthetic.sessions_per_speaker")
+    min_seconds: float = schema_field("corpus.synthetic.min_seconds")
+    max_seconds: float = schema_field("corpus.synthetic.max_seconds")
+    trials: int = schema_field("corpus.synthetic.trials")
+    seed: int = schema_field("corpus.synthetic.seed")
 
     @classmethod
     def from_dict(cls, options: object, where: str = "corpus.synthetic") -> SyntheticConfig:
@@ -38,9 +38,9 @@ class SyntheticConfig:
 class ConvertConfig:
     """``corpus.voxceleb.convert``: the m4a to wav conversion jobs."""
 
-    batch_size: int = bounded(5000, ge=1)  # m4a files per conversion job
-    threads: int = bounded(8, ge=1)  # ffmpeg processes per conversion job
-    ffmpeg: str = "ffmpeg"
+    batch_size: int = schema_field("corpus.voxceleb.convert.batch_size")  # m4a files per conversion job
+    threads: int = schema_field("corpus.voxceleb.convert.threads")  # ffmpeg processes per conversion job
+    ffmpeg: str = schema_field("corpus.voxceleb.convert.ffmpeg")
 
     @classmethod
     def from_dict(cls, options: object, where: str = "corpus.voxceleb.convert") -> ConvertConfig:
@@ -61,12 +61,14 @@ def trial_lists(options: object, where: str) -> dict[str, str]:
 class VoxcelebConfig:
     """``corpus.voxceleb``: VoxCeleb trees on disk."""
 
-    vox2_dev: str | None = None  # VoxCeleb2-dev root (m4a, or wav converted already)
-    vox1: str | None = None  # VoxCeleb1 root (wav)
+    # VoxCeleb2-dev root (m4a, or wav converted already)
+    vox2_dev: str | None = schema_field("corpus.voxceleb.vox2_dev")
+    vox1: str | None = schema_field("corpus.voxceleb.vox1")  # VoxCeleb1 root (wav)
     trials: dict[str, str] = field(default_factory=dict)  # trial lists by name
-    converted_root: str = "results/corpus/vox2_wav"
+    converted_root: str = schema_field("corpus.voxceleb.converted_root")
     convert: ConvertConfig = field(default_factory=ConvertConfig)
-    check_threads: int = bounded(8, ge=1)  # parallel header checks while building manifests
+    # parallel header checks while building manifests
+    check_threads: int = schema_field("corpus.voxceleb.check_threads")
 
     @classmethod
     def from_dict(cls, options: object, where: str = "corpus.voxceleb") -> VoxcelebConfig:
@@ -77,8 +79,8 @@ class VoxcelebConfig:
 class CorpusConfig:
     """``corpus``: where the audio comes from and what to do with bad files."""
 
-    kind: str = bounded("synthetic", choices=CORPUS_KINDS)
-    on_bad_audio: str = bounded("stop", choices=BAD_AUDIO_CHOICES)
+    kind: str = schema_field("corpus.kind")
+    on_bad_audio: str = schema_field("corpus.on_bad_audio")
     voxceleb: VoxcelebConfig = field(default_factory=VoxcelebConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 

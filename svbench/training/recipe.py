@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import InitVar, dataclass, fields
 
 from svbench.errors import UserError
-from svbench.typed_config import bounded, check_fields
+from svbench.typed_config import bounded, check_fields, schema_field
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
@@ -15,38 +15,43 @@ class Recipe:
     """Training hyper-parameters (config section ``training``); defaults follow WeSpeaker's recipe.
 
     The types (annotations) and bounds (field metadata) of every field are checked on construction;
-    svbench/schemas/config.schema.yaml states the same bounds and defaults (tests check both).
+    their defaults and bounds are the schema's (svbench/schemas/config.schema.yaml, read by schema_field).
     """
 
-    epochs: int = bounded(150, ge=1)
-    batch_size: int = bounded(128, ge=1)  # the global batch: split over nodes × processes, never multiplied by them
-    crop_frames: int = bounded(200, ge=8)
-    samples_per_epoch: int | None = bounded(None, ge=1)  # None: one crop per training utterance
-    lr: float = bounded(0.1, gt=0)
-    final_lr: float = bounded(5e-5, gt=0)
-    warmup_epochs: int = bounded(6, ge=0)
-    scale_lr_by_batch: bool = True  # lr × batch_size / 64
-    momentum: float = bounded(0.9, ge=0)
-    nesterov: bool = True
-    weight_decay: float = bounded(1e-4, ge=0)
-    aam_scale: float = bounded(32.0, gt=0)
-    margin: float = bounded(0.2, ge=0)
-    margin_start_epoch: int = bounded(20, ge=0)
-    margin_end_epoch: int = bounded(40, ge=0)
-    speed_perturb: bool = False  # speeds 0.9/1.0/1.1, each its own class (3x the speakers)
-    musan: str | None = None  # MUSAN folder (noise/, speech/, music/) for additive noise
-    rir: str | None = None  # folder of room impulse responses (*.wav) for reverberation
-    aug_prob: float = bounded(0.6, ge=0, le=1)  # share of samples augmented (half noise, half reverb if both)
-    average_last: int = bounded(1, ge=1)  # model.pt = mean of the weights after the last N epochs
-    checkpoint_minutes: float = bounded(10.0, ge=0)  # mid-epoch checkpoints this often: a SIGKILL loses at most this
-    amp: str = bounded("auto", choices=AMP_MODES)  # auto: bf16 on CUDA where supported, else fp16 + scaler; CPU: off
-    channels_last: bool = True  # CUDA only
-    cudnn_benchmark: bool = True  # CUDA only
-    nodes: int = bounded(1, ge=1)  # nodes per training job, each running `processes` (svbench launch)
-    processes: int = bounded(1, ge=1)  # processes per node (one per GPU); the workflow launches them with torchrun
-    collective_timeout_s: float = bounded(600.0, gt=0)  # a rank whose peer is gone fails after this, never hangs
-    num_workers: int = bounded(0, ge=0)
-    device: str = bounded("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+    epochs: int = schema_field("training.epochs")
+    # the global batch: split over nodes × processes, never multiplied by them
+    batch_size: int = schema_field("training.batch_size")
+    crop_frames: int = schema_field("training.crop_frames")
+    samples_per_epoch: int | None = schema_field("training.samples_per_epoch")  # None: one crop per training utterance
+    lr: float = schema_field("training.lr")
+    final_lr: float = schema_field("training.final_lr")
+    warmup_epochs: int = schema_field("training.warmup_epochs")
+    scale_lr_by_batch: bool = schema_field("training.scale_lr_by_batch")  # lr × batch_size / 64
+    momentum: float = schema_field("training.momentum")
+    nesterov: bool = schema_field("training.nesterov")
+    weight_decay: float = schema_field("training.weight_decay")
+    aam_scale: float = schema_field("training.aam_scale")
+    margin: float = schema_field("training.margin")
+    margin_start_epoch: int = schema_field("training.margin_start_epoch")
+    margin_end_epoch: int = schema_field("training.margin_end_epoch")
+    # speeds 0.9/1.0/1.1, each its own class (3x the speakers)
+    speed_perturb: bool = schema_field("training.speed_perturb")
+    musan: str | None = schema_field("training.musan")  # MUSAN folder (noise/, speech/, music/) for additive noise
+    rir: str | None = schema_field("training.rir")  # folder of room impulse responses (*.wav) for reverberation
+    aug_prob: float = schema_field("training.aug_prob")  # share of samples augmented (half noise, half reverb if both)
+    average_last: int = schema_field("training.average_last")  # model.pt = mean of the weights after the last N epochs
+    # mid-epoch checkpoints this often: a SIGKILL loses at most this
+    checkpoint_minutes: float = schema_field("training.checkpoint_minutes")
+    amp: str = schema_field("training.amp")  # auto: bf16 on CUDA where supported, else fp16 + scaler; CPU: off
+    channels_last: bool = schema_field("training.channels_last")  # CUDA only
+    cudnn_benchmark: bool = schema_field("training.cudnn_benchmark")  # CUDA only
+    nodes: int = schema_field("training.nodes")  # nodes per training job, each running `processes` (svbench launch)
+    # processes per node (one per GPU); the workflow launches them with torchrun
+    processes: int = schema_field("training.processes")
+    # a rank whose peer is gone fails after this, never hangs
+    collective_timeout_s: float = schema_field("training.collective_timeout_s")
+    num_workers: int = schema_field("training.num_workers")
+    device: str = schema_field("training.device")
     threads: int | None = bounded(None, ge=1)
 
     where: InitVar[str] = "training"  # the config key named in errors; not a field
