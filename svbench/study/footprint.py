@@ -28,12 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svbench.energy import embodied_g, factors_from_config, job_nodes, node_rows, read_energy, rows_g, total_rows
-from svbench.fileio import read_json_object
-from svbench.instrument.nodes import SIDECAR, node_dirs
+from svbench.energy import embodied_g, factors_from_config, node_rows, rows_g, total_rows
 from svbench.intervals import LEVEL, energy_draws, interval_of
 from svbench.layout import ENERGY, MEASURED_STEPS, WORK_STEPS, Layout
-from svbench.study.summary import energy_of, gpus_over_nodes
+from svbench.study.summary import energy_of, read_job_folder
 from svbench.study.uncertainty import sensor_tolerances
 
 log = logging.getLogger("svbench.study")
@@ -43,7 +41,7 @@ STEP_ORDER = ("corpus", "convert", "features", *MEASURED_STEPS, "intervals", "st
 assert set(STEP_ORDER) == {*WORK_STEPS, *MEASURED_STEPS}, "a measured step the footprint would not read"
 DRAWS = 2000  # Monte Carlo draws of the footprint's intervals
 JOB_COLUMNS = ["step", "job", "attempt", "complete", "seconds", "nodes", "gpus", "energy_j", "idle_j", "dynamic_j",
-               "operational_co2e_g", "embodied_co2e_g", "basis", "notes"]
+               "operational_co2e_g", "embodied_gpu_co2e_g", "embodied_server_co2e_g", "basis", "notes"]
 
 
 @dataclass(frozen=True)
@@ -71,11 +69,8 @@ def measured_folders(results: Path | Layout) -> list[MeasuredFolder]:
 
 def _attempt_rows(folder: MeasuredFolder, factors: dict) -> list[dict]:
     """One row per attempt of one job: its energy (with the draws' inputs), idle and dynamic, carbon, hours."""
-    frame = read_energy(folder.folder / ENERGY)
-    nodes = job_nodes(frame)
-    sidecars = [read_json_object(Path(d) / SIDECAR, "sidecar metadata") if (Path(d) / SIDECAR).exists() else {}
-                for d in node_dirs(str(folder.folder), nodes)]
-    gpus = gpus_over_nodes(frame, sidecars)
+    frame, _, gpus, markers = read_job_folder(folder.folder)
+    nodes = len(markers)
     rows = []
     attempts = frame.loc[frame["phase"] == "job", "attempt"].dropna().unique()
     for attempt in sorted(attempts):
@@ -102,8 +97,7 @@ def footprint_jobs(results: Path | Layout, config: dict) -> pd.DataFrame:
     """One row per attempt of every measured job (with ``by_sensor`` and ``gap_j``, the draws' inputs)."""
     factors = factors_from_config(config.get("carbon"))
     rows = [row for folder in measured_folders(results) for row in _attempt_rows(folder, factors)]
-    return pd.DataFrame(rows, columns=[*JOB_COLUMNS[:-3], "embodied_gpu_co2e_g", "embodied_server_co2e_g",
-                                       "basis", "notes", "by_sensor", "gap_j"])
+    return pd.DataFrame(rows, columns=[*JOB_COLUMNS, "by_sensor", "gap_j"])
 
 
 def _sum(values: pd.Series) -> float:

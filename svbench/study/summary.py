@@ -42,9 +42,9 @@ from svbench.energy import (
 )
 from svbench.fileio import read_json_object
 from svbench.instrument.markers import BASELINE, node_sharing
-from svbench.instrument.nodes import MARKERS, SIDECAR, node_name
+from svbench.instrument.nodes import MARKERS, SIDECAR, node_dirs, node_name
 from svbench.intervals import UncertaintySettings
-from svbench.layout import FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
+from svbench.layout import ENERGY, FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
 from svbench.models import ArchSpec
 from svbench.study import tradeoff, uncertainty
 from svbench.study.analysis import by_arch, mean_sd_text
@@ -158,11 +158,17 @@ class MeasuredJob:
         return max(len(self.markers), 1)
 
 
+def read_job_folder(folder: Path) -> tuple[pd.DataFrame, list[dict], int | None, list[Path]]:
+    """A measured job's energy folder as the study reads it: its ``energy.csv``, each node's sidecar metadata, its
+    GPUs over all its nodes (:func:`gpus_over_nodes`) and each node's markers file."""
+    frame = _read_energy(Path(folder) / ENERGY)
+    folders = [Path(d) for d in node_dirs(str(folder), job_nodes(frame))]
+    sidecars = [_read_json(d / SIDECAR) for d in folders]
+    return frame, sidecars, gpus_over_nodes(frame, sidecars), [d / MARKERS for d in folders]
+
+
 def _measured(layout: Layout, job: Job) -> MeasuredJob:
-    frame = _read_energy(Path(layout.energy(job.step, job.arch, job.seed)))
-    folders = [Path(folder) for folder in layout.node_dirs(job.step, job.arch, job.seed, job_nodes(frame))]
-    sidecars = [_read_json(folder / SIDECAR) for folder in folders]
-    return MeasuredJob(job, frame, sidecars, gpus_over_nodes(frame, sidecars), [f / MARKERS for f in folders])
+    return MeasuredJob(job, *read_job_folder(Path(layout.energy_dir(job.step, job.arch, job.seed))))
 
 
 def gpus_over_nodes(frame: pd.DataFrame, sidecars: list[dict]) -> int | None:
