@@ -2,9 +2,9 @@
 
 A block is a dataclass whose fields are declared with ``schema_field("training.lr")``: the default and the bounds
 (minimum, exclusiveMinimum, maximum, enum, pattern) as svbench/schemas/config.schema.yaml states them, written once
-there (``bounded(default, ge=…)`` for a field the schema does not hold); its annotation gives the type (``int``,
-``float``, ``bool``, ``str``, optionally ``| None``). A test per block checks that the keys agree. Used by the
-training recipe, the corpus, features, embedding, scoring and uncertainty blocks.
+there; its annotation gives the type (``int``, ``float``, ``bool``, ``str``, optionally ``| None``), and a test holds
+every annotation to the schema's type. Used by the training recipe, the corpus, features, embedding, scoring and
+uncertainty blocks.
 """
 
 from __future__ import annotations
@@ -75,15 +75,10 @@ def check_field(spec: Field, value: object, key: str) -> object:
     nullable = "None" in kinds
     if value is None and nullable:
         return None
-    kind, limits = kinds[0], dict(spec.metadata)
+    kind, limits = kinds[0], {name: limit for name, limit in spec.metadata.items() if name != "key"}
     if _accepts(kind, limits, value):
         return float(value) if kind == "float" else value
     raise UserError(f"{key}: must be {_wanted(kind, limits, nullable)}, got {value!r}")
-
-
-def bounded(default: object, **limits: object) -> Any:
-    """A field with its bounds (ge, gt, le: numbers; choices, pattern: strings)."""
-    return field(default=default, metadata=limits)
 
 
 @functools.cache
@@ -94,13 +89,23 @@ def _config_schema() -> dict:
 _LIMITS = (("minimum", "ge"), ("exclusiveMinimum", "gt"), ("maximum", "le"))
 
 
-def schema_field(key: str) -> Any:
-    """The field of a config key (``"training.lr"``) as the schema states it: its default and its bounds
-    (minimum, exclusiveMinimum, maximum, enum, pattern), written once there. A number's integer default is a float
-    (``checkpoint_minutes: 10`` is 10.0)."""
+def _schema_node(key: str) -> dict:
     node = _config_schema()
     for part in key.split("."):
         node = node["properties"][part]
+    return node
+
+
+def section_defaults(section: str) -> dict[str, object]:
+    """The default of every key of a config section (``"large_margin"``), as the schema states them."""
+    return {name: node["default"] for name, node in _schema_node(section)["properties"].items()}
+
+
+def schema_field(key: str) -> Any:
+    """The field of a config key (``"training.lr"``) as the schema states it: its default and its bounds
+    (minimum, exclusiveMinimum, maximum, enum, pattern), written once there. A number's integer default is a float
+    (``checkpoint_minutes: 10`` is 10.0). The field's metadata names its key too, for the test of its type."""
+    node = _schema_node(key)
     limits: dict[str, object] = {name: node[word] for word, name in _LIMITS if word in node}
     if "enum" in node:
         limits["choices"] = tuple(choice for choice in node["enum"] if choice is not None)
@@ -110,7 +115,7 @@ def schema_field(key: str) -> Any:
     kinds = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
     if "number" in kinds and isinstance(default, int) and not isinstance(default, bool):
         default = float(default)
-    return field(default=tuple(default) if isinstance(default, list) else default, metadata=limits)
+    return field(default=tuple(default) if isinstance(default, list) else default, metadata={"key": key, **limits})
 
 
 def check_fields(block: object, where: str) -> None:

@@ -14,6 +14,17 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_tables(args: argparse.Namespace) -> int:
+    from svbench.config_tables import update_tables
+
+    current = update_tables(args.readme, check=args.check)
+    if args.check and not current:
+        print(f"{args.readme}: the key tables differ from {args.schema_name}: run svbench config tables {args.readme}")
+        return 1
+    print(f"{args.readme}: key tables {'current' if current else 'written'}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the config commands to ``svbench``."""
     config = sub.add_parser("config", help="study config files").add_subparsers(dest="config_cmd", required=True)
@@ -21,3 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "the energy block and the grid checked")
     s.add_argument("files", nargs="+", type=Path, metavar="FILE")
     s.set_defaults(func=cmd_config_check)
+    s = config.add_parser("tables", help="write the key tables of a README (between <!-- keys: SECTION --> and "
+                          "<!-- end keys -->) from the config schema, where every default and meaning is written")
+    s.add_argument("readme", type=Path, metavar="README")
+    s.add_argument("--check", action="store_true", help="change nothing; exit 1 when a table differs")
+    s.set_defaults(func=cmd_config_tables, schema_name="svbench/schemas/config.schema.yaml")

@@ -173,8 +173,7 @@ def _write_model(job: TrainingJob, out_dir: Path, digests: list[str], init: Path
 
 
 def _configure_torch(recipe: Recipe, seed: int, device: torch.device) -> None:
-    if recipe.threads:
-        torch.set_num_threads(recipe.threads)
+    torch.set_num_threads(recipe.threads)
     torch.manual_seed(seed)
     if device.type == "cuda" and recipe.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True  # fixed crop size: the fastest kernels are found once

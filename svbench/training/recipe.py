@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import InitVar, dataclass, fields
 
 from svbench.errors import UserError
-from svbench.typed_config import bounded, check_fields, schema_field
+from svbench.typed_config import check_fields, schema_field, section_defaults
 
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 
@@ -52,7 +52,7 @@ class Recipe:
     collective_timeout_s: float = schema_field("training.collective_timeout_s")
     num_workers: int = schema_field("training.num_workers")
     device: str = schema_field("training.device")
-    threads: int | None = bounded(None, ge=1)
+    threads: int = schema_field("training.threads")  # torch.set_num_threads, and the rule's Snakemake threads
 
     where: InitVar[str] = "training"  # the config key named in errors; not a field
 
@@ -116,9 +116,8 @@ class Recipe:
 # global batch 64, margin 0.5 from the first step, lr 1e-4 -> 2.5e-5 after one warm-up epoch (both scaled by the global
 # batch / 64, as in training), the weights of the last epoch. Every other training option (augmentation, speed
 # perturbation, optimiser, AMP, nodes, processes) is the training's: "the same augmentation".
-LARGE_MARGIN_DEFAULTS = {"epochs": 5, "batch_size": 64, "crop_frames": 600, "lr": 1.0e-4, "final_lr": 2.5e-5,
-                         "warmup_epochs": 1, "margin": 0.5, "margin_start_epoch": 0, "margin_end_epoch": 0,
-                         "average_last": 1, "samples_per_epoch": None}
+# The defaults are the schema's large_margin block (less its switch, enabled).
+LARGE_MARGIN_DEFAULTS = {key: value for key, value in section_defaults("large_margin").items() if key != "enabled"}
 
 
 def large_margin_recipe(training: dict, large_margin: dict) -> Recipe:
