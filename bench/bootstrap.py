@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from svbench.bootstrap import resampled_metrics, sort_trials, speaker_counts  # noqa: E402
 from svbench.metrics import compute_all  # noqa: E402
+from svbench.uncertainty.bootstrap import resampled_metrics, sort_trials, speaker_counts  # noqa: E402
 
 
 def trial_list(n: int, speakers: int, seed: int = 0) -> tuple[np.ndarray, ...]:

@@ -8,7 +8,9 @@ from math import erf, sqrt
 import numpy as np
 import pytest
 
-from svbench.bootstrap import (
+from svbench.errors import UserError
+from svbench.metrics import compute_all
+from svbench.uncertainty.bootstrap import (
     Resampler,
     paired_bootstrap,
     percentile_interval,
@@ -16,8 +18,6 @@ from svbench.bootstrap import (
     speaker_bootstrap,
     speaker_counts,
 )
-from svbench.errors import UserError
-from svbench.metrics import compute_all
 
 METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 

@@ -9,16 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from svbench.bootstrap import paired_difference, speaker_bootstrap
 from svbench.errors import UserError
-from svbench.intervals import (
-    bootstrap_scores,
-    front_frequencies,
-    read_replicates,
-    seed_interval,
-    seed_replicates,
-)
 from svbench.study.analysis import knee, pareto_front
+from svbench.uncertainty.bootstrap import paired_difference, speaker_bootstrap
+from svbench.uncertainty.draws import front_frequencies, seed_interval, seed_replicates
+from svbench.uncertainty.score_intervals import bootstrap_scores, read_replicates
 
 
 def _score_file(path: Path, rng: np.random.Generator, shift: float, speakers: int = 30) -> dict[str, str]:
@@ -99,7 +94,7 @@ def test_paired_difference_and_front_frequencies() -> None:
 
 
 def test_a_constant_power_job_with_a_known_tolerance_gives_the_analytic_interval() -> None:
-    from svbench.intervals import energy_draws, interval_of
+    from svbench.uncertainty.draws import energy_draws, interval_of
 
     rng = np.random.default_rng(3)
     # 300 W for 100 s on one GPU whose sensor is good to 5 %: 30 kJ, 95 % interval [28.5, 31.5] kJ
@@ -114,7 +109,7 @@ def test_a_constant_power_job_with_a_known_tolerance_gives_the_analytic_interval
 
 
 def test_carbon_factor_ranges_are_drawn_and_checked() -> None:
-    from svbench.intervals import factor_draws
+    from svbench.uncertainty.draws import factor_draws
 
     rng = np.random.default_rng(4)
     assert (factor_draws({"value": 1.2, "source": "site"}, rng, 10) == 1.2).all()
@@ -130,8 +125,8 @@ def test_the_schema_states_the_settings_defaults_and_bounds(section: str) -> Non
     from support import assert_schema_matches
 
     from svbench.embedding import EmbeddingSettings
-    from svbench.intervals import UncertaintySettings
     from svbench.scoring import ScoringSettings
+    from svbench.uncertainty.score_intervals import UncertaintySettings
 
     block = {"uncertainty": UncertaintySettings, "embedding": EmbeddingSettings, "scoring": ScoringSettings}[section]
     assert_schema_matches(block, section)

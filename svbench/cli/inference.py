@@ -31,7 +31,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_intervals(args: argparse.Namespace) -> int:
-    from svbench.intervals import UncertaintySettings, bootstrap_job
+    from svbench.uncertainty.score_intervals import UncertaintySettings, bootstrap_job
 
     summary = bootstrap_job(dict(args.scores), args.manifest, args.out, UncertaintySettings.from_config(args.settings))
     for name, backends in summary.items():

@@ -2,7 +2,7 @@
 
 Every factor is a value with its source (``{"value": 1.2, "source": "…"}``), and may carry a range
 (``low``/``high``, with ``low <= value <= high``) that the study's intervals propagate (a triangular
-distribution with its mode at the value: :func:`svbench.intervals.factor_draws`). Grid intensity is either
+distribution with its mode at the value: :func:`svbench.uncertainty.draws.factor_draws`). Grid intensity is either
 a constant or a time series (CSV with ``timestamp`` and ``gco2e_per_kwh`` columns, e.g. an hourly
 export from the grid operator; a time is read at its offset, without one as UTC, one row per instant) averaged
 over the time span of the energy it applies to; a series has no range (its values are taken as they are).
@@ -52,18 +52,6 @@ class Factor:
         value = float(d["value"])
         return cls(value, d.get("unit", unit), str(d["source"]), *_range(d, value, key), key=key)
 
-    def ratio_draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Monte Carlo draws of the factor over its value (all 1 without a range)."""
-        return ratio_draws(self.value, self.low, self.high, rng, n, self.key)
-
-
-def ratio_draws(value: float, low: float | None, high: float | None, rng: np.random.Generator, n: int,
-                key: str) -> np.ndarray:
-    """Draws of a factor with an optional range, divided by its value (1 for a value of 0)."""
-    from svbench.intervals import factor_draws  # the study's draws; carbon itself needs no numpy RNG
-
-    draws = factor_draws({"value": value, "low": low, "high": high}, rng, n, key=key)
-    return draws / value if value else np.ones(n)
 
 
 OUTSIDE = ("error", "edge")  # carbon.intensity.outside: what a time outside the series gets
@@ -77,6 +65,8 @@ class Intensity:
     file, unless ``outside="edge"`` (config ``carbon.intensity.outside: edge``) asks for the nearest
     value; then ``edge_used`` is set and :attr:`label` says so.
     """
+
+    key = "carbon.intensity"  # the config key, for errors
 
     def __init__(self, value: float | None = None, series: pd.Series | None = None, source: str = "",
                  path: Path | None = None, outside: str = "error", low: float | None = None,
@@ -110,12 +100,6 @@ class Intensity:
         value = float(d["value"])
         low, high = _range(d, value, key)
         return cls(value=value, source=str(d["source"]), outside=outside, low=low, high=high)
-
-    def ratio_draws(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Monte Carlo draws of a constant intensity over its value; all 1 for a series or without a range."""
-        if self.series is not None:
-            return np.ones(n)
-        return ratio_draws(float(self.value), self.low, self.high, rng, n, "carbon.intensity")
 
     @property
     def label(self) -> str:

@@ -34,7 +34,7 @@ from svbench.study.analysis import (  # noqa: E402,F401  (re-exported)
     primary_eer_column,
     read_summary,
 )
-from svbench.study.uncertainty import is_bound  # noqa: E402
+from svbench.uncertainty.study_draws import is_bound  # noqa: E402
 
 log = logging.getLogger("svbench.figures")
 

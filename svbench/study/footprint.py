@@ -5,8 +5,9 @@ has its ``energy.csv`` under ``results/energy/<step>/…`` (data preparation, tr
 scoring, the study's analysis); this module reads them all, attempt by attempt (the ``job`` phase of each
 attempt, :func:`svbench.study.summary.energy_of`), and adds them up per step and in total:
 
-- energy, with its interval (each sensor's tolerance and the coverage gaps, :func:`svbench.intervals.energy_draws`,
-  drawn per job and summed), split into idle and dynamic (the idle baseline's power times the span);
+- energy, with its interval (each sensor's tolerance and the coverage gaps,
+  :func:`svbench.uncertainty.draws.energy_draws`, drawn per job and summed), split into idle and dynamic (the idle
+  baseline's power times the span);
 - attempts that did not finish (killed, preempted, failed) shown apart and **included** in the total: their
   energy was spent;
 - operational CO2e (energy × PUE × intensity, with the factors' ranges) and embodied CO2e (GPU- and node-hours
@@ -29,10 +30,11 @@ import numpy as np
 import pandas as pd
 
 from svbench.energy import embodied_g, factors_from_config, node_rows, rows_g, total_rows
-from svbench.intervals import LEVEL, energy_draws, interval_of
 from svbench.layout import ENERGY, MEASURED_STEPS, WORK_STEPS, Layout
 from svbench.study.summary import energy_of, read_job_folder
-from svbench.study.uncertainty import sensor_tolerances
+from svbench.uncertainty.bootstrap import LEVEL
+from svbench.uncertainty.draws import carbon_ratio_draws, interval_of, measured_energy_draws
+from svbench.uncertainty.study_draws import sensor_tolerances
 
 log = logging.getLogger("svbench.study")
 
@@ -119,14 +121,12 @@ def footprint_table(jobs: pd.DataFrame, config: dict, n: int = DRAWS, seed: int 
     factors = factors_from_config(config.get("carbon"))
     tolerances = sensor_tolerances(config.get("energy") or {})
     rng = np.random.default_rng([seed, zlib.crc32(b"footprint")])
-    grid = factors["pue"].ratio_draws(rng, n) * factors["intensity"].ratio_draws(rng, n)
-    gpu_ratio = factors["gpu_kg_per_hour"].ratio_draws(rng, n) if factors["gpu_kg_per_hour"] else np.ones(n)
-    server_ratio = factors["server_kg_per_hour"].ratio_draws(rng, n) if factors["server_kg_per_hour"] else np.ones(n)
+    ratios = carbon_ratio_draws(factors, rng, n)
+    grid, gpu_ratio, server_ratio = ratios["pue"] * ratios["intensity"], ratios["gpu"], ratios["server"]
     draws = np.zeros((len(jobs), n))
     for i, row in enumerate(jobs.itertuples()):
         if row.energy_j > 0 and row.by_sensor:
-            parts = {s: (j, tolerances.get(s, tolerances["estimate"])) for s, j in row.by_sensor.items()}
-            draws[i] = energy_draws(parts, row.gap_j, np.random.default_rng([seed, i]), n)
+            draws[i] = measured_energy_draws(row.by_sensor, row.gap_j, tolerances, np.random.default_rng([seed, i]), n)
     steps = [s for s in STEP_ORDER if s in set(jobs["step"])]
     out = []
     for name, mask in [(s, (jobs["step"] == s).to_numpy()) for s in steps] + [("total", np.ones(len(jobs), bool))]:

@@ -43,13 +43,14 @@ from svbench.energy import (
 from svbench.fileio import read_json_object
 from svbench.instrument.markers import BASELINE, node_sharing
 from svbench.instrument.nodes import MARKERS, SIDECAR, node_dirs, node_name
-from svbench.intervals import UncertaintySettings
 from svbench.layout import ENERGY, FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
 from svbench.models import ArchSpec
-from svbench.study import tradeoff, uncertainty
+from svbench.study import tradeoff
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
 from svbench.study.tables import write_table
+from svbench.uncertainty import study_draws
+from svbench.uncertainty.score_intervals import UncertaintySettings
 
 log = logging.getLogger("svbench.study")
 
@@ -341,7 +342,7 @@ def summary_rows(results: Path | Layout, config: dict) -> list[dict]:
 
 
 def summary_with_draws(results: Path | Layout, config: dict,
-                       loaded: StudyJobs | None = None) -> tuple[list[dict], uncertainty.StudyDraws]:
+                       loaded: StudyJobs | None = None) -> tuple[list[dict], study_draws.StudyDraws]:
     """The summary's rows, and the Monte Carlo draws of their energy and carbon figures (their intervals);
     ``loaded``: the study as :func:`load_study` read it (else read here)."""
     layout = Layout.of(results)
@@ -349,8 +350,8 @@ def summary_with_draws(results: Path | Layout, config: dict,
     test_seconds = {u.utt: u.seconds for u in read_manifest(Path(layout.manifest("test")))}
     list_seconds: dict[str, float] | None = None
     settings = UncertaintySettings.from_config(config.get("uncertainty", {}))
-    draws = uncertainty.StudyDraws(settings.resamples, settings.seed,
-                                   uncertainty.sensor_tolerances(config.get("energy", {})), factors)
+    draws = study_draws.StudyDraws(settings.resamples, settings.seed,
+                                   study_draws.sensor_tolerances(config.get("energy", {})), factors)
     rows = []
     trained: dict[tuple[str, int], tuple[MeasuredJob, dict]] = {}  # each backbone's training, for its +lm model
     for spec, model, seed, jobs in loaded if loaded is not None else study_jobs(layout, config):
@@ -364,7 +365,7 @@ def summary_with_draws(results: Path | Layout, config: dict,
             base_info = info
             trained[(model, seed)] = (jobs["train"], info)
         metrics = read_json_object(Path(layout.metrics(model, seed)), "metrics")
-        row = _model_row(spec, model, seed, base_info, metrics) | uncertainty.job_columns(
+        row = _model_row(spec, model, seed, base_info, metrics) | study_draws.job_columns(
             Path(layout.intervals(model, seed)))
         train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
         row |= _train_row(train) | _finetune_row(tuned, info)
@@ -527,15 +528,15 @@ NUMERIC_IN_BY_ARCH = ["params_m", "macs_g", "eer_cosine_*", "min_dcf_0.01_cosine
 
 
 def by_arch_tables(frame: pd.DataFrame, layout: Layout | None = None, settings: dict | None = None,
-                   draws: uncertainty.StudyDraws | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   draws: study_draws.StudyDraws | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-architecture table: numbers (CSV: ``*_mean``, ``*_sd``, and with a ``layout`` the intervals over
     seeds and speakers or sensor and factor draws, ``*_low``/``*_high``) and text (``mean ± sd [low, high]``)."""
-    numbers = by_arch(frame[[c for c in frame.columns if not uncertainty.is_bound(c)]])
+    numbers = by_arch(frame[[c for c in frame.columns if not study_draws.is_bound(c)]])
     if layout is not None:
         chosen = UncertaintySettings.from_config(settings or {})
-        bounds = uncertainty.arch_columns(layout, frame, draws, chosen.seed, chosen.level)
+        bounds = study_draws.arch_columns(layout, frame, draws, chosen.seed, chosen.level)
         numbers = numbers.merge(bounds, on="arch", how="left", sort=False)
-    cols = [c for c in frame.columns if not uncertainty.is_bound(c)
+    cols = [c for c in frame.columns if not study_draws.is_bound(c)
             and any(c == p or (p.endswith("*") and c.startswith(p[:-1])) for p in NUMERIC_IN_BY_ARCH)]
     shown = numbers[["arch", "seeds", "block", "stages", "widths"]].copy()
     for c in cols:
@@ -559,7 +560,7 @@ def with_interval(text: str, low: float, high: float) -> str:
 def shown_with_intervals(frame: pd.DataFrame) -> pd.DataFrame:
     """The per-seed summary for HTML and LaTeX: every figure with bounds as ``value [low, high]``, bounds
     folded in (the CSV keeps them as columns)."""
-    shown = frame[[c for c in frame.columns if not uncertainty.is_bound(c)]].copy()
+    shown = frame[[c for c in frame.columns if not study_draws.is_bound(c)]].copy()
     for c in shown.columns:
         if f"{c}_low" in frame and f"{c}_high" in frame:
             shown[c] = [with_interval(mean_sd_text(v, math.nan), low, high) for v, low, high
@@ -571,10 +572,10 @@ def beside_their_figures(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns reordered so that ``<figure>_low`` and ``_high`` follow ``<figure>``."""
     order = []
     for c in frame.columns:
-        if uncertainty.is_bound(c) and c.rsplit("_", 1)[0] in frame:
+        if study_draws.is_bound(c) and c.rsplit("_", 1)[0] in frame:
             continue
         order.append(c)
-        order += [c + b for b in uncertainty.BOUNDS if c + b in frame]
+        order += [c + b for b in study_draws.BOUNDS if c + b in frame]
     return frame[order]
 
 

@@ -8,7 +8,7 @@ headline EER (cosine, first trial list) against the training energy:
   (:func:`svbench.study.analysis.knee`), beside whether the point estimates (means over seeds) put it there;
 - ``differences.csv``: each architecture against the reference (the knee of the means, else the most accurate
   architecture) and each step along the front of the means: the paired ΔEER and ΔminDCF (the same speakers in
-  both, :func:`svbench.bootstrap.paired_difference`) and the training-energy ratio, each with its interval.
+  both, :func:`svbench.uncertainty.bootstrap.paired_difference`) and the training-energy ratio, each with its interval.
   ``significant`` means the ΔEER interval excludes zero. With large-margin fine-tuning, each fine-tuned model
   against its trained backbone too, with the extra training energy and the EER points gained per extra kWh.
 """
@@ -21,11 +21,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from svbench.bootstrap import paired_difference, percentile_interval
-from svbench.intervals import UncertaintySettings, front_frequencies, resampled_mean
 from svbench.layout import Layout, backbone_of, is_large_margin
 from svbench.study.analysis import knee, pareto_front, primary_eer_column
-from svbench.study.uncertainty import StudyDraws, resampled_studies
+from svbench.uncertainty.bootstrap import paired_difference, percentile_interval
+from svbench.uncertainty.draws import front_frequencies, resampled_mean
+from svbench.uncertainty.score_intervals import UncertaintySettings
+from svbench.uncertainty.study_draws import StudyDraws, resampled_studies
 
 COST = "train_energy_kwh"
 

@@ -124,9 +124,9 @@ def write_score_replicates(root: Path, config: dict, separation: dict[str, float
     every point estimate lies among its replicates as in a real study."""
     import numpy as np
 
-    from svbench.intervals import bootstrap_scores
     from svbench.layout import Layout
     from svbench.metrics import compute_all
+    from svbench.uncertainty.score_intervals import bootstrap_scores
 
     layout = Layout(str(root / "results"))
     rng = np.random.default_rng(seed)

@@ -79,9 +79,9 @@ def test_what_fine_tuning_adds_and_buys_is_paired_with_its_backbone(study) -> No
 
 
 def test_the_pairing_does_not_depend_on_the_order_of_the_rows(study) -> None:
-    from svbench.intervals import UncertaintySettings
     from svbench.study.summary import summary_with_draws
     from svbench.study.tradeoff import tradeoff_tables
+    from svbench.uncertainty.score_intervals import UncertaintySettings
 
     root, config, _ = study
     rows, draws = summary_with_draws(root / "results", config)

@@ -29,7 +29,7 @@ def _factors(intensity: dict) -> dict:
 
 
 def test_an_intensity_range_gives_the_triangular_quantiles_on_operational_co2e() -> None:
-    from svbench.study.uncertainty import StudyDraws
+    from svbench.uncertainty.study_draws import StudyDraws
 
     draws = StudyDraws(40_000, 0, {"rapl": 0.0, "estimate": 0.5}, _factors(TRIANGLE))
     measured = {"energy_j": 3.6e6, "by_sensor": {"rapl": 3.6e6}, "gap_j": 0.0}  # 1 kWh, an exact sensor, no gap

@@ -1,13 +1,10 @@
-"""Accuracy intervals of a study: speaker-bootstrap replicates per job, then seeds, pairs and the Pareto front.
+"""Score intervals: the speaker-bootstrap replicates of one job's scores (``svbench intervals``).
 
 Per job (architecture, seed), :func:`bootstrap_scores` resamples the evaluation speakers of each trial list and
 keeps, for every back-end and metric, the metric of each resample. The draws depend only on the list and the
 study's bootstrap seed, never on the model, so resample ``b`` holds the same speakers for every job: the
 difference of two jobs' replicates is a paired bootstrap of their difference, and replicates of several seeds
-can be averaged resample by resample.
-
-Across seeds, :func:`seed_interval` resamples the seeds too (hierarchical bootstrap: seeds with replacement,
-then speakers), so the interval holds both the run-to-run spread and the speakers' sampling.
+can be averaged resample by resample (:mod:`svbench.uncertainty.draws`).
 """
 
 from __future__ import annotations
@@ -15,14 +12,18 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from svbench.bootstrap import (  # noqa: F401  (LEVEL re-exported: the study's modules take it from here)
+from svbench.errors import UserError
+from svbench.fileio import atomic_write, write_text_atomic
+from svbench.metrics import compute_all
+from svbench.typed_config import parse_block, schema_field
+from svbench.uncertainty.bootstrap import (
     LEVEL,
     METHOD,
     METRICS,
@@ -32,10 +33,6 @@ from svbench.bootstrap import (  # noqa: F401  (LEVEL re-exported: the study's m
     sort_trials,
     speaker_counts,
 )
-from svbench.errors import UserError
-from svbench.fileio import atomic_write, write_text_atomic
-from svbench.metrics import compute_all
-from svbench.typed_config import parse_block, schema_field
 
 
 @dataclass(frozen=True)
@@ -130,93 +127,6 @@ def read_replicates(path: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
         raise UserError(f"{path}: damaged speaker-bootstrap replicates ({type(exc).__name__}: {exc}); run svbench "
                         "intervals for this job again") from None
-
-
-def seed_choice(seeds: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """Which seeds each resampled study holds: ``seeds`` draws with replacement per resample (seeds x resamples).
-
-    One choice per architecture, shared by all its figures, keeps a resampled study whole: its EER and its
-    energy come from the same seeds."""
-    return rng.integers(0, seeds, size=(seeds, resamples))
-
-
-def resampled_mean(replicates: Sequence[np.ndarray], chosen: np.ndarray) -> np.ndarray:
-    """Per resample, the mean over the seeds ``chosen`` (:func:`seed_choice`) of their replicates."""
-    stacked = np.vstack([np.asarray(r, dtype=np.float64)[: chosen.shape[1]] for r in replicates])
-    return np.take_along_axis(stacked, chosen, axis=0).mean(axis=0)
-
-
-def seed_replicates(replicates: Sequence[np.ndarray], rng: np.random.Generator) -> np.ndarray:
-    """Replicates of the mean over seeds: per resample, the seeds drawn with replacement, then averaged.
-
-    Every row of ``replicates`` (one per seed) holds the same speakers in each column."""
-    return resampled_mean(replicates, seed_choice(len(replicates), len(replicates[0]), rng))
-
-
-def seed_interval(replicates: Sequence[np.ndarray], points: Sequence[float], rng: np.random.Generator,
-                  level: float = LEVEL) -> dict[str, float]:
-    """Mean and sd over seeds, and an interval from resampling seeds and speakers together."""
-    points = np.asarray(points, dtype=np.float64)
-    low, high = percentile_interval(seed_replicates(replicates, rng), level)
-    return {"mean": float(points.mean()), "sd": float(points.std(ddof=1)) if points.size > 1 else float("nan"),
-            "low": low, "high": high}
-
-
-def front_frequencies(cost: np.ndarray, error: np.ndarray, front: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                      knee: Callable[[np.ndarray, np.ndarray], int | None]) -> tuple[np.ndarray, np.ndarray]:
-    """How often each point is on the Pareto front, and how often it is the knee, over resamples.
-
-    ``cost`` and ``error`` are resamples x points (one row a resampled study); NaN rows are left out.
-    """
-    ok = ~(np.isnan(cost).any(axis=1) | np.isnan(error).any(axis=1))
-    on_front = np.zeros(cost.shape[1])
-    is_knee = np.zeros(cost.shape[1])
-    for c, e in zip(cost[ok], error[ok], strict=True):
-        on_front[front(c, e)] += 1
-        k = knee(c, e)
-        if k is not None:
-            is_knee[k] += 1
-    n = max(int(ok.sum()), 1)
-    return on_front / n, is_knee / n
-
-
-# --- energy and carbon: Monte Carlo draws of what the sensors and the carbon factors leave uncertain -----------
-
-Z95 = 1.959963984540054  # a tolerance is read as the half-width of a 95 % interval of a normal error
-
-
-def factor_draws(factor: Mapping, rng: np.random.Generator, n: int, key: str = "factor") -> np.ndarray:
-    """Draws of a carbon factor ``{value, low, high, source}``: triangular on [low, high] with its mode at value;
-    a factor without a range is exact (every draw is its value). ``key`` names it in errors."""
-    value = float(factor["value"])
-    if factor.get("low") is None and factor.get("high") is None:
-        return np.full(n, value)
-    low, high = (value if factor.get(end) is None else float(factor[end]) for end in ("low", "high"))
-    if not low <= value <= high:
-        raise UserError(f"{key}: low <= value <= high is needed, got low {low}, value {value}, high {high}")
-    if low == high:
-        return np.full(n, value)
-    return rng.triangular(low, value, high, n)
-
-
-def energy_draws(by_sensor: Mapping[str, tuple[float, float]], gap_j: float, rng: np.random.Generator,
-                 n: int) -> np.ndarray:
-    """Draws of a job's energy: each sensor's joules with its own error, plus what the coverage gaps hide.
-
-    ``by_sensor`` maps a sensor to (joules, tolerance), the tolerance relative, as a 95 % half-width (NVML's
-    documented 5 % is 0.05). A sensor's error is one draw for all its readings of the job (a calibration error
-    does not average out over time); two sensors err independently. The gaps' energy, unknown, lies anywhere
-    between nothing and ``gap_j`` (the uncovered time at the mean power of the covered part).
-    """
-    total = np.zeros(n)
-    for joules, tolerance in by_sensor.values():
-        total += joules * (1 + tolerance / Z95 * rng.standard_normal(n))
-    return total + gap_j * rng.random(n)
-
-
-def interval_of(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    """The central ``level`` interval of Monte Carlo draws."""
-    return percentile_interval(np.asarray(draws, dtype=np.float64), level)
 
 
 def bootstrap_job(score_files: Mapping[str, Path], manifest: Path, out: Path, settings: UncertaintySettings) -> dict:

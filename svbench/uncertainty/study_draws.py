@@ -4,11 +4,11 @@ Accuracy: per job from its ``intervals.json`` (speaker bootstrap), per architect
 its seeds (seeds and speakers resampled together).
 
 Energy and carbon: Monte Carlo draws per job (:class:`StudyDraws`): each sensor's tolerance and the coverage
-gaps (:func:`svbench.intervals.energy_draws`), times the carbon factors' ranges. The factors are drawn once
+gaps (:func:`svbench.uncertainty.draws.energy_draws`), times the carbon factors' ranges. The factors are drawn once
 for the whole study (one PUE, one grid, whatever the job): resample ``b`` of every job holds the same factor
 values, so a mean over seeds or a comparison of two architectures does not average their uncertainty away.
 Per architecture, the seeds are resampled too, with the same seed choice for the accuracy and the energy of
-one resampled study (:func:`svbench.intervals.seed_choice`). A fine-tuned model (``<arch>+lm``) is made from its
+one resampled study (:func:`svbench.uncertainty.draws.seed_choice`). A fine-tuned model (``<arch>+lm``) is made from its
 backbone's seed: it takes the backbone's seed choice and the draws of the backbone's training energy (plus
 its own fine-tuning's), so that what fine-tuning adds and buys is a paired difference.
 
@@ -27,11 +27,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from svbench.bootstrap import METRICS
 from svbench.fileio import read_json_object
 from svbench.instrument.config import EnergyConfig
-from svbench.intervals import LEVEL, energy_draws, interval_of, read_replicates, resampled_mean, seed_choice
 from svbench.layout import Layout, backbone_of, is_large_margin
+from svbench.uncertainty.bootstrap import LEVEL, METRICS
+from svbench.uncertainty.draws import (
+    carbon_ratio_draws,
+    interval_of,
+    measured_energy_draws,
+    resampled_mean,
+    seed_choice,
+)
+from svbench.uncertainty.score_intervals import read_replicates
 
 log = logging.getLogger("svbench.study")
 
@@ -82,12 +89,7 @@ class StudyDraws:
     def __init__(self, n: int, seed: int, tolerances: dict[str, float], factors: dict) -> None:
         self.n, self.seed, self.tolerances = n, seed, tolerances
         rng = np.random.default_rng([seed, zlib.crc32(b"carbon")])
-        ones = np.ones(n)
-        self.carbon = {"pue": factors["pue"].ratio_draws(rng, n),
-                       "intensity": factors["intensity"].ratio_draws(rng, n),
-                       "gpu": factors["gpu_kg_per_hour"].ratio_draws(rng, n) if factors["gpu_kg_per_hour"] else ones,
-                       "server": factors["server_kg_per_hour"].ratio_draws(rng, n)
-                       if factors["server_kg_per_hour"] else ones}
+        self.carbon = carbon_ratio_draws(factors, rng, n)
         self.jobs: dict[tuple[str, int], dict[str, np.ndarray]] = {}
 
     def _ratio(self, part: dict, rng: np.random.Generator) -> np.ndarray:
@@ -95,8 +97,7 @@ class StudyDraws:
         joules = part["energy_j"]
         if not part["by_sensor"] or not joules > 0:
             return np.full(self.n, math.nan)
-        parts = {s: (j, self.tolerances.get(s, self.tolerances["estimate"])) for s, j in part["by_sensor"].items()}
-        return energy_draws(parts, part["gap_j"], rng, self.n) / joules
+        return measured_energy_draws(part["by_sensor"], part["gap_j"], self.tolerances, rng, self.n) / joules
 
     def _training_ratio(self, arch: str, seed: int, row: dict, parts: dict[str, dict],
                         rng: np.random.Generator) -> np.ndarray:
@@ -151,7 +152,7 @@ def arch_columns(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | None =
 
 
 def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | None, seed: int = 0):
-    """Per architecture: its seed choice (:func:`svbench.intervals.seed_choice`) and, per summary column, the
+    """Per architecture: its seed choice (:func:`svbench.uncertainty.draws.seed_choice`) and, per summary column, the
     replicates of each of its seeds (accuracy: speaker bootstrap, scaled as the column; energy: draws)."""
     rng = np.random.default_rng(seed)
     chosen: dict[str, tuple[list[int], np.ndarray]] = {}
