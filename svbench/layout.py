@@ -36,32 +36,56 @@ MEASURED_STEPS = ("train", FINETUNE, "embed", "score")
 # speaker-bootstrap intervals, and the study's own analysis. Their jobs are named "synthetic" / "voxceleb",
 # "batch00001", "train-shard0003", "ResNet34-seed0", "summary".
 WORK_STEPS = ("corpus", "convert", "features", "intervals", "study")
-# A fine-tuned model is named after its backbone: grid names cannot hold "+" (ArchSpec), so none collides.
-LM_SUFFIX = "+lm"
+TRAINED, LARGE_MARGIN = "trained", "large-margin fine-tuned"  # a model's stage, as the summary's stage column says
+_LM_SUFFIX = "+lm"
 
 
-def large_margin_name(arch: str) -> str:
-    """The name of ``arch`` after large-margin fine-tuning: its folders, rows and points in the study."""
-    return arch + LM_SUFFIX
+@dataclass(frozen=True)
+class Model:
+    """A model of the study: a grid architecture (its backbone) at a stage, trained or large-margin fine-tuned.
+
+    Its :attr:`name` (its folders, rows and points) is the backbone's, with "+lm" once fine-tuned; grid names cannot
+    hold "+" (ArchSpec), so none collides, and :meth:`named` is the one reader of a name."""
+
+    backbone: str
+    stage: str = TRAINED
+
+    def __post_init__(self) -> None:
+        if self.stage not in (TRAINED, LARGE_MARGIN):
+            raise ValueError(f"a model's stage is {TRAINED!r} or {LARGE_MARGIN!r}, got {self.stage!r}")
+
+    @classmethod
+    def named(cls, name: str) -> Model:
+        """The model whose folders and rows are called ``name`` (``ResNet34``, ``ResNet34+lm``)."""
+        name = str(name)
+        return cls(name.removesuffix(_LM_SUFFIX), LARGE_MARGIN) if name.endswith(_LM_SUFFIX) else cls(name)
+
+    @property
+    def name(self) -> str:
+        return self.backbone + (_LM_SUFFIX if self.fine_tuned else "")
+
+    @property
+    def fine_tuned(self) -> bool:
+        return self.stage == LARGE_MARGIN
+
+    @property
+    def made_from(self) -> Model | None:
+        """The model it is fine-tuned from (its trained backbone); None for a trained model."""
+        return Model(self.backbone) if self.fine_tuned else None
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """Its own measured steps: a fine-tuned model is made by ``finetune`` from its trained backbone."""
+        return (FINETUNE, *STEPS[1:]) if self.fine_tuned else STEPS
+
+    def __str__(self) -> str:
+        return self.name
 
 
-def backbone_of(model: str) -> str:
-    """The grid architecture a model name is made of: itself, or the fine-tuned model's backbone."""
-    return model.removesuffix(LM_SUFFIX)
-
-
-def is_large_margin(model: str) -> bool:
-    return model.endswith(LM_SUFFIX)
-
-
-def models_of(archs: Iterable[str], large_margin: bool = False) -> list[str]:
+def models_of(archs: Iterable[str], large_margin: bool = False) -> list[Model]:
     """The models of a grid in table order: each architecture, then (``large_margin``) its fine-tuned model."""
-    return [model for arch in archs for model in ((arch, large_margin_name(arch)) if large_margin else (arch,))]
-
-
-def steps_of(model: str) -> tuple[str, ...]:
-    """A model's own measured steps: a fine-tuned model is made by ``finetune`` from its trained backbone."""
-    return (FINETUNE, *STEPS[1:]) if is_large_margin(model) else STEPS
+    stages = (TRAINED, LARGE_MARGIN) if large_margin else (TRAINED,)
+    return [Model(arch, stage) for arch in archs for stage in stages]
 
 
 @dataclass(frozen=True)
@@ -69,7 +93,7 @@ class Job:
     """One measured job of the study: a step of one model (an architecture, or its fine-tuned version) and
     seed, with its energy folder."""
 
-    arch: str
+    model: Model
     seed: int
     step: str
     energy_dir: str
@@ -236,8 +260,8 @@ class Layout:
         seeds = list(seeds)
         for model in models_of(archs, large_margin):
             for seed in seeds:
-                for step in steps_of(model):
-                    yield Job(model, int(seed), step, self.energy_dir(step, model, seed))
+                for step in model.steps:
+                    yield Job(model, int(seed), step, self.energy_dir(step, model.name, seed))
 
     @classmethod
     def of(cls, results: str | os.PathLike | Layout) -> Layout:

@@ -24,7 +24,7 @@ from svbench.energy import REST_OF_JOB, job_nodes, read_energy  # noqa: E402
 from svbench.instrument.markers import BASELINE, read_markers  # noqa: E402
 from svbench.instrument.markers import phases as pair_phases  # noqa: E402
 from svbench.instrument.nodes import MARKERS, node_name, trace_path  # noqa: E402
-from svbench.layout import FINETUNE, STEPS, Layout, backbone_of, is_large_margin, steps_of
+from svbench.layout import FINETUNE, STEPS, Layout, Model
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import (  # noqa: E402,F401  (re-exported)
     by_arch,
@@ -139,7 +139,8 @@ def _label_points(ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, names: list[str]
 def _fine_tuning_arrows(ax: plt.Axes, x: np.ndarray, y: np.ndarray, names: list[str], ok: np.ndarray) -> None:
     """An arrow from each trained model to its large-margin fine-tuned one: what the fine-tuning moved."""
     at = {n: i for i, n in enumerate(names) if ok[i]}
-    pairs = [(at[backbone_of(n)], i) for n, i in at.items() if is_large_margin(n) and backbone_of(n) in at]
+    tuned = [(Model.named(n).backbone, i) for n, i in at.items() if Model.named(n).fine_tuned]
+    pairs = [(at[backbone], i) for backbone, i in tuned if backbone in at]
     for a, b in pairs:
         ax.annotate("", xy=(x[b], y[b]), xytext=(x[a], y[a]), zorder=2.5,
                     arrowprops={"arrowstyle": "->", "color": "#55a868", "lw": 1.2, "shrinkA": 4, "shrinkB": 4})
@@ -606,7 +607,7 @@ def power_timeline(results: Path | Layout, step: str, jobs: list[tuple[str, int]
     layout = Layout.of(results)
     panels = []
     for arch, seed in jobs:
-        own = steps_of(arch)[0] if step == "train" else step
+        own = Model.named(arch).steps[0] if step == "train" else step
         energy = Path(layout.energy(own, arch, seed))
         nodes = job_nodes(read_energy(energy)) if energy.exists() else 1
         for rank, folder in enumerate(layout.node_dirs(own, arch, seed, nodes)):
@@ -623,7 +624,7 @@ def power_timeline(results: Path | Layout, step: str, jobs: list[tuple[str, int]
     for ax, (folder, title) in zip(axes.flat, panels, strict=False):
         _timeline_panel(ax, trace_path(folder), folder / MARKERS, title)
     title = "training and large-margin fine-tuning (+lm)" if step == "train" and any(
-        is_large_margin(str(arch)) for arch, _ in jobs) else STEP_TITLES[step]
+        Model.named(arch).fine_tuned for arch, _ in jobs) else STEP_TITLES[step]
     fig.suptitle(f"Power during {title} (shaded: the job's phases)", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))  # room for the title above the first row
     return _save(fig, out)
@@ -642,7 +643,7 @@ def make_figures(summary: Path, out_dir: Path, phases: Path | None = None,
         columns=["arch", "seed", "step", "phase", "energy_j", "basis"])
     # the figures of size and stage distribution are of the grid's trained models; fine-tuned ones are
     # points of the trade-off
-    trained = frame[[not is_large_margin(str(a)) for a in frame["arch"]]]
+    trained = frame[[not Model.named(a).fine_tuned for a in frame["arch"]]]
     made = [eer_vs_training_energy(frame, out_dir / "eer_vs_training_energy.png"),
             energy_by_component(phase_frame, out_dir / "energy_by_component.png"),
             energy_by_phase(phase_frame, out_dir / "energy_by_phase.png"),

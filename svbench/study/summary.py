@@ -43,7 +43,7 @@ from svbench.energy import (
 from svbench.fileio import read_json_object
 from svbench.instrument.markers import BASELINE, node_sharing
 from svbench.instrument.nodes import MARKERS, SIDECAR, node_dirs, node_name
-from svbench.layout import ENERGY, FINETUNE, STEPS, Job, Layout, backbone_of, is_large_margin, models_of
+from svbench.layout import ENERGY, FINETUNE, STEPS, Job, Layout, Model, models_of
 from svbench.models import ArchSpec
 from svbench.study import tradeoff
 from svbench.study.analysis import by_arch, mean_sd_text
@@ -169,7 +169,7 @@ def read_job_folder(folder: Path) -> tuple[pd.DataFrame, list[dict], int | None,
 
 
 def _measured(layout: Layout, job: Job) -> MeasuredJob:
-    return MeasuredJob(job, *read_job_folder(Path(layout.energy_dir(job.step, job.arch, job.seed))))
+    return MeasuredJob(job, *read_job_folder(Path(job.energy_dir)))
 
 
 def gpus_over_nodes(frame: pd.DataFrame, sidecars: list[dict]) -> int | None:
@@ -187,16 +187,16 @@ def large_margin_enabled(config: dict) -> bool:
     return bool((config.get("large_margin") or {}).get("enabled", False))
 
 
-def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, str, int, dict[str, MeasuredJob]]]:
+def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, Model, int, dict[str, MeasuredJob]]]:
     """Every (architecture, model, seed) of the config's grid with the model's own measured steps: the study's
-    one loop. The model is the architecture's name, or its fine-tuned model's."""
+    one loop. The model is the architecture trained, or fine-tuned."""
     specs = {spec.name: spec for spec in specs_from_grid(config.get("grid") or [])}
     jobs = layout.jobs(specs, config.get("seeds", [0]), large_margin_enabled(config))
-    for (model, seed), steps in groupby(jobs, key=lambda job: (job.arch, job.seed)):
-        yield specs[backbone_of(model)], model, seed, {job.step: _measured(layout, job) for job in steps}
+    for (model, seed), steps in groupby(jobs, key=lambda job: (job.model, job.seed)):
+        yield specs[model.backbone], model, seed, {job.step: _measured(layout, job) for job in steps}
 
 
-StudyJobs = list[tuple[ArchSpec, str, int, dict[str, MeasuredJob]]]
+StudyJobs = list[tuple[ArchSpec, Model, int, dict[str, MeasuredJob]]]
 
 
 def load_study(layout: Layout, config: dict) -> StudyJobs:
@@ -275,12 +275,12 @@ def inference_rows(energy: dict[str, pd.DataFrame], metrics: dict, test_seconds:
     return row
 
 
-def _model_row(spec: ArchSpec, model: str, seed: int, info: dict, metrics: dict) -> dict:
+def _model_row(spec: ArchSpec, model: Model, seed: int, info: dict, metrics: dict) -> dict:
     """The model, its architecture and size (``info``: its backbone's ``spec.json``: epochs are the training's),
     and its accuracy on every trial list and back-end."""
-    row: dict = {"arch": model, "seed": seed, "backbone": spec.name,
-                 "stage": "large-margin fine-tuned" if is_large_margin(model) else "trained", "block": spec.block,
-                 "stages": "-".join(map(str, spec.stages)), "widths": "-".join(map(str, spec.stage_widths)),
+    row: dict = {"arch": model.name, "seed": seed, "backbone": model.backbone, "stage": model.stage,
+                 "block": spec.block, "stages": "-".join(map(str, spec.stages)),
+                 "widths": "-".join(map(str, spec.stage_widths)),
                  "params_m": info["params"] / 1e6, "macs_g": info["macs"] / 1e9,
                  "macs_frames": info.get("macs_frames", 200),
                  "epochs": info.get("epochs"), "samples_per_epoch": info.get("samples_per_epoch")}
@@ -355,7 +355,7 @@ def summary_with_draws(results: Path | Layout, config: dict,
     rows = []
     trained: dict[tuple[str, int], tuple[MeasuredJob, dict]] = {}  # each backbone's training, for its +lm model
     for spec, model, seed, jobs in loaded if loaded is not None else study_jobs(layout, config):
-        info = read_json_object(Path(layout.spec(model, seed)), "model's spec.json")
+        info = read_json_object(Path(layout.spec(model.name, seed)), "model's spec.json")
         tuned = None
         if FINETUNE in jobs:  # Layout.jobs lists the backbone first
             base, base_info = trained[(spec.name, seed)]
@@ -363,10 +363,10 @@ def summary_with_draws(results: Path | Layout, config: dict,
             tuned = energy_of(jobs[FINETUNE].energy, "job", jobs[FINETUNE].gpus)
         else:
             base_info = info
-            trained[(model, seed)] = (jobs["train"], info)
-        metrics = read_json_object(Path(layout.metrics(model, seed)), "metrics")
+            trained[(model.name, seed)] = (jobs["train"], info)
+        metrics = read_json_object(Path(layout.metrics(model.name, seed)), "metrics")
         row = _model_row(spec, model, seed, base_info, metrics) | study_draws.job_columns(
-            Path(layout.intervals(model, seed)))
+            Path(layout.intervals(model.name, seed)))
         train = energy_of(jobs["train"].energy, "job", jobs["train"].gpus)
         row |= _train_row(train) | _finetune_row(tuned, info)
         if list_seconds is None:  # the lists are the same for every model
@@ -381,7 +381,7 @@ def summary_with_draws(results: Path | Layout, config: dict,
         if tuned is not None:  # its draws add to the backbone's (the two rows' training energies are paired)
             parts["finetune"] = tuned
         share = sum(list_seconds.values()) / total_audio if total_audio else math.nan
-        rows.append(row | draws.add_job(model, seed, row, parts, share, settings.level))
+        rows.append(row | draws.add_job(model.name, seed, row, parts, share, settings.level))
     return rows, draws
 
 
@@ -401,7 +401,7 @@ def phase_rows(results: Path | Layout, config: dict, loaded: StudyJobs | None = 
             names = [p for p in dict.fromkeys(frame["phase"]) if p not in ("job", REST_OF_JOB, BASELINE)]
             order = [BASELINE] * (BASELINE in set(frame["phase"])) + names + [REST_OF_JOB] * bool(names) + ["job"]
             for name in order:
-                rows.append({"arch": model, "seed": seed, "step": step}
+                rows.append({"arch": model.name, "seed": seed, "step": step}
                             | _phase_row(frame, name, factors, measured.gpus))
     return rows
 
@@ -415,7 +415,7 @@ def closure_rows(results: Path | Layout, config: dict, loaded: StudyJobs | None 
             frame = node_rows(measured.energy)
             for node in dict.fromkeys(frame["node"]) if "node" in frame else ["node0"]:
                 e = energy_of(frame[frame["node"] == node] if "node" in frame else frame, "job", measured.gpus)
-                rows.append({"arch": model, "seed": seed, "step": step, "node": node,
+                rows.append({"arch": model.name, "seed": seed, "step": step, "node": node,
                              **{f"{c}_j": e[f"{c}_j"] for c in ("node", *COMPONENTS, "rest_of_node")},
                              "total_from": e["total_from"], "energy_j": e["energy_j"], "closure": e["closure_note"]})
     return rows
@@ -475,12 +475,12 @@ def cohort_rows(config: dict, layout: Layout) -> list[dict]:
     found: dict[tuple, list[str]] = {}
     for model in models_of([s.name for s in specs_from_grid(config.get("grid") or [])], large_margin_enabled(config)):
         for seed in config["seeds"]:
-            path = Path(layout.metrics(model, seed))
+            path = Path(layout.metrics(model.name, seed))
             if path.exists():
                 m = read_json_object(path, "metrics")
                 if "cohort_size" in m:
                     key = (m.get("cohort_kind", "crops"), m["cohort_size"], m.get("cohort_utts"), m.get("top_n"))
-                    found.setdefault(key, []).append(f"{model}/seed{seed}")
+                    found.setdefault(key, []).append(f"{model.name}/seed{seed}")
     rows = []
     for (kind, size, utts, top_n), jobs in found.items():
         what = ("speaker-mean embeddings of whole training utterances (WeSpeaker's local/score_norm.sh)"
@@ -499,7 +499,7 @@ def _job_provenance_row(measured: MeasuredJob) -> dict:
     short = frame[(frame["phase"] != "job") & ~frame["resolved"].astype(bool)] \
         if len(frame) and "resolved" in frame else frame.iloc[0:0]
     return {
-        "step": measured.job.step, "arch": measured.job.arch, "seed": measured.job.seed,
+        "step": measured.job.step, "arch": measured.job.model.name, "seed": measured.job.seed,
         "host": " ".join(dict.fromkeys(s.get("node", {}).get("host", "") for s in measured.sidecars)),
         "slurm_job": env.get("SLURM_JOB_ID", ""),
         "nodes": measured.nodes,

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from svbench.layout import Layout, backbone_of, is_large_margin
+from svbench.layout import Layout, Model
 from svbench.study.analysis import knee, pareto_front, primary_eer_column
 from svbench.uncertainty.bootstrap import paired_difference, percentile_interval
 from svbench.uncertainty.draws import front_frequencies, resampled_mean
@@ -141,9 +141,9 @@ def differences_table(means: pd.DataFrame, resampled: dict, eer: str, dcf: str, 
     front = [str(means.index[i]) for i in pareto_front(means[COST].to_numpy(float), means[eer].to_numpy(float))]
     rows += [_comparison(means, resampled, a, b, eer, dcf, level, "next on the front")
              for a, b in zip(front, front[1:], strict=False)]
-    rows += [_comparison(means, resampled, backbone_of(b), b, eer, dcf, level, FINE_TUNING)
-             | _gain_per_kwh(means, resampled, backbone_of(b), b, eer, level)
-             for b in means.index if is_large_margin(b) and backbone_of(b) in means.index]
+    tuned = [(Model.named(b).backbone, b) for b in means.index if Model.named(b).fine_tuned]
+    rows += [_comparison(means, resampled, a, b, eer, dcf, level, FINE_TUNING)
+             | _gain_per_kwh(means, resampled, a, b, eer, level) for a, b in tuned if a in means.index]
     return pd.DataFrame(rows)
 
 

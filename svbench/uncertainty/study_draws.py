@@ -29,7 +29,7 @@ import pandas as pd
 
 from svbench.fileio import read_json_object
 from svbench.instrument.config import EnergyConfig
-from svbench.layout import Layout, backbone_of, is_large_margin
+from svbench.layout import Layout, Model
 from svbench.uncertainty.bootstrap import LEVEL, METRICS
 from svbench.uncertainty.draws import (
     carbon_ratio_draws,
@@ -103,10 +103,11 @@ class StudyDraws:
                         rng: np.random.Generator) -> np.ndarray:
         """Draws of the training energy over its value; a fine-tuned model's are its backbone's draws (drawn
         before, :meth:`svbench.layout.Layout.jobs` lists the backbone first) plus its fine-tuning's own."""
-        base = self.jobs.get((backbone_of(arch), seed))
-        if is_large_margin(arch) and base is None:
+        model = Model.named(arch)
+        base = self.jobs.get((model.backbone, seed))
+        if model.fine_tuned and base is None:
             log.warning("%s seed %d: drawn before its backbone: its training energy is drawn unpaired", arch, seed)
-        if not is_large_margin(arch) or "finetune" not in parts or base is None or not row["train_energy_kwh"] > 0:
+        if not model.fine_tuned or "finetune" not in parts or base is None or not row["train_energy_kwh"] > 0:
             return self._ratio(parts["train"], rng)
         tuned_kwh = parts["finetune"]["energy_j"] / 3.6e6
         return (base["train_energy_kwh"] + tuned_kwh * self._ratio(parts["finetune"], rng)) / row["train_energy_kwh"]
@@ -157,7 +158,7 @@ def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | N
     rng = np.random.default_rng(seed)
     chosen: dict[str, tuple[list[int], np.ndarray]] = {}
     # the trained models first (in the frame's order), so that a fine-tuned one finds its backbone's choice
-    groups = sorted(frame.groupby("arch", sort=False), key=lambda g: is_large_margin(str(g[0])))
+    groups = sorted(frame.groupby("arch", sort=False), key=lambda g: Model.named(g[0]).fine_tuned)
     for arch, group in groups:
         seeds = [int(s) for s in group["seed"]]
         replicates: dict[str, list[np.ndarray]] = {}
@@ -177,11 +178,12 @@ def resampled_studies(layout: Layout, frame: pd.DataFrame, draws: StudyDraws | N
             for name in DRAWN:
                 replicates[name] = [draws.jobs[(arch, s)][name] for s in seeds]
         n = min((len(r) for per_seed in replicates.values() for r in per_seed), default=0)
-        base = chosen.get(backbone_of(arch)) if is_large_margin(arch) else None
+        model = Model.named(arch)
+        base = chosen.get(model.backbone) if model.fine_tuned else None
         if base is not None and base[0] == seeds and base[1].shape[1] == n:
             yield arch, base[1], replicates  # the backbone's seeds: drawn once, the grid's draws unchanged
             continue
-        if is_large_margin(arch):
+        if model.fine_tuned:
             log.warning("%s: not paired with its backbone (other seeds or resamples): its comparison with it "
                         "counts both models' seed and energy uncertainty", arch)
         chosen[arch] = (seeds, seed_choice(len(seeds), n, rng))

@@ -57,14 +57,15 @@ def models(config: dict) -> list[str]:
     """The model names of a fake study's config: the grid's, and their fine-tuned models' when enabled."""
     from svbench.layout import models_of
 
-    return models_of([spec["name"] for spec in config["grid"]], config.get("large_margin", {}).get("enabled", False))
+    return [model.name for model in models_of([spec["name"] for spec in config["grid"]],
+                                              config.get("large_margin", {}).get("enabled", False))]
 
 
 def _fine_tuned(layout, name: str, seed: int, train_joules: float, energy: bool) -> None:
     """The fine-tuned model of ``name``: one epoch, EER 0.01 lower, its fine-tuning LM_SHARE of the training."""
-    from svbench.layout import large_margin_name
+    from svbench.layout import LARGE_MARGIN, Model
 
-    tuned = large_margin_name(name)
+    tuned = Model(name, LARGE_MARGIN).name
     _write(layout.spec(tuned, seed), json.dumps({"params": MACS[name] / 100, "macs": MACS[name], "macs_frames": 200,
                                                  "epochs": 1, "samples_per_epoch": 100}))
     eer = EER[name] - 0.01 + 0.002 * seed

@@ -24,21 +24,25 @@ def test_paths_take_wildcards_as_they_are() -> None:
 def test_jobs_iterate_the_grid_once_in_table_order(tmp_path: Path) -> None:
     layout = Layout(str(tmp_path))
     jobs = list(layout.jobs(["a", "b"], [0, 1]))
-    assert [(j.arch, j.seed, j.step) for j in jobs[:4]] == [("a", 0, s) for s in STEPS] + [("a", 1, "train")]
+    assert [(j.model.name, j.seed, j.step) for j in jobs[:4]] == [("a", 0, s) for s in STEPS] + [("a", 1, "train")]
     assert len(jobs) == 2 * 2 * len(STEPS)
     assert jobs[0].energy_dir == f"{tmp_path}/energy/train/a/seed0"
 
 
 def test_fine_tuned_models_follow_their_architecture_with_their_own_steps(tmp_path: Path) -> None:
-    from svbench.layout import backbone_of, is_large_margin, large_margin_name
+    from svbench.layout import LARGE_MARGIN, TRAINED, Model
 
     layout = Layout(str(tmp_path))
-    jobs = [(j.arch, j.seed, j.step) for j in layout.jobs(["a", "b"], [0, 1], large_margin=True)]
+    jobs = [(j.model.name, j.seed, j.step) for j in layout.jobs(["a", "b"], [0, 1], large_margin=True)]
     assert jobs[:12] == ([("a", s, step) for s in (0, 1) for step in STEPS]
                          + [("a+lm", s, step) for s in (0, 1) for step in ("finetune", "embed", "score")])
     assert len(jobs) == 24 and ("a+lm", 0, "train") not in jobs
-    assert large_margin_name("a") == "a+lm" and backbone_of("a+lm") == "a" == backbone_of("a")
-    assert is_large_margin("a+lm") and not is_large_margin("a")
+    tuned = Model("a", LARGE_MARGIN)
+    assert tuned.name == "a+lm" and Model.named("a+lm") == tuned and Model.named("a") == Model("a", TRAINED)
+    assert tuned.made_from == Model("a") and Model("a").made_from is None
+    assert tuned.steps == ("finetune", "embed", "score") and Model("a").steps == STEPS
+    with pytest.raises(ValueError, match="stage"):
+        Model("a", "distilled")
     assert layout.step_output("finetune", "a+lm", 0) == f"{tmp_path}/models/a+lm/seed0/model.pt"
 
 

@@ -6,7 +6,7 @@ import os
 import re
 
 from svbench.instrument.config import write_energy_config
-from svbench.layout import FINETUNE, WORK_STEPS, Layout, backbone_of, is_large_margin, models_of
+from svbench.layout import FINETUNE, WORK_STEPS, Layout, Model, models_of
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid, training_layouts
 from svbench.training.launch import process_launch, slurm_resources, srun_prefix
@@ -16,8 +16,8 @@ SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}
 ARCHS = list(SPECS)
 # large-margin fine-tuning: every architecture also as the model <arch>+lm, embedded and scored like the trained
 LARGE_MARGIN = config["large_margin"]["enabled"]
-MODELS = models_of(ARCHS, LARGE_MARGIN)  # what embed, score and the energy rules take as {arch}
-TUNED = [model for model in MODELS if is_large_margin(model)]
+MODELS = [model.name for model in models_of(ARCHS, LARGE_MARGIN)]  # what embed, score and energy take as {arch}
+TUNED = [model.name for model in models_of(ARCHS, LARGE_MARGIN) if model.fine_tuned]
 SEEDS = [int(s) for s in config["seeds"]]
 CORPUS = config["corpus"]
 # trial lists scored for every model: the synthetic list, or the configured VoxCeleb lists (vox1_o, vox1_e, ...)
@@ -44,7 +44,7 @@ TRAINING_LAYOUTS = training_layouts(config["grid"], config["training"])
 
 def training_layout(wildcards):
     """{"nodes": N, "processes": P} of a model's training job (a fine-tuned model trains like its backbone)."""
-    return TRAINING_LAYOUTS[backbone_of(wildcards.arch)]
+    return TRAINING_LAYOUTS[Model.named(wildcards.arch).backbone]
 
 
 def training_nodes(wildcards):
@@ -78,12 +78,13 @@ def training_resource(name):
 
 def fine_tuned_from(wildcards):
     """The trained model a fine-tuned model starts from (its backbone's, same seed); none for a trained one."""
-    return [LAYOUT.model(backbone_of(wildcards.arch), wildcards.seed)] if is_large_margin(wildcards.arch) else []
+    made_from = Model.named(wildcards.arch).made_from
+    return [LAYOUT.model(made_from.name, wildcards.seed)] if made_from else []
 
 
 def fine_tuning_args(wildcards, input):
     """`--large-margin JSON --init MODEL` of a fine-tuned model's training (each quoted by `:q`); none otherwise."""
-    if not is_large_margin(wildcards.arch):
+    if not Model.named(wildcards.arch).fine_tuned:
         return []
     init = input.init if isinstance(input.init, str) else input.init[0]  # the one model of fine_tuned_from
     return ["--large-margin", json.dumps(config["large_margin"]), "--init", init]
@@ -91,7 +92,7 @@ def fine_tuning_args(wildcards, input):
 
 def arch_json(wildcards):
     """The architecture of a model, trained or fine-tuned, as JSON."""
-    return json.dumps(SPECS[backbone_of(wildcards.arch)].to_dict())
+    return json.dumps(SPECS[Model.named(wildcards.arch).backbone].to_dict())
 
 
 # The energy config reaches `svbench monitor` as a file, never on its command line (ps shows every user every

@@ -2,7 +2,7 @@
 # (workflow/report/*.rst) that says how it was measured and what to beware of. The figures are those of
 # svbench.study.catalog.FIGURES (imported in common.smk), the one list of them.
 STUDY_JOBS = list(LAYOUT.jobs(ARCHS, SEEDS, LARGE_MARGIN))  # every (model, seed, step) of the grid
-STUDY_ENERGY = [LAYOUT.energy(job.step, job.arch, job.seed) for job in STUDY_JOBS]
+STUDY_ENERGY = [LAYOUT.energy(job.step, job.model.name, job.seed) for job in STUDY_JOBS]
 
 
 rule study_summary:
