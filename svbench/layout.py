@@ -99,6 +99,21 @@ class Job:
     energy_dir: str
 
 
+@dataclass(frozen=True)
+class WorkJob:
+    """A measured job of :data:`WORK_STEPS`: its step, its name (its energy folder's), that folder, and its product
+    (once it exists, the job's trace and markers are final)."""
+
+    step: str
+    name: str
+    energy_dir: str
+    output: str
+
+    @property
+    def energy(self) -> str:
+        return f"{self.energy_dir}/{ENERGY}"
+
+
 def _energy_file(name: str, what: str) -> Callable[[Layout, str, str, object], str]:
     """An accessor of one file of a job's energy folder."""
 
@@ -204,24 +219,34 @@ class Layout:
     def work_energy(self, step: str, job: str) -> str:
         return f"{self.work_energy_dir(step, job)}/{ENERGY}"
 
-    def work_output(self, step: str, job: str) -> str:
-        """The product of a job of :data:`WORK_STEPS`: once it exists, the job's trace and markers are final."""
-        if step == "corpus" and job in ("synthetic", "voxceleb"):
-            return self.manifest("test")
-        if step == "convert" and job.startswith("batch"):
-            return self.convert_report(job.removeprefix("batch"))
-        if step == "features" and "-shard" in job:
-            split, shard = job.split("-shard", 1)
-            return self.feature_shard(split, shard, "index")
-        if step == "intervals" and "-seed" in job:
-            model, seed = job.rsplit("-seed", 1)
-            return self.replicates(model, seed)
-        # the figures job's product: the last figure it draws (svbench.study.figures.make_figures)
-        studies = {"summary": self.study("summary.csv"), "figures": self.figure("power_timeline_score"),
-                   "report": self.study("findings.rst")}
-        if step == "study" and job in studies:
-            return studies[job]
-        raise UserError(f"no measured job {job!r} of step {step!r} (steps: {', '.join(WORK_STEPS)})")
+    # The measured jobs of WORK_STEPS, each named here once from its parts (its energy folder's name) with the file
+    # that proves it done; the rules take their folders and products from these, and nothing parses a name back.
+    def _work_job(self, step: str, name: str, output: str) -> WorkJob:
+        return WorkJob(step, name, self.work_energy_dir(step, name), output)
+
+    def corpus_job(self, kind: str) -> WorkJob:
+        """Making the corpus: the synthetic speakers, or the VoxCeleb manifests (``corpus.kind``)."""
+        return self._work_job("corpus", kind, self.manifest("test"))
+
+    def convert_job(self, batch: object) -> WorkJob:
+        """Converting one batch of VoxCeleb2's m4a files."""
+        return self._work_job("convert", f"batch{batch}", self.convert_report(batch))
+
+    def features_job(self, split: str, shard: object) -> WorkJob:
+        """Extracting one feature shard."""
+        return self._work_job("features", f"{split}-shard{shard}", self.feature_shard(split, shard, "index"))
+
+    def intervals_job(self, arch: str, seed: object) -> WorkJob:
+        """A model's speaker-bootstrap intervals (``arch``: the model's name, as the rules' wildcard)."""
+        return self._work_job("intervals", f"{arch}-seed{seed}", self.replicates(arch, seed))
+
+    def study_job(self, name: str) -> WorkJob:
+        """The study's summary, or its figures (whose product is the last figure drawn,
+        :func:`svbench.study.figures.make_figures`)."""
+        products = {"summary": self.study("summary.csv"), "figures": self.figure("power_timeline_score")}
+        if name not in products:
+            raise UserError(f"no measured study job {name!r} (known: {', '.join(products)})")
+        return self._work_job("study", name, products[name])
 
     def node_dirs(self, step: str, arch: str, seed: object, nodes: int) -> list[str]:
         """The folder of each node of a job on ``nodes`` nodes (the energy folder itself on one node)."""

@@ -63,14 +63,15 @@ def test_every_work_job_has_its_product_and_a_wrong_one_is_named() -> None:
     from svbench.layout import WORK_STEPS, Layout
 
     layout = Layout("r")
-    products = {("corpus", "synthetic"): layout.manifest("test"),
-                ("convert", "batch00003"): layout.convert_report("00003"),
-                ("features", "train-shard0002"): layout.feature_shard("train", "0002", "index"),
-                ("intervals", "A+lm-seed1"): layout.replicates("A+lm", "1"),
-                ("study", "summary"): layout.study("summary.csv")}
-    assert {step for step, _ in products} == set(WORK_STEPS)
-    for (step, job), product in products.items():
-        assert layout.work_output(step, job) == product
-        assert layout.work_energy(step, job) == f"r/energy/{step}/{job}/energy.csv"
-    with pytest.raises(UserError, match="no measured job 'nope' of step 'study'"):
-        layout.work_output("study", "nope")
+    jobs = {layout.corpus_job("synthetic"): ("corpus", "synthetic", layout.manifest("test")),
+            layout.convert_job("00003"): ("convert", "batch00003", layout.convert_report("00003")),
+            layout.features_job("train", "0002"): ("features", "train-shard0002",
+                                                   layout.feature_shard("train", "0002", "index")),
+            layout.intervals_job("A+lm", "1"): ("intervals", "A+lm-seed1", layout.replicates("A+lm", "1")),
+            layout.study_job("summary"): ("study", "summary", layout.study("summary.csv"))}
+    assert {step for step, _, _ in jobs.values()} == set(WORK_STEPS)
+    for job, (step, name, product) in jobs.items():
+        assert (job.step, job.name, job.output) == (step, name, product)
+        assert job.energy == layout.work_energy(step, name) == f"r/energy/{step}/{name}/energy.csv"
+    with pytest.raises(UserError, match="no measured study job 'nope'"):
+        layout.study_job("nope")

@@ -6,7 +6,7 @@ import os
 import re
 
 from svbench.instrument.config import write_energy_config
-from svbench.layout import FINETUNE, WORK_STEPS, Layout, Model, models_of
+from svbench.layout import FINETUNE, WORK_STEPS, Layout, Model, WorkJob, models_of
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid, training_layouts
 from svbench.training.launch import process_launch, slurm_resources, srun_prefix
@@ -120,10 +120,10 @@ def measured(command, idle_baseline=True):
     return f"svbench monitor --out {{params.energy_dir:q}} --config {{input.energy_config:q}}{baseline} -- {command}"
 
 
-def work_energy_dir(step, job):
-    """A params function: the energy folder of a data-preparation or analysis job; ``job`` is formatted with the
-    rule's wildcards ("{split}-shard{shard}")."""
-    return lambda wildcards: LAYOUT.work_energy_dir(step, job.format(**wildcards))
+def work_energy_dir(job):
+    """A params function: the energy folder of a data-preparation or analysis job: ``job`` a WorkJob, or the Layout
+    method that makes one from the rule's wildcards (LAYOUT.features_job takes {split} and {shard})."""
+    return lambda wildcards: (job if isinstance(job, WorkJob) else job(**wildcards)).energy_dir
 
 
 def input_folder(name):
@@ -156,14 +156,27 @@ def vox2_convert_reports(wildcards):
     return [LAYOUT.convert_report(batch) for batch in vox2_convert_batches()]
 
 
+def work_jobs(step=None):
+    """Every measured job outside the models' steps (of ``step`` alone, if given): the corpus, its conversion batches
+    (VoxCeleb; known once the listing, a checkpoint, exists), every feature shard, every model's speaker-bootstrap
+    intervals, the study's summary and figures."""
+    jobs = [LAYOUT.corpus_job(CORPUS["kind"])]
+    if CORPUS["kind"] == "voxceleb" and step in (None, "convert"):
+        jobs += [LAYOUT.convert_job(batch) for batch in vox2_convert_batches()]
+    jobs += [LAYOUT.features_job(split, shard) for split in ("train", "test") for shard in SHARDS]
+    jobs += [LAYOUT.intervals_job(model, seed) for model in MODELS for seed in SEEDS]
+    jobs += [LAYOUT.study_job("summary"), LAYOUT.study_job("figures")]
+    return [job for job in jobs if step in (None, job.step)]
+
+
 def work_energy_files(wildcards):
-    """The energy.csv of every measured job outside the models' steps: the corpus, its conversion batches (VoxCeleb),
-    every feature shard, every model's speaker-bootstrap intervals, the study's summary and figures (the
-    footprint's inputs beside STUDY_ENERGY)."""
-    jobs = [("corpus", CORPUS["kind"])]
-    if CORPUS["kind"] == "voxceleb":
-        jobs += [("convert", f"batch{batch}") for batch in vox2_convert_batches()]
-    jobs += [("features", f"{split}-shard{shard}") for split in ("train", "test") for shard in SHARDS]
-    jobs += [("intervals", f"{model}-seed{seed}") for model in MODELS for seed in SEEDS]
-    jobs += [("study", "summary"), ("study", "figures")]
-    return [LAYOUT.work_energy(step, job) for step, job in jobs]
+    """The energy.csv of every measured job outside the models' steps (the footprint's inputs beside STUDY_ENERGY)."""
+    return [job.energy for job in work_jobs()]
+
+
+def work_product(wildcards):
+    """The product of the measured job {step}/{job}: once it exists, the job's trace and markers are final."""
+    products = {job.name: job.output for job in work_jobs(wildcards.step)}
+    if wildcards.job not in products:
+        raise ValueError(f"no measured job {wildcards.job!r} of step {wildcards.step!r} in this study")
+    return products[wildcards.job]

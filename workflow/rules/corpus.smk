@@ -14,7 +14,7 @@ if CORPUS["kind"] == "synthetic":
         params:
             synthetic=json.dumps(CORPUS["synthetic"]),
             out=output_folder("train"),
-            energy_dir=work_energy_dir("corpus", "synthetic"),
+            energy_dir=work_energy_dir(LAYOUT.corpus_job("synthetic")),
         log:
             LAYOUT.log("corpus"),
         conda:
@@ -53,7 +53,7 @@ else:
             batch=r"\d{5}",
         params:
             voxceleb=json.dumps(VOX),
-            energy_dir=work_energy_dir("convert", "batch{batch}"),
+            energy_dir=work_energy_dir(LAYOUT.convert_job),
         threads: VOX["convert"]["threads"]
         log:
             LAYOUT.log("corpus", "convert", "batch{batch}"),
@@ -81,7 +81,7 @@ else:
         params:
             corpus=json.dumps(CORPUS),
             out=output_folder("train"),
-            energy_dir=work_energy_dir("corpus", "voxceleb"),
+            energy_dir=work_energy_dir(LAYOUT.corpus_job("voxceleb")),
         threads: VOX["check_threads"]
         log:
             LAYOUT.log("corpus", "voxceleb"),

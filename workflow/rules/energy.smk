@@ -45,7 +45,7 @@ rule energy_join_work:
         step=one_of(WORK_STEPS),
         job=r"[^/]+",
     input:
-        product=lambda w: LAYOUT.work_output(w.step, w.job),
+        product=work_product,
         series=[config["carbon"]["intensity"]["series"]] if config["carbon"]["intensity"].get("series") else [],
     output:
         LAYOUT.work_energy("{step}", "{job}"),

@@ -13,7 +13,7 @@ rule features_shard:
     params:
         features=json.dumps(config["features"]),
         out=output_folder("index"),
-        energy_dir=work_energy_dir("features", "{split}-shard{shard}"),
+        energy_dir=work_energy_dir(LAYOUT.features_job),
     log:
         LAYOUT.log("features", "{split}", "shard{shard}"),
     conda:

@@ -37,7 +37,7 @@ rule study_summary:
         # the study reads the results folder its declared inputs lie in
         results=lambda wildcards, input: LAYOUT.root_of(input.test, LAYOUT.manifest("test")),
         out=output_folder("csv"),
-        energy_dir=work_energy_dir("study", "summary"),
+        energy_dir=work_energy_dir(LAYOUT.study_job("summary")),
         # the estimate's factors for the provenance table; the sensors' settings stay out of every command line
         config=json.dumps({k: config[k] for k in ("grid", "seeds", "carbon", "uncertainty", "large_margin")}
                           | {"energy": {"estimate": config["energy"]["estimate"]} | SENSOR_TOLERANCES}),
@@ -73,7 +73,7 @@ rule study_figures:
         # the traces behind the timelines lie in the results folder of the declared inputs
         results=lambda wildcards, input: LAYOUT.root_of(input.summary, LAYOUT.study("summary.csv")),
         out=lambda wildcards, output: os.path.dirname(output[0]),
-        energy_dir=work_energy_dir("study", "figures"),
+        energy_dir=work_energy_dir(LAYOUT.study_job("figures")),
     log:
         LAYOUT.log("study", "figures"),
     conda:

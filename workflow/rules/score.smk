@@ -70,7 +70,7 @@ rule score_intervals:
     params:
         scores=lambda wildcards, input: [f"{name}={path}" for name, path in zip(TRIAL_LISTS, input.scores)],
         settings=json.dumps(config["uncertainty"]),
-        energy_dir=work_energy_dir("intervals", "{arch}-seed{seed}"),
+        energy_dir=work_energy_dir(LAYOUT.intervals_job),
     log:
         LAYOUT.log("score", "{arch}", "seed{seed}.intervals"),
     conda:
