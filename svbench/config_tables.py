@@ -89,9 +89,20 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _grid_entry_defaults() -> dict[str, object]:
+    """A grid entry's defaults are ArchSpec's: the schema holds none, since Snakemake would write them into every
+    entry (and a preset changed beyond its width needs a name)."""
+    from dataclasses import MISSING, fields
+
+    from svbench.models.spec import ArchSpec
+
+    return {spec.name: spec.default for spec in fields(ArchSpec) if spec.default is not MISSING}
+
+
 def key_rows(section: str) -> list[tuple[str, str, str]]:
     """(key, default, meaning) of every key under ``section``, in the schema's order, nested blocks flattened."""
     rows = []
+    defaults = _grid_entry_defaults() if section == "grid[]" else {}
 
     def walk(node: dict, prefix: str) -> None:
         for name, child in node.get("properties", {}).items():
@@ -102,6 +113,8 @@ def key_rows(section: str) -> list[tuple[str, str, str]]:
             if not child.get("description"):
                 raise UserError(f"{CONFIG_SCHEMA}: {section}.{key}: no description (the README's key tables are "
                                 "made from it: add one)")
+            if key in defaults and "default" not in child:
+                child = child | {"default": defaults[key]}
             rows.append((f"`{key}`", _default(child), child["description"]))
 
     walk(_node(section), "")

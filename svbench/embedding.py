@@ -89,14 +89,16 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def embed(model_path: Path, test_features: Path, test_manifest: Path, train_features: Path, train_manifest: Path,
-          out_dir: Path, crop_frames: int = 200, max_crop_utts: int = 20000, seed: int = 0,
-          device: str = "auto", cohort: str = "speaker_mean", cohort_utts_per_speaker: int = 0) -> None:
+          out_dir: Path, settings: EmbeddingSettings | None = None, seed: int = 0) -> None:
     """Write ``test.npz`` (ids, embeddings) and ``train.npz`` (mean, cohort speakers, cohort, its kind and the
-    number of training utterances behind it). ``cohort``: "speaker_mean" (whole utterances, every one or up to
-    ``cohort_utts_per_speaker`` per speaker) or "crops" (one ``crop_frames`` crop of up to ``max_crop_utts``)."""
+    number of training utterances behind it). ``settings.cohort``: "speaker_mean" (whole utterances, every one or up
+    to ``cohort_utts_per_speaker`` per speaker) or "crops" (one ``crop_frames`` crop of up to ``max_crop_utts``);
+    ``seed`` draws them (the model's seed)."""
+    settings = settings or EmbeddingSettings()
+    cohort = settings.cohort
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
+    dev = resolve_device(settings.device)
     model, _ = load_model(model_path, dev)
     sync = device_sync(dev)
     with phase("embed_test", sync=sync):
@@ -107,11 +109,11 @@ def embed(model_path: Path, test_features: Path, test_manifest: Path, train_feat
     with phase("embed_train", sync=sync):
         store = FeatureStore(train_features)
         rng = np.random.default_rng(seed)
-        train = cohort_utterances(read_manifest(train_manifest), cohort, cohort_utts_per_speaker, max_crop_utts,
-                                  rng)
+        train = cohort_utterances(read_manifest(train_manifest), cohort, settings.cohort_utts_per_speaker,
+                                  settings.max_crop_utts, rng)
         utts = [u.utt for u in train]
         emb = (embed_utterances(model, store, utts, dev) if cohort == "speaker_mean"
-               else embed_crops(model, store, utts, crop_frames, seed, dev))
+               else embed_crops(model, store, utts, settings.crop_frames, seed, dev))
         speakers, means = speaker_means(emb, [u.speaker for u in train])
         _save_npz(out_dir / embeddings_file("train"), mean=emb.mean(axis=0), speakers=np.array(speakers), cohort=means,
                   cohort_kind=np.array(cohort), cohort_utts=np.array(len(train)))

@@ -34,7 +34,7 @@ PROGRESS_EVERY_S = 30.0  # how often a long shard logs its progress
 class FbankConfig:
     """How an fbank is computed; only ``n_mels`` is a config key (``features.n_mels``)."""
 
-    n_mels: int = 80
+    n_mels: int = schema_field("features.n_mels")
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
     sample_rate: int = 16000

@@ -28,6 +28,13 @@ def embeddings_file(split: str) -> str:
     return f"{split}.npz"
 
 
+# The study's files in results/study/, each NAME.EXT: the tables (NAME.csv, .html, .tex: svbench.study.tables) and
+# the footprint's figure and sentence; their writers and the rules (Layout.study_file) both take the names from here.
+SUMMARY, SUMMARY_BY_ARCH, PARETO, DIFFERENCES = "summary", "summary_by_arch", "pareto", "differences"
+PHASES, CLOSURE, CARBON, PROVENANCE, PROVENANCE_JOBS = "phases", "closure", "carbon", "provenance", "provenance_jobs"
+FOOTPRINT, FOOTPRINT_RULES, FOOTPRINT_JOBS = "footprint", "footprint_rules", "footprint_jobs"
+STUDY_PAGE, FINDINGS, ENERGY_MODEL = "study", "findings", "energy_model"
+
 STEPS = ("train", "embed", "score")  # the measured steps of a trained model
 FINETUNE = "finetune"  # the large-margin fine-tuning: the measured step that makes a fine-tuned model
 MEASURED_STEPS = ("train", FINETUNE, "embed", "score")
@@ -243,7 +250,7 @@ class Layout:
     def study_job(self, name: str) -> WorkJob:
         """The study's summary, or its figures (whose product is the last figure drawn,
         :func:`svbench.study.figures.make_figures`)."""
-        products = {"summary": self.study("summary.csv"), "figures": self.figure("power_timeline_score")}
+        products = {"summary": self.study_file(SUMMARY, "csv"), "figures": self.figure("power_timeline_score")}
         if name not in products:
             raise UserError(f"no measured study job {name!r} (known: {', '.join(products)})")
         return self._work_job("study", name, products[name])
@@ -267,6 +274,10 @@ class Layout:
     # study outputs and logs
     def study(self, name: str = "") -> str:
         return self.path("study", name) if name else self.path("study")
+
+    def study_file(self, name: str, ext: str) -> str:
+        """``results/study/NAME.EXT``: a table (``study_file(SUMMARY, "csv")``), page or figure of the study."""
+        return self.study(f"{name}.{ext}")
 
     def figure(self, name: str) -> str:
         return self.path("study", "figures", f"{name}.png")

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from svbench.corpus.manifest import read_manifest
-from svbench.embedding import embed, embed_utterances
+from svbench.embedding import EmbeddingSettings, embed, embed_utterances
 from svbench.features import FeatureStore
 from svbench.models import ArchSpec, build
 from svbench.scoring import score_lists
@@ -35,7 +35,8 @@ def test_batched_embeddings_equal_one_at_a_time(tiny_corpus: Path) -> None:
 def test_embed_and_score_write_every_file(tiny_corpus: Path, tmp_path: Path) -> None:
     _model(tmp_path / "model.pt")
     embed(tmp_path / "model.pt", tiny_corpus / "features/test", tiny_corpus / "corpus/test.tsv",
-          tiny_corpus / "features/train", tiny_corpus / "corpus/train.tsv", tmp_path / "emb", crop_frames=50)
+          tiny_corpus / "features/train", tiny_corpus / "corpus/train.tsv", tmp_path / "emb",
+          EmbeddingSettings(crop_frames=50))
     test = np.load(tmp_path / "emb/test.npz")
     train = np.load(tmp_path / "emb/train.npz")
     assert len(test["ids"]) == len(read_manifest(tiny_corpus / "corpus/test.tsv"))
@@ -90,8 +91,8 @@ def test_the_speaker_mean_cohort_equals_a_direct_computation(tiny_corpus: Path, 
     assert metrics["cohort_kind"] == "speaker_mean" and metrics["cohort_size"] == len(speakers)
 
     embed(tmp_path / "model.pt", tiny_corpus / "features/test", tiny_corpus / "corpus/test.tsv",
-          tiny_corpus / "features/train", tiny_corpus / "corpus/train.tsv", tmp_path / "crops", crop_frames=50,
-          cohort="crops")
+          tiny_corpus / "features/train", tiny_corpus / "corpus/train.tsv", tmp_path / "crops",
+          EmbeddingSettings(crop_frames=50, cohort="crops"))
     crops = np.load(tmp_path / "crops/train.npz")
     assert str(crops["cohort_kind"]) == "crops" and not np.allclose(crops["cohort"], expected, atol=1e-3)
 

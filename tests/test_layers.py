@@ -35,3 +35,13 @@ def test_a_package_imports_only_the_layers_below_it(package: str, allowed: tuple
 
 def test_the_layer_check_sees_an_import_inside_a_function() -> None:
     assert ("score_intervals.py", "svbench.corpus.manifest") in svbench_imports("svbench.uncertainty")
+
+
+def test_no_function_is_longer_than_60_lines() -> None:
+    """Issue 27: a function that does one thing reads on one screen."""
+    long = []
+    for path in sorted((REPO / "svbench").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= 60:
+                long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {node.end_lineno - node.lineno + 1}")
+    assert not long, long

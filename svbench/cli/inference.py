@@ -14,8 +14,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
     settings = EmbeddingSettings.from_config(args.embedding)
     embed(args.model, args.test_features, args.test_manifest, args.train_features, args.train_manifest, args.out,
-          crop_frames=settings.crop_frames, max_crop_utts=settings.max_crop_utts, seed=args.seed,
-          device=settings.device, cohort=settings.cohort, cohort_utts_per_speaker=settings.cohort_utts_per_speaker)
+          settings, seed=args.seed)
     return 0
 
 

@@ -6,7 +6,7 @@ every SLURM job too, and importing torch costs about 2 s. The torch parts load o
 
 from importlib import import_module
 
-from .spec import PRESETS, ArchSpec, preset
+from .spec import MACS_FRAMES, PRESETS, ArchSpec, preset
 
 _WITH_TORCH = {"count_macs": "complexity", "count_params": "complexity", "summarize": "complexity",
                "AAMSoftmax": "heads", "build": "resnet"}
@@ -14,6 +14,7 @@ _WITH_TORCH = {"count_macs": "complexity", "count_params": "complexity", "summar
 __all__ = [
     "AAMSoftmax",
     "ArchSpec",
+    "MACS_FRAMES",
     "PRESETS",
     "build",
     "count_macs",

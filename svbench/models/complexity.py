@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from .resnet import build
-from .spec import ArchSpec
+from .spec import MACS_FRAMES, ArchSpec
 
 
 def count_params(model: nn.Module) -> int:
@@ -17,7 +17,7 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, frames: int = 200, n_mels: int = 80) -> int:
+def count_macs(model: nn.Module, n_mels: int, frames: int = MACS_FRAMES) -> int:
     """Multiply-accumulates of one forward pass on a single (frames x n_mels) input.
 
     PyTorch's FlopCounterMode counts matrix work only: convolutions and linear layers
@@ -42,7 +42,7 @@ def count_macs(model: nn.Module, frames: int = 200, n_mels: int = 80) -> int:
     return counter.get_total_flops() // 2
 
 
-def summarize(spec: ArchSpec, frames: int = 200) -> dict[str, Any]:
+def summarize(spec: ArchSpec, frames: int = MACS_FRAMES) -> dict[str, Any]:
     """Params and MACs of `spec`'s backbone, with the spec itself, for spec.json and the report."""
     # Built on the meta device: shapes only, no weights or arithmetic, so even ResNet293 is instant.
     with torch.device("meta"):

@@ -7,7 +7,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from svbench.errors import UserError
+from svbench.typed_config import schema_field
 
+# MACs are counted on one 2-s input, 200 frames of 10 ms (the convention of WeSpeaker's tables); every table and
+# figure of the study says so through the model's spec.json ("macs_frames").
+MACS_FRAMES = 200
 BLOCKS = ("basic", "bottleneck")
 POOLINGS = ("tstp", "asp")
 FIELDS = ("name", "block", "stages", "width", "widths", "embedding", "pooling", "n_mels")
@@ -31,7 +35,7 @@ class ArchSpec:
     widths: tuple[int, int, int, int] | None = None
     embedding: int = 256
     pooling: str = "tstp"
-    n_mels: int = 80
+    n_mels: int = schema_field("features.n_mels")  # the feature store's bins
 
     def __post_init__(self) -> None:
         # Validate direct construction too, and normalise lists to tuples / names to lower case.
@@ -75,7 +79,7 @@ class ArchSpec:
             base_name = values.pop("preset")
             if not isinstance(base_name, str) or base_name.lower() not in _PRESET_KEYS:
                 raise UserError(f"{where}.preset: unknown preset {base_name!r} (known: {', '.join(PRESETS)})")
-            width = values.get("width", 32)
+            width = values.get("width", _default("width"))
             _check_positive_int(width, f"{where}.width")
             base = preset(base_name, width).to_dict()
             # A preset's name only describes it when nothing but the width changed.
@@ -87,6 +91,11 @@ class ArchSpec:
             if key not in values:
                 raise UserError(f"{where}.{key}: missing (or give a 'preset')")
         return cls(**_validate(values, where))
+
+
+def _default(name: str) -> Any:
+    """ArchSpec's default of a field, as the class states it."""
+    return ArchSpec.__dataclass_fields__[name].default
 
 
 def _check_positive_int(value: Any, key: str) -> int:
@@ -126,11 +135,11 @@ def _validate(values: dict[str, Any], where: str) -> dict[str, Any]:
         "name": name,
         "block": _check_choice(values["block"], f"{where}.block", BLOCKS),
         "stages": _check_four(values["stages"], f"{where}.stages"),
-        "width": _check_positive_int(values.get("width", 32), f"{where}.width"),
+        "width": _check_positive_int(values.get("width", _default("width")), f"{where}.width"),
         "widths": None if widths is None else _check_four(widths, f"{where}.widths"),
-        "embedding": _check_positive_int(values.get("embedding", 256), f"{where}.embedding"),
-        "pooling": _check_choice(values.get("pooling", "tstp"), f"{where}.pooling", POOLINGS),
-        "n_mels": _check_positive_int(values.get("n_mels", 80), f"{where}.n_mels"),
+        "embedding": _check_positive_int(values.get("embedding", _default("embedding")), f"{where}.embedding"),
+        "pooling": _check_choice(values.get("pooling", _default("pooling")), f"{where}.pooling", POOLINGS),
+        "n_mels": _check_positive_int(values.get("n_mels", _default("n_mels")), f"{where}.n_mels"),
     }
 
 

@@ -25,6 +25,7 @@ from scipy.optimize import nnls
 
 from svbench.errors import UserError
 from svbench.fileio import read_table
+from svbench.models.spec import MACS_FRAMES
 
 
 def primary_eer_column(frame: pd.DataFrame) -> str:
@@ -262,7 +263,7 @@ def predict_training_energy(spec: object, summary: pd.DataFrame, epochs: int, sa
 
     if epochs <= 0 or samples <= 0:
         raise UserError("--epochs and --samples must be positive")
-    frames = int(summary["macs_frames"].iloc[0]) if "macs_frames" in summary else 200
+    frames = int(summary["macs_frames"].iloc[0]) if "macs_frames" in summary else MACS_FRAMES
     size = summarize(spec, frames=frames)
     model = fit_energy_model(summary)
     work = size["macs"] * samples * epochs

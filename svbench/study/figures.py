@@ -25,6 +25,7 @@ from svbench.instrument.markers import BASELINE, read_markers  # noqa: E402
 from svbench.instrument.markers import phases as pair_phases  # noqa: E402
 from svbench.instrument.nodes import MARKERS, node_name, trace_path  # noqa: E402
 from svbench.layout import FINETUNE, STEPS, Layout, Model
+from svbench.models.spec import MACS_FRAMES
 from svbench.study import catalog  # noqa: E402
 from svbench.study.analysis import (  # noqa: E402,F401  (re-exported)
     by_arch,
@@ -381,7 +382,7 @@ def energy_vs_size(frame: pd.DataFrame, out: Path) -> Path:
     scale, unit = energy_unit(m["train_energy_kwh_mean"])
     y = m["train_energy_kwh_mean"].to_numpy(float) * scale
     est = ", estimated" if _estimated(frame["train_energy_basis"]) else ""
-    frames = int(frame["macs_frames"].iloc[0]) if "macs_frames" in frame else 200
+    frames = int(frame["macs_frames"].iloc[0]) if "macs_frames" in frame else MACS_FRAMES
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.9))
     for ax, col, xname, xlabel in ((axes[0], "params_m", "params", "parameters (millions), log scale"),
                                    (axes[1], "macs_g", "MACs", f"MACs per {frames}-frame input (G), log scale")):

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from svbench.energy import embodied_g, factors_from_config, node_rows, rows_g, total_rows
-from svbench.layout import ENERGY, MEASURED_STEPS, WORK_STEPS, Layout
+from svbench.layout import ENERGY, FOOTPRINT, FOOTPRINT_JOBS, FOOTPRINT_RULES, MEASURED_STEPS, WORK_STEPS, Layout
 from svbench.study.summary import energy_of, read_job_folder
 from svbench.uncertainty.bootstrap import LEVEL
 from svbench.uncertainty.draws import carbon_ratio_draws, interval_of, measured_energy_draws
@@ -267,12 +267,12 @@ def write_footprint(results: Path | Layout, config: dict, out_dir: Path) -> pd.D
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = footprint_jobs(results, config)
     table = footprint_table(jobs, config)
-    write_table(table, out_dir / "footprint", "The whole study's footprint: every measured job, every attempt")
-    write_text_atomic(out_dir / "footprint_jobs.csv", jobs.drop(columns=["by_sensor", "gap_j"]).to_csv(index=False))
-    write_table(rule_table(jobs), out_dir / "footprint_rules", "Energy and CO2e per Snakemake rule, beside its "
+    write_table(table, out_dir / FOOTPRINT, "The whole study's footprint: every measured job, every attempt")
+    write_text_atomic(out_dir / f"{FOOTPRINT_JOBS}.csv", jobs.drop(columns=["by_sensor", "gap_j"]).to_csv(index=False))
+    write_table(rule_table(jobs), out_dir / FOOTPRINT_RULES, "Energy and CO2e per Snakemake rule, beside its "
                 "runtime (every attempt)")
-    footprint_figure(table, out_dir / "footprint.png")
+    footprint_figure(table, out_dir / f"{FOOTPRINT}.png")
     sentence = footprint_sentence(table)
-    write_text_atomic(out_dir / "footprint.txt", sentence + "\n")
+    write_text_atomic(out_dir / f"{FOOTPRINT}.txt", sentence + "\n")
     log.info("%s", sentence)
     return table

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from svbench.models.spec import MACS_FRAMES
 from svbench.study.analysis import by_arch, fit_energy_model, knee, knee_reason, pareto_front, read_summary
 from svbench.study.figures import energy_unit, primary_eer_column
 from svbench.study.findings import Findings
@@ -127,7 +128,8 @@ def _energy_model_parts(frame: pd.DataFrame, model, scale: float, unit: str, mod
         parts.append(html_table(table, "Leave-one-architecture-out predictions of training energy"))
         if model_json:
             Path(model_json).write_text(json.dumps(model.to_dict() | {"macs_frames": int(frame["macs_frames"].iloc[0])
-                                                                      if "macs_frames" in frame else 200}, indent=2))
+                                                                      if "macs_frames" in frame else MACS_FRAMES},
+                                                        indent=2))
     if model_table is not None:
         table.to_csv(model_table, index=False)
     return parts

@@ -43,8 +43,25 @@ from svbench.energy import (
 from svbench.fileio import read_json_object
 from svbench.instrument.markers import BASELINE, node_sharing
 from svbench.instrument.nodes import MARKERS, SIDECAR, node_dirs, node_name
-from svbench.layout import ENERGY, FINETUNE, STEPS, Job, Layout, Model, models_of
-from svbench.models import ArchSpec
+from svbench.layout import (
+    CARBON,
+    CLOSURE,
+    DIFFERENCES,
+    ENERGY,
+    FINETUNE,
+    PARETO,
+    PHASES,
+    PROVENANCE,
+    PROVENANCE_JOBS,
+    STEPS,
+    SUMMARY,
+    SUMMARY_BY_ARCH,
+    Job,
+    Layout,
+    Model,
+    models_of,
+)
+from svbench.models import MACS_FRAMES, ArchSpec
 from svbench.study import tradeoff
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
@@ -282,7 +299,7 @@ def _model_row(spec: ArchSpec, model: Model, seed: int, info: dict, metrics: dic
                  "block": spec.block, "stages": "-".join(map(str, spec.stages)),
                  "widths": "-".join(map(str, spec.stage_widths)),
                  "params_m": info["params"] / 1e6, "macs_g": info["macs"] / 1e9,
-                 "macs_frames": info.get("macs_frames", 200),
+                 "macs_frames": info.get("macs_frames", MACS_FRAMES),
                  "epochs": info.get("epochs"), "samples_per_epoch": info.get("samples_per_epoch")}
     for name, m in metrics.items():
         if not isinstance(m, dict):
@@ -590,30 +607,30 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
     loaded = load_study(Layout.of(results), config)  # every job's files read once; the tables are views of it
     rows, draws = summary_with_draws(results, config, loaded)
     frame = beside_their_figures(pd.DataFrame(rows))
-    write_table(frame, out_dir / "summary", shown=shown_with_intervals(frame),
+    write_table(frame, out_dir / SUMMARY, shown=shown_with_intervals(frame),
                 caption="svbench study summary: one row per architecture and seed, each figure [its 95 % interval: "
                         "speaker bootstrap for accuracy, sensor tolerances, coverage gaps and carbon factor ranges "
                         "for energy and CO2e]")
     layout, settings = Layout.of(results), config.get("uncertainty")
     numbers, shown = by_arch_tables(frame, layout, settings, draws)
-    write_table(numbers, out_dir / "summary_by_arch", shown=shown,
+    write_table(numbers, out_dir / SUMMARY_BY_ARCH, shown=shown,
                 caption="svbench study summary: one row per architecture, mean ± sd over seeds "
                         "[95 % interval over seeds and speakers (accuracy) or seeds and sensor/factor draws "
                         "(energy, CO2e)]")
     chosen = UncertaintySettings.from_config(settings or {})
     pareto, differences = tradeoff.tradeoff_tables(layout, frame, draws, chosen)
-    write_table(pareto, out_dir / "pareto",
+    write_table(pareto, out_dir / PARETO,
                 caption="How often each architecture is Pareto-optimal and the knee (EER against training energy) "
                         "over resampled studies")
-    write_table(differences, out_dir / "differences",
+    write_table(differences, out_dir / DIFFERENCES,
                 caption="Paired differences against the reference architecture and along the Pareto front, "
                         "with 95 % intervals")
     phases = pd.DataFrame(phase_rows(results, config, loaded))
-    write_table(phases, out_dir / "phases",
+    write_table(phases, out_dir / PHASES,
                 caption="Energy (J) and operational CO2e (g) per phase of every job, all spans and attempts summed")
     closure_cols = ["arch", "seed", "step", "node", "node_j", "gpu_j", "cpu_j", "dram_j", "rest_of_node_j",
                     "total_from", "energy_j", "closure"]
-    write_table(pd.DataFrame(closure_rows(results, config, loaded)).reindex(columns=closure_cols), out_dir / "closure",
+    write_table(pd.DataFrame(closure_rows(results, config, loaded)).reindex(columns=closure_cols), out_dir / CLOSURE,
                 caption="Energy closure per job and node (J): each node's meter against its GPU + CPU + DRAM, the "
                         "rest of the node, and how that node's total was made (a job's total is their sum)")
     carbon_cols = ["arch", "seed", "train_energy_kwh", "finetune_energy_kwh", "train_idle_kwh", "train_dynamic_kwh",
@@ -621,14 +638,14 @@ def build_summary(results: Path | Layout, config: dict, out_dir: Path) -> pd.Dat
                    "train_total_from", "pue", "intensity_g_per_kwh", "intensity_source",
                    "train_co2e_g", "inference_co2e_g", "train_nodes", "train_gpus", "embodied_gpu_co2e_g",
                    "embodied_server_co2e_g", "embodied_co2e_g"]
-    write_table(frame[carbon_cols], out_dir / "carbon",
+    write_table(frame[carbon_cols], out_dir / CARBON,
                 caption="CO2e (g) per model and seed: operational (energy × PUE × grid intensity of each "
                         "job's own hours) and embodied (GPU-hours × real GPU count, server-hours), kept apart; a "
                         "fine-tuned model's (+lm) training includes its backbone's: rows are not to be summed")
     jobs = job_provenance(results, config, loaded)
-    write_table(jobs, out_dir / "provenance_jobs",
+    write_table(jobs, out_dir / PROVENANCE_JOBS,
                 caption="How every job was measured: sensors/channels, method, coverage, basis, GPUs, node")
-    write_table(provenance(config, results), out_dir / "provenance", extra=[(jobs, "How every job was measured")],
+    write_table(provenance(config, results), out_dir / PROVENANCE, extra=[(jobs, "How every job was measured")],
                 caption="Where every number comes from: carbon factors and sensors with their sources")
     if np.isnan(frame["train_energy_kwh"].to_numpy(dtype=float)).all():
         log.warning("no energy was measured or estimated for any training job")

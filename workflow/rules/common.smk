@@ -6,7 +6,28 @@ import os
 import re
 
 from svbench.instrument.config import write_energy_config
-from svbench.layout import FINETUNE, WORK_STEPS, Layout, Model, WorkJob, models_of
+from svbench.layout import (  # the study's file names: Layout.study_file(SUMMARY, "csv")
+    CARBON,
+    CLOSURE,
+    DIFFERENCES,
+    ENERGY_MODEL,
+    FINDINGS,
+    FINETUNE,
+    FOOTPRINT,
+    FOOTPRINT_JOBS,
+    FOOTPRINT_RULES,
+    PARETO,
+    PHASES,
+    PROVENANCE,
+    STUDY_PAGE,
+    SUMMARY,
+    SUMMARY_BY_ARCH,
+    WORK_STEPS,
+    Layout,
+    Model,
+    WorkJob,
+    models_of,
+)
 from svbench.study.catalog import FIGURES
 from svbench.study.grid import specs_from_grid, training_layouts
 from svbench.training.launch import process_launch, slurm_resources, srun_prefix

@@ -17,22 +17,22 @@ rule study_summary:
         test=LAYOUT.manifest("test"),
         trials=[LAYOUT.trials(name) for name in TRIAL_LISTS],
     output:
-        csv=LAYOUT.study("summary.csv"),
-        html=report(LAYOUT.study("summary.html"), category="Study", caption="../report/summary.rst"),
-        tex=LAYOUT.study("summary.tex"),
-        by_arch=report(LAYOUT.study("summary_by_arch.html"), category="Study",
+        csv=LAYOUT.study_file(SUMMARY, "csv"),
+        html=report(LAYOUT.study_file(SUMMARY, "html"), category="Study", caption="../report/summary.rst"),
+        tex=LAYOUT.study_file(SUMMARY, "tex"),
+        by_arch=report(LAYOUT.study_file(SUMMARY_BY_ARCH, "html"), category="Study",
                        caption="../report/summary_by_arch.rst"),
-        by_arch_csv=LAYOUT.study("summary_by_arch.csv"),
-        phases=report(LAYOUT.study("phases.html"), category="Energy", caption="../report/phases.rst"),
-        phases_csv=LAYOUT.study("phases.csv"),
-        closure=report(LAYOUT.study("closure.html"), category="Energy", caption="../report/closure.rst"),
-        closure_csv=LAYOUT.study("closure.csv"),
-        carbon=report(LAYOUT.study("carbon.html"), category="Carbon", caption="../report/carbon.rst"),
-        provenance=report(LAYOUT.study("provenance.html"), category="Carbon", caption="../report/provenance.rst"),
-        pareto=report(LAYOUT.study("pareto.html"), category="Study", caption="../report/pareto.rst"),
-        pareto_csv=LAYOUT.study("pareto.csv"),
-        differences=report(LAYOUT.study("differences.html"), category="Study", caption="../report/differences.rst"),
-        differences_csv=LAYOUT.study("differences.csv"),
+        by_arch_csv=LAYOUT.study_file(SUMMARY_BY_ARCH, "csv"),
+        phases=report(LAYOUT.study_file(PHASES, "html"), category="Energy", caption="../report/phases.rst"),
+        phases_csv=LAYOUT.study_file(PHASES, "csv"),
+        closure=report(LAYOUT.study_file(CLOSURE, "html"), category="Energy", caption="../report/closure.rst"),
+        closure_csv=LAYOUT.study_file(CLOSURE, "csv"),
+        carbon=report(LAYOUT.study_file(CARBON, "html"), category="Carbon", caption="../report/carbon.rst"),
+        provenance=report(LAYOUT.study_file(PROVENANCE, "html"), category="Carbon", caption="../report/provenance.rst"),
+        pareto=report(LAYOUT.study_file(PARETO, "html"), category="Study", caption="../report/pareto.rst"),
+        pareto_csv=LAYOUT.study_file(PARETO, "csv"),
+        differences=report(LAYOUT.study_file(DIFFERENCES, "html"), category="Study", caption="../report/differences.rst"),
+        differences_csv=LAYOUT.study_file(DIFFERENCES, "csv"),
     params:
         # the study reads the results folder its declared inputs lie in
         results=lambda wildcards, input: LAYOUT.root_of(input.test, LAYOUT.manifest("test")),
@@ -55,9 +55,9 @@ rule study_summary:
 
 rule study_figures:
     input:
-        summary=LAYOUT.study("summary.csv"),
-        phases=LAYOUT.study("phases.csv"),
-        by_arch=LAYOUT.study("summary_by_arch.csv"),
+        summary=LAYOUT.study_file(SUMMARY, "csv"),
+        phases=LAYOUT.study_file(PHASES, "csv"),
+        by_arch=LAYOUT.study_file(SUMMARY_BY_ARCH, "csv"),
         energy=STUDY_ENERGY,  # the traces behind the timelines are final once their energy is joined
         energy_config=ancient(ENERGY_CONFIG),
     output:
@@ -71,7 +71,7 @@ rule study_figures:
         ],
     params:
         # the traces behind the timelines lie in the results folder of the declared inputs
-        results=lambda wildcards, input: LAYOUT.root_of(input.summary, LAYOUT.study("summary.csv")),
+        results=lambda wildcards, input: LAYOUT.root_of(input.summary, LAYOUT.study_file(SUMMARY, "csv")),
         out=lambda wildcards, output: os.path.dirname(output[0]),
         energy_dir=work_energy_dir(LAYOUT.study_job("figures")),
     log:
@@ -93,16 +93,16 @@ rule study_footprint:
         energy=STUDY_ENERGY,
         work=work_energy_files,
     output:
-        csv=LAYOUT.study("footprint.csv"),
-        html=report(LAYOUT.study("footprint.html"), category="Footprint", caption="../report/footprint.rst"),
-        tex=LAYOUT.study("footprint.tex"),
-        rules=report(LAYOUT.study("footprint_rules.html"), category="Footprint",
+        csv=LAYOUT.study_file(FOOTPRINT, "csv"),
+        html=report(LAYOUT.study_file(FOOTPRINT, "html"), category="Footprint", caption="../report/footprint.rst"),
+        tex=LAYOUT.study_file(FOOTPRINT, "tex"),
+        rules=report(LAYOUT.study_file(FOOTPRINT_RULES, "html"), category="Footprint",
                      caption="../report/footprint_rules.rst"),
-        rules_csv=LAYOUT.study("footprint_rules.csv"),
-        rules_tex=LAYOUT.study("footprint_rules.tex"),
-        jobs=LAYOUT.study("footprint_jobs.csv"),
-        figure=report(LAYOUT.study("footprint.png"), category="Footprint", caption="../report/footprint_figure.rst"),
-        sentence=LAYOUT.study("footprint.txt"),
+        rules_csv=LAYOUT.study_file(FOOTPRINT_RULES, "csv"),
+        rules_tex=LAYOUT.study_file(FOOTPRINT_RULES, "tex"),
+        jobs=LAYOUT.study_file(FOOTPRINT_JOBS, "csv"),
+        figure=report(LAYOUT.study_file(FOOTPRINT, "png"), category="Footprint", caption="../report/footprint_figure.rst"),
+        sentence=LAYOUT.study_file(FOOTPRINT, "txt"),
     params:
         # the results folder the declared inputs lie in
         results=lambda wildcards, input: LAYOUT.root_of(input.energy[0], STUDY_ENERGY[0]),
@@ -120,15 +120,15 @@ rule study_footprint:
 
 rule study_report:
     input:
-        summary=LAYOUT.study("summary.csv"),
-        pareto=LAYOUT.study("pareto.csv"),
-        differences=LAYOUT.study("differences.csv"),
-        footprint=LAYOUT.study("footprint.txt"),
+        summary=LAYOUT.study_file(SUMMARY, "csv"),
+        pareto=LAYOUT.study_file(PARETO, "csv"),
+        differences=LAYOUT.study_file(DIFFERENCES, "csv"),
+        footprint=LAYOUT.study_file(FOOTPRINT, "txt"),
     output:
-        html=report(LAYOUT.study("study.html"), category="Study", caption="../report/study.rst"),
-        model=LAYOUT.study("energy_model.json"),
-        table=LAYOUT.study("energy_model.csv"),
-        findings=LAYOUT.study("findings.rst"),
+        html=report(LAYOUT.study_file(STUDY_PAGE, "html"), category="Study", caption="../report/study.rst"),
+        model=LAYOUT.study_file(ENERGY_MODEL, "json"),
+        table=LAYOUT.study_file(ENERGY_MODEL, "csv"),
+        findings=LAYOUT.study_file(FINDINGS, "rst"),
     log:
         LAYOUT.log("study", "report"),
     conda:
