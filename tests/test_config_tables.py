@@ -79,3 +79,8 @@ def test_a_key_without_a_description_is_refused(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(config_tables, "_schema", lambda: {"properties": {"scoring": section}})
     with pytest.raises(config_tables.UserError, match=r"scoring\.top_n: no description"):
         config_tables.key_table("scoring")
+
+
+def test_a_missing_readme_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["config", "tables", str(tmp_path / "nope.md")], capsys)
+    assert code == 2 and f"{tmp_path / 'nope.md'}: cannot read" in err and not (tmp_path / "nope.md").exists()
