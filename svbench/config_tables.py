@@ -16,37 +16,17 @@ without a ``description`` is an error naming it: a key the README cannot explain
 
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
-
-import yaml
 
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
 from svbench.schemas import CONFIG_SCHEMA
+from svbench.typed_config import schema_node
 
 _START = re.compile(r"^<!-- keys: (\S+) -->$")
 _END = "<!-- end keys -->"
 _HEADER = "| key | default | meaning |\n|---|---|---|"
-
-
-@functools.cache
-def _schema() -> dict:
-    return yaml.safe_load(CONFIG_SCHEMA.read_text())
-
-
-def _node(path: str) -> dict:
-    """The schema node of a section path (``energy.nvml``; ``grid[]`` is a grid entry)."""
-    node = _schema()
-    for part in path.split("."):
-        items = part.endswith("[]")
-        node = node.get("properties", {}).get(part.removesuffix("[]"))
-        if node is not None and items:
-            node = node.get("items")
-        if node is None:
-            raise UserError(f"{CONFIG_SCHEMA}: no config section {path!r}")
-    return node
 
 
 def _is_block(node: dict) -> bool:
@@ -117,7 +97,7 @@ def key_rows(section: str) -> list[tuple[str, str, str]]:
                 child = child | {"default": defaults[key]}
             rows.append((f"`{key}`", _default(child), child["description"]))
 
-    walk(_node(section), "")
+    walk(schema_node(section), "")
     return rows
 
 

@@ -82,30 +82,43 @@ def check_field(spec: Field, value: object, key: str) -> object:
 
 
 @functools.cache
-def _config_schema() -> dict:
+def config_schema() -> dict:
+    """svbench/schemas/config.schema.yaml, read once."""
     return yaml.safe_load(CONFIG_SCHEMA.read_text())
 
 
 _LIMITS = (("minimum", "ge"), ("exclusiveMinimum", "gt"), ("maximum", "le"))
 
 
-def _schema_node(key: str) -> dict:
-    node = _config_schema()
+def schema_node(key: str) -> dict:
+    """The schema of a config key or section (``"energy.nvml"``; ``"grid[]"`` is a grid entry); UserError naming
+    the key when the schema has none."""
+    node: dict | None = config_schema()
     for part in key.split("."):
-        node = node["properties"][part]
+        node = node.get("properties", {}).get(part.removesuffix("[]"))
+        if node is not None and part.endswith("[]"):
+            node = node.get("items")
+        if node is None:
+            raise UserError(f"{CONFIG_SCHEMA}: no config key {key!r}")
     return node
+
+
+def schema_default(key: str) -> Any:
+    """The schema's default of a config key (``"uncertainty.resamples"``), for what is not a typed block's field
+    (a command-line default, a module constant)."""
+    return schema_node(key)["default"]
 
 
 def section_defaults(section: str) -> dict[str, object]:
     """The default of every key of a config section (``"large_margin"``), as the schema states them."""
-    return {name: node["default"] for name, node in _schema_node(section)["properties"].items()}
+    return {name: node["default"] for name, node in schema_node(section)["properties"].items()}
 
 
 def schema_field(key: str) -> Any:
     """The field of a config key (``"training.lr"``) as the schema states it: its default and its bounds
     (minimum, exclusiveMinimum, maximum, enum, pattern), written once there. A number's integer default is a float
     (``checkpoint_minutes: 10`` is 10.0). The field's metadata names its key too, for the test of its type."""
-    node = _schema_node(key)
+    node = schema_node(key)
     limits: dict[str, object] = {name: node[word] for word, name in _LIMITS if word in node}
     if "enum" in node:
         limits["choices"] = tuple(choice for choice in node["enum"] if choice is not None)

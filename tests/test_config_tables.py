@@ -60,7 +60,7 @@ def test_every_key_has_a_row_with_its_default() -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("# t\n\n<!-- keys: trainnig -->\n<!-- end keys -->\n", r"README\.md:3: .*no config section 'trainnig'"),
+    ("# t\n\n<!-- keys: trainnig -->\n<!-- end keys -->\n", r"README\.md:3: .*no config key 'trainnig'"),
     ("# t\n<!-- keys: training -->\n| key |\n", r"README\.md:2: <!-- keys: training --> has no <!-- end keys -->"),
 ])
 def test_a_broken_marker_is_named_with_its_line(readme: Path, text: str, message: str,
@@ -73,10 +73,8 @@ def test_a_broken_marker_is_named_with_its_line(readme: Path, text: str, message
 
 
 def test_a_key_without_a_description_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    schema = config_tables._schema()
-    section = dict(schema["properties"]["scoring"])
-    section["properties"] = {"top_n": {"type": "integer", "default": 300}}
-    monkeypatch.setattr(config_tables, "_schema", lambda: {"properties": {"scoring": section}})
+    section = {"type": "object", "properties": {"top_n": {"type": "integer", "default": 300}}}
+    monkeypatch.setattr(config_tables, "schema_node", lambda key: section)
     with pytest.raises(config_tables.UserError, match=r"scoring\.top_n: no description"):
         config_tables.key_table("scoring")
 

@@ -16,10 +16,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_config_tables(args: argparse.Namespace) -> int:
     from svbench.config_tables import update_tables
+    from svbench.schemas import CONFIG_SCHEMA
 
     current = update_tables(args.readme, check=args.check)
     if args.check and not current:
-        print(f"{args.readme}: the key tables differ from {args.schema_name}: run svbench config tables {args.readme}")
+        schema = CONFIG_SCHEMA.relative_to(CONFIG_SCHEMA.parents[2])  # svbench/schemas/config.schema.yaml
+        print(f"{args.readme}: the key tables differ from {schema}: run svbench config tables {args.readme}")
         return 1
     print(f"{args.readme}: key tables {'current' if current else 'written'}")
     return 0
@@ -36,4 +38,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "<!-- end keys -->) from the config schema, where every default and meaning is written")
     s.add_argument("readme", type=Path, metavar="README")
     s.add_argument("--check", action="store_true", help="change nothing; exit 1 when a table differs")
-    s.set_defaults(func=cmd_config_tables, schema_name="svbench/schemas/config.schema.yaml")
+    s.set_defaults(func=cmd_config_tables)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from svbench.cli.arguments import json_object
 from svbench.errors import UserError
+from svbench.typed_config import schema_default
 
 
 def cmd_corpus_synth(args: argparse.Namespace) -> int:
@@ -93,14 +94,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the corpus.voxceleb block as JSON: vox2_dev, converted_root and convert are used")
     s.add_argument("--batch", type=int, required=True)
     s.add_argument("--report", type=Path, required=True)
-    s.add_argument("--workers", type=int, default=4, help="ffmpeg processes (the job's threads)")
+    s.add_argument("--workers", type=int, default=schema_default("corpus.voxceleb.convert.threads"),
+                   help="ffmpeg processes (the job's threads)")
     s.set_defaults(func=cmd_corpus_convert)
     s = corpus.add_parser("voxceleb", help="manifests, trial lists and bad-audio list from VoxCeleb trees")
     s.add_argument("--vox2-list", type=Path, required=True)
     s.add_argument("--corpus", type=json_object, required=True,
                    help="the corpus block as JSON: on_bad_audio and voxceleb (vox2_dev, vox1, trials, converted_root)")
     s.add_argument("--convert-reports", type=Path, nargs="*", default=[])
-    s.add_argument("--workers", type=int, default=8, help="parallel header checks (the job's threads)")
+    s.add_argument("--workers", type=int, default=schema_default("corpus.voxceleb.check_threads"),
+                   help="parallel header checks (the job's threads)")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_corpus_voxceleb)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from svbench.cli.arguments import json_object
 from svbench.errors import UserError
+from svbench.layout import SUMMARY, Layout
+from svbench.models.spec import MACS_FRAMES
 
 
 def cmd_study_summary(args: argparse.Namespace) -> int:
@@ -117,8 +119,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = sub.add_parser("predict", help="predicted training energy of an architecture, with the model's error")
     s.add_argument("--arch", required=True, help="a preset name (ResNet34) or a spec as JSON")
-    s.add_argument("--width", type=int, default=32, help="base width of a preset")
-    s.add_argument("--summary", type=Path, default=Path("results/study/summary.csv"))
+    s.add_argument("--width", type=int, help="base width of a preset (its own by default)")
+    s.add_argument("--summary", type=Path, default=Path(Layout().study_file(SUMMARY, "csv")))
     s.add_argument("--epochs", type=int, required=True)
     s.add_argument("--samples", type=int, required=True, help="training samples per epoch")
     s.set_defaults(func=cmd_predict)
@@ -126,5 +128,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     arch = sub.add_parser("arch", help="architectures").add_subparsers(dest="arch_cmd", required=True)
     s = arch.add_parser("list", help="the grid of a config with params and MACs")
     s.add_argument("--config", type=Path, default=Path("config/config.yaml"))
-    s.add_argument("--frames", type=int, default=200)
+    s.add_argument("--frames", type=int, default=MACS_FRAMES, help="input length of the MACs (frames of 10 ms)")
     s.set_defaults(func=cmd_arch_list)

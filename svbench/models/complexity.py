@@ -17,7 +17,7 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, n_mels: int, frames: int = MACS_FRAMES) -> int:
+def count_macs(model: nn.Module, *, n_mels: int, frames: int = MACS_FRAMES) -> int:
     """Multiply-accumulates of one forward pass on a single (frames x n_mels) input.
 
     PyTorch's FlopCounterMode counts matrix work only: convolutions and linear layers

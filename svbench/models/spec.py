@@ -159,12 +159,12 @@ PRESETS: dict[str, ArchSpec] = {
 _PRESET_KEYS = {k.lower(): k for k in PRESETS}
 
 
-def preset(name: str, width: int = 32) -> ArchSpec:
-    """A named ResNet (case-insensitive). Its name gets a `_w{width}` suffix when width != 32."""
+def preset(name: str, width: int | None = None) -> ArchSpec:
+    """A named ResNet (case-insensitive), at ``width`` (None: its own, ArchSpec's default); its name gets a
+    `_w{width}` suffix at another width."""
     key = _PRESET_KEYS.get(name.lower()) if isinstance(name, str) else None
     if key is None:
         raise UserError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
-    _check_positive_int(width, "width")
-    if width == 32:
+    if width is None or _check_positive_int(width, "width") == PRESETS[key].width:
         return PRESETS[key]
     return replace(PRESETS[key], name=f"{key}_w{width}", width=width)

@@ -66,6 +66,7 @@ from svbench.study import tradeoff
 from svbench.study.analysis import by_arch, mean_sd_text
 from svbench.study.grid import specs_from_grid
 from svbench.study.tables import write_table
+from svbench.typed_config import schema_default
 from svbench.uncertainty import study_draws
 from svbench.uncertainty.score_intervals import UncertaintySettings
 
@@ -208,7 +209,7 @@ def study_jobs(layout: Layout, config: dict) -> Iterator[tuple[ArchSpec, Model, 
     """Every (architecture, model, seed) of the config's grid with the model's own measured steps: the study's
     one loop. The model is the architecture trained, or fine-tuned."""
     specs = {spec.name: spec for spec in specs_from_grid(config.get("grid") or [])}
-    jobs = layout.jobs(specs, config.get("seeds", [0]), large_margin_enabled(config))
+    jobs = layout.jobs(specs, config.get("seeds", schema_default("seeds")), large_margin_enabled(config))
     for (model, seed), steps in groupby(jobs, key=lambda job: (job.model, job.seed)):
         yield specs[model.backbone], model, seed, {job.step: _measured(layout, job) for job in steps}
 

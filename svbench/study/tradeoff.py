@@ -1,6 +1,6 @@
 """The accuracy–energy trade-off under uncertainty.
 
-Over the resampled studies of :func:`svbench.study.uncertainty.resampled_studies` (per architecture its seeds
+Over the resampled studies of :func:`svbench.uncertainty.study_draws.resampled_studies` (per architecture its seeds
 drawn with replacement, then the evaluation speakers, the sensors' errors and the carbon factors), the
 headline EER (cosine, first trial list) against the training energy:
 

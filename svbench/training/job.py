@@ -169,6 +169,9 @@ def build_job(spec: ArchSpec, recipe: Recipe, seed: int, data: TrainingSet, layo
               device: torch.device, checkpointer: Checkpointer) -> TrainingJob:
     """The model, head and optimiser of a fresh start; ``layout``: (rank, world size)."""
     rank, world = layout
+    if data.dataset.fbank.n_mels != spec.n_mels:  # else a shape error in the first step, or the wrong input
+        raise UserError(f"{spec.name}: the model takes {spec.n_mels} mel bins (n_mels), the feature store has "
+                        f"{data.dataset.fbank.n_mels} (features.n_mels): build the spec with the store's")
     amp_dtype = amp_mode(recipe.amp, device)
     model = build(spec).to(device)
     head = AAMSoftmax(spec.embedding, data.n_classes, scale=recipe.aam_scale, margin=0.0).to(device)

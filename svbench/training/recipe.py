@@ -112,11 +112,10 @@ class Recipe:
         return self.margin * (epoch - self.margin_start_epoch + 1) / ramp
 
 
-# WeSpeaker's large-margin fine-tuning (examples/voxceleb/v2/conf/resnet_lm.yaml): 5 epochs of 600-frame crops,
-# global batch 64, margin 0.5 from the first step, lr 1e-4 -> 2.5e-5 after one warm-up epoch (both scaled by the global
-# batch / 64, as in training), the weights of the last epoch. Every other training option (augmentation, speed
-# perturbation, optimiser, AMP, nodes, processes) is the training's: "the same augmentation".
-# The defaults are the schema's large_margin block (less its switch, enabled).
+# WeSpeaker's large-margin fine-tuning (examples/voxceleb/v2/conf/resnet_lm.yaml): a few epochs of long crops, a large
+# margin from the first step, a small learning rate, the weights of the last epoch; its defaults are the schema's
+# large_margin block (less its switch, enabled). Every other training option (augmentation, speed perturbation,
+# optimiser, AMP, nodes, processes) is the training's: "the same augmentation".
 LARGE_MARGIN_DEFAULTS = {key: value for key, value in section_defaults("large_margin").items() if key != "enabled"}
 
 

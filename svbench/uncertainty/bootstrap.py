@@ -22,9 +22,10 @@ from numpy.typing import ArrayLike
 
 from svbench.errors import UserError
 from svbench.metrics import checked_trials, compute_all
+from svbench.typed_config import schema_default
 
-RESAMPLES = 1000  # speaker-bootstrap resamples by default: the config's (uncertainty.resamples) too
-LEVEL = 0.95  # the intervals' level by default: the config's (uncertainty.level) too
+RESAMPLES: int = schema_default("uncertainty.resamples")  # speaker-bootstrap resamples by default
+LEVEL: float = schema_default("uncertainty.level")  # the intervals' level by default
 
 METRICS = ("eer", "min_dcf_0.01", "min_dcf_0.05")
 P_TARGETS = {"min_dcf_0.01": 0.01, "min_dcf_0.05": 0.05}

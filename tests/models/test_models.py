@@ -66,7 +66,7 @@ def test_meta_and_real_models_count_the_same():
     model.train()
     summary = summarize(spec, frames=50)
     assert summary["params"] == count_params(model)
-    assert summary["macs"] == count_macs(model, spec.n_mels, frames=50)
+    assert summary["macs"] == count_macs(model, n_mels=spec.n_mels, frames=50)
     assert model.training  # count_macs restores the mode it found
 
 

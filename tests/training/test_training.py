@@ -16,6 +16,7 @@ from support import REPO, kill_at_checkpoint
 from svbench.augment import Augmenter
 from svbench.corpus.audio import write_wav
 from svbench.corpus.manifest import read_manifest
+from svbench.errors import UserError
 from svbench.features import FeatureStore
 from svbench.models import ArchSpec
 from svbench.models.loading import load_model
@@ -378,3 +379,22 @@ def test_a_damaged_model_file_is_named(tmp_path: Path) -> None:
         load_model(bad)
     with pytest.raises(UserError, match="no trained model"):
         load_model(tmp_path / "absent.pt")
+
+
+def test_a_model_of_other_mel_bins_than_the_store_is_refused_before_training(tiny_corpus: Path,
+                                                                               tmp_path: Path) -> None:
+    """features.n_mels: 40 with a model built for 80 bins would fail deep in the first step (or train on
+    the wrong input); the spec's n_mels and the store's are checked first, naming both."""
+    spec = dataclasses.replace(SPEC, n_mels=40)  # the tiny store has the default 80
+    with pytest.raises(UserError, match=r"tiny: the model takes 40 mel bins \(n_mels\), the feature store .* 80"):
+        train(tiny_corpus / "features" / "train", tiny_corpus / "corpus" / "train.tsv", spec, RECIPE, tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_the_workflows_specs_take_the_features_mel_bins() -> None:
+    from svbench.study.grid import specs_from_grid
+
+    specs = specs_from_grid([{"preset": "ResNet34"}, {"name": "s", "block": "basic", "stages": [1, 1, 1, 1]}],
+                            n_mels=40)
+    assert [spec.n_mels for spec in specs] == [40, 40]
+    assert specs_from_grid([{"preset": "ResNet34"}])[0].n_mels == 80

@@ -33,7 +33,7 @@ from svbench.study.grid import specs_from_grid, training_layouts
 from svbench.training.launch import process_launch, slurm_resources, srun_prefix
 
 LAYOUT = Layout()  # every path of the results, spelled once
-SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"])}
+SPECS = {spec.name: spec for spec in specs_from_grid(config["grid"], n_mels=config["features"]["n_mels"])}
 ARCHS = list(SPECS)
 # large-margin fine-tuning: every architecture also as the model <arch>+lm, embedded and scored like the trained
 LARGE_MARGIN = config["large_margin"]["enabled"]
