@@ -21,13 +21,13 @@ import numpy as np
 from svbench.errors import UserError
 from svbench.fileio import write_text_atomic
 from svbench.layout import METRICS, embeddings_file
-from svbench.typed_config import parse_block, schema_field
+from svbench.typed_config import parse_block, schema_default, schema_field
 
 BACKENDS = ("cosine", "asnorm")
 _CHUNK = 4096  # rows per block, bounds the memory of the utterance × cohort score matrix
 
 
-TOP_N = 300  # the AS-norm cohort size per side by default: the config's and every function's
+TOP_N: int = schema_default("scoring.top_n")  # the AS-norm cohort size per side by default, every function's
 
 
 @dataclass(frozen=True)
