@@ -6,7 +6,8 @@ import os
 import re
 
 from svbench.instrument.config import write_energy_config
-from svbench.layout import (  # the study's file names: Layout.study_file(SUMMARY, "csv")
+# the layout, and the study's file names that its study_file takes
+from svbench.layout import (
     CARBON,
     CLOSURE,
     DIFFERENCES,
