@@ -15,7 +15,6 @@ from support import config_schema, kill_at_checkpoint
 from svbench.errors import UserError
 from svbench.models import ArchSpec
 from svbench.training import (
-    LARGE_MARGIN_DEFAULTS,
     Preempted,
     Recipe,
     StopAfterSteps,
@@ -51,10 +50,8 @@ def test_a_bad_fine_tuning_option_names_its_key(training: dict, block: dict, key
 
 def test_every_large_margin_key_but_its_switch_is_a_recipe_option() -> None:
     keys = config_schema("large_margin")["properties"]
-    assert set(keys) == {"enabled", *LARGE_MARGIN_DEFAULTS}  # the defaults are the schema's (written there once)
     assert keys["enabled"]["default"] is False  # the demo does not fine-tune
-    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
-    assert set(LARGE_MARGIN_DEFAULTS) <= recipe_fields
+    assert set(keys) - {"enabled"} <= {f.name for f in dataclasses.fields(Recipe)}
 
 
 @pytest.fixture(scope="module")
