@@ -33,10 +33,6 @@ def _is_block(node: dict) -> bool:
     return node.get("type") == "object" and node.get("additionalProperties") is False and "properties" in node
 
 
-def _number(value: float) -> str:
-    return repr(value)
-
-
 def _value(value: object) -> str:
     """A default as YAML writes it: ``null``, ``true``, ``0.1``, ``[nvml, rapl]``."""
     if value is None:
@@ -44,7 +40,7 @@ def _value(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
-        return _number(value)
+        return repr(value)
     if isinstance(value, list):
         return "[" + ", ".join(_value(item) for item in value) + "]"
     return str(value)
@@ -56,11 +52,9 @@ def _default(node: dict) -> str:
         return "–"
     default = node["default"]
     if isinstance(default, dict) and set(default) == {"value", "source"}:
-        return f"{_number(default['value'])} ({default['source']})"
-    if isinstance(default, dict) and default and all(isinstance(v, dict) for v in default.values()):
+        return f"{default['value']!r} ({default['source']})"
+    if isinstance(default, dict) and default:  # factors by name (carbon.embodied)
         return "; ".join(f"`{key}`: {_default({'default': factor})}" for key, factor in default.items())
-    if isinstance(default, dict):
-        return "`{}`" if not default else f"`{default}`"
     plain = default is None or isinstance(default, int | float | bool)
     return _value(default) if plain else f"`{_value(default)}`"
 

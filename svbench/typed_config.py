@@ -9,17 +9,14 @@ uncertainty blocks.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import Field, field, fields
 from typing import Any, TypeVar
 
-import yaml
-
 from svbench.errors import UserError
-from svbench.schemas import CONFIG_SCHEMA
+from svbench.schemas import CONFIG_SCHEMA, config_schema
 
 Block = TypeVar("Block")
 
@@ -79,12 +76,6 @@ def check_field(spec: Field, value: object, key: str) -> object:
     if _accepts(kind, limits, value):
         return float(value) if kind == "float" else value
     raise UserError(f"{key}: must be {_wanted(kind, limits, nullable)}, got {value!r}")
-
-
-@functools.cache
-def config_schema() -> dict:
-    """svbench/schemas/config.schema.yaml, read once."""
-    return yaml.safe_load(CONFIG_SCHEMA.read_text())
 
 
 _LIMITS = (("minimum", "ge"), ("exclusiveMinimum", "gt"), ("maximum", "le"))

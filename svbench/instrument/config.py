@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import ValidationError, validators
 
 from svbench.errors import UserError
 from svbench.fileio import atomic_write
-from svbench.schemas import CONFIG_SCHEMA
+from svbench.schemas import config_schema
 
 _TYPES = {"object": "an object", "array": "an array", "string": "a string", "number": "a number",
           "integer": "an integer", "boolean": "true or false", "null": "null"}
@@ -36,10 +35,7 @@ _TYPES = {"object": "an object", "array": "an array", "string": "a string", "num
 @functools.cache
 def energy_schema() -> dict:
     """The ``energy`` sub-schema of the workflow's config schema (with its ``$schema``)."""
-    try:
-        full = yaml.safe_load(CONFIG_SCHEMA.read_text())
-    except OSError as exc:  # package data: a broken installation, not bad input
-        raise RuntimeError(f"{CONFIG_SCHEMA}: cannot read svbench's config schema ({exc.strerror})") from None
+    full = config_schema()
     return {"$schema": full["$schema"], **full["properties"]["energy"]}
 
 
