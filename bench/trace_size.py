@@ -32,9 +32,8 @@ from join import PEAK, ROOT, T0_MONO, T0_WALL, _measure, write_markers  # noqa: 
 
 from svbench.instrument.nodes import LEGACY_TRACE, TRACE  # noqa: E402
 from svbench.instrument.sensors.base import Reading  # noqa: E402
+from svbench.instrument.sidecar import FLUSH_S  # noqa: E402  (the sidecar's flush period)
 from svbench.instrument.trace import SESSION_QUANTITY, SESSION_SENSOR, TraceWriter  # noqa: E402
-
-FLUSH_S = 0.5
 
 
 def noisy_reads(hours: float, gpus: int, seed: int = 0) -> Iterator[tuple[float, str, list[Reading], int, int]]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from svbench.errors import UserError
-from svbench.instrument.nodes import MARKERS, SIDECAR, TRACE, node_dirs
+from svbench.instrument.nodes import MARKERS, SIDECAR, node_dirs
 
 # The files of a job's folders, spelled once: Layout builds its paths from them, and a module that writes (or reads)
 # one inside a folder it was given (a model folder, a feature store, an energy folder) uses the same name.
@@ -259,8 +259,7 @@ class Layout:
         """The folder of each node of a job on ``nodes`` nodes (the energy folder itself on one node)."""
         return node_dirs(self.energy_dir(step, arch, seed), nodes)
 
-    # the files of an energy folder, one accessor each: trace(step, arch, seed), markers(...), ...
-    trace = _energy_file(TRACE, "the sidecar's samples (an earlier version's: trace.csv)")
+    # the files of an energy folder, one accessor each: markers(step, arch, seed), sidecar(...), ...
     markers = _energy_file(MARKERS, "the job's phase markers")
     sidecar = _energy_file(SIDECAR, "the sensors used and the node")
     energy = _energy_file(ENERGY, "the joined energy per phase")

@@ -302,11 +302,7 @@ def iter_trace(path: Path, chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFram
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return
-    with open(path, "rb") as f:
-        head = f.read(4)
-    # a .zst cut inside its first bytes is a compact trace with nothing in it yet
-    compact = head == ZSTD_MAGIC or (is_compact(path) and ZSTD_MAGIC.startswith(head))
-    frames = _compact_frames(path, chunk_rows) if compact else _csv_frames(path, chunk_rows)
+    frames = _compact_frames(path, chunk_rows) if _compact_form(path) else _csv_frames(path, chunk_rows)
     session = ""
     held: pd.DataFrame | None = None
     for frame in frames:
@@ -339,6 +335,14 @@ def _csv_frames(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
         if missing:
             raise UserError(f"{path}: not an svbench trace (missing columns {missing})")
         yield _clean(raw)
+
+
+def _compact_form(path: Path) -> bool:
+    """Whether a (non-empty) trace is the compact form, by its first bytes; a .zst cut inside them is a compact
+    trace with nothing in it yet."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head == ZSTD_MAGIC or (is_compact(path) and ZSTD_MAGIC.startswith(head))
 
 
 def _compact_frames(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -384,9 +388,7 @@ def wall_range(path: Path) -> tuple[int, int] | None:
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return None
-    with open(path, "rb") as f:
-        compact = f.read(4) == ZSTD_MAGIC
-    if compact:
+    if _compact_form(path):
         decoder = _CompactDecoder(path, stamps_only=True)
         for lines in _compact_lines(path):
             decoder.lines(lines)
@@ -414,41 +416,55 @@ class _CompactDecoder:
         self.mono = self.offset = 0
         self.parts: list[tuple] = []  # (walls, monos, kids, values) arrays of decoded runs of read lines
         self.rows = 0
+        # A line that did not parse. A kill tears only a session's last line (the next session's header follows,
+        # or the end of the file); anything else after it is damage, which stamps stored as differences would
+        # otherwise carry into every later row.
+        self.torn: str | None = None
 
     def lines(self, lines: list[str]) -> None:
         reads: list[str] = []
         for line in lines:
-            if not line or line[-1] != ",":
-                continue  # an empty line, or one cut by a kill
+            if not line:
+                continue
+            if self.torn is not None and not line.startswith("#svbench-trace,"):
+                raise UserError(f"{self.path}: a damaged line {self.torn[:40]!r} inside a session (a kill cuts only "
+                                "a session's last line): the trace cannot be read past it")
             first = line[0]
-            if "0" <= first <= "9":
+            if line[-1] != ",":
+                self.torn = line  # cut by a kill, if nothing but a new session follows
+            elif "0" <= first <= "9":
                 lid, _, rest = line.partition(",")
                 layout = self.layouts.get(lid)
                 if layout is not None and rest.count(",") == len(layout) + 2:
                     reads.append(line)
-                continue  # else cut by a kill (its frame closed by the next session), or its l line was
-            self._reads(reads)  # the reads before a control line are decoded with the state they were written in
-            reads = []
-            self._control(line, first)
+                else:
+                    self.torn = line
+            else:
+                self._reads(reads)  # the reads before a control line are decoded with the state they were written in
+                reads = []
+                self._control(line, first)
         self._reads(reads)
 
     def _control(self, line: str, first: str) -> None:
         if first == "k":
             fields = next(csv.reader([line]))
-            if len(fields) != 9 or fields[7] not in ("0", "1"):
+            if len(fields) != 9 or fields[7] not in ("0", "1") or not fields[1].isdigit():
+                self.torn = line
                 return
             self.local[int(fields[1])] = len(self.keys)
             self.keys.append((*fields[2:7], fields[7] == "1"))
         elif first == "l":
             parts = line.split(",")
-            if len(parts) < 4 or not parts[2].isdigit() or len(parts) != int(parts[2]) + 4:
+            if (len(parts) < 4 or not parts[2].isdigit() or len(parts) != int(parts[2]) + 4
+                    or not all(k.isdigit() and int(k) in self.local for k in parts[3:-1])):
+                self.torn = line
                 return
             self.layouts[parts[1]] = [self.local[int(k)] for k in parts[3:-1]]
         elif line.startswith("#svbench-trace,"):
             if line != COMPACT_FORMAT:
                 raise UserError(f"{self.path}: a trace of another svbench version ({line!r}); this one reads "
                                 f"{COMPACT_FORMAT!r}")
-            self.local, self.layouts, self.mono, self.offset = {}, {}, 0, 0
+            self.local, self.layouts, self.mono, self.offset, self.torn = {}, {}, 0, 0, None
         else:
             raise UserError(f"{self.path}: not an svbench trace (a line {line[:40]!r})")
 

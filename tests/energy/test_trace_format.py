@@ -33,7 +33,7 @@ sys.path.insert(0, {tests!r})
 from fakes.trace_samples import session_reads
 from svbench.instrument.sidecar import FLUSH_S
 from svbench.instrument.trace import TraceWriter
-reads = session_reads({seed}, 20000)
+reads = session_reads({seed}, 3000)
 w = TraceWriter({path!r}, flush_s=FLUSH_S)
 w.write_batch(reads[:1], flush=True)
 print(1, flush=True)
@@ -105,7 +105,7 @@ def test_sigkilled_sidecar_writer_leaves_every_flushed_record_and_the_same_energ
     got = _rows(path)
     assert list(got) == list(flushed)  # every session, in file order
     for seed, (session, n) in enumerate(flushed.items()):
-        reads = session_reads(seed, 20000)
+        reads = session_reads(seed, 3000)
         _check_prefix(got[session], rows_of(reads, session), len(rows_of(reads[:n], session)))
     markers = tmp_path / MARKERS
     markers.write_text("".join(json.dumps(m) + "\n" for m in _markers(list(flushed))))
@@ -183,3 +183,39 @@ def test_a_compact_trace_of_format_2_is_refused_by_name(tmp_path):
     path.write_bytes(zstandard.ZstdCompressor().compress(b"\n#svbench-trace,2,\n"))
     with pytest.raises(UserError, match="another svbench version"):
         list(iter_trace(path))
+
+
+@pytest.mark.parametrize("damage", ["a value lost", "a read line cut", "a key line cut"])
+def test_a_damaged_line_inside_a_session_is_refused_and_a_torn_last_line_is_not(tmp_path, damage):
+    """Stamps are differences from the previous read: a damaged line read past would shift every later stamp.
+    Only a session's last line may be cut (a kill); then the next session's header or the end follows."""
+    import zstandard
+
+    w = TraceWriter(tmp_path / "whole.zst")
+    w.write_batch(session_reads(5, 40))
+    w.close()
+    lines = zstandard.ZstdDecompressor().stream_reader(
+        (tmp_path / "whole.zst").read_bytes(), read_across_frames=True).read().decode().split("\n")
+    at = {"a value lost": next(i for i, s in enumerate(lines) if s[:1].isdigit()) + 3,
+          "a read line cut": next(i for i, s in enumerate(lines) if s[:1].isdigit()) + 5,
+          "a key line cut": next(i for i, s in enumerate(lines) if s.startswith("k,"))}[damage]
+    cut = lines[at][: len(lines[at]) // 2] if damage != "a value lost" else lines[at].replace(",", ",,", 1)
+    damaged, torn = tmp_path / "damaged.zst", tmp_path / "torn.zst"
+    damaged.write_bytes(zstandard.ZstdCompressor().compress("\n".join(lines[:at] + [cut] + lines[at + 1:]).encode()))
+    with pytest.raises(UserError, match="damaged line .* inside a session"):
+        list(iter_trace(damaged))
+    # the same line as a kill leaves it: the session's last, then a new session
+    torn.write_bytes(zstandard.ZstdCompressor().compress("\n".join(lines[:at] + [cut, "", "#svbench-trace,3,", ""])
+                                                         .encode()))
+    whole = pd.concat(list(iter_trace(tmp_path / "whole.zst")), ignore_index=True)
+    frames = list(iter_trace(torn))  # every read before the cut line, exactly
+    got = pd.concat(frames, ignore_index=True) if frames else whole.iloc[:0]
+    assert len(got) < len(whole)
+    pd.testing.assert_frame_equal(got, whole.iloc[: len(got)])
+
+
+def test_a_compact_trace_cut_inside_its_first_bytes_is_empty_for_every_reader(tmp_path):
+    """A sidecar killed before its first flush: the timelines' span (wall_range) read it as CSV and crashed."""
+    path = tmp_path / TRACE
+    path.write_bytes(ZSTD_MAGIC[:2])
+    assert list(iter_trace(path)) == [] and wall_range(path) is None
