@@ -5,9 +5,9 @@ has its ``energy.csv`` under ``results/energy/<step>/…`` (data preparation, tr
 scoring, the study's analysis); this module reads them all, attempt by attempt (the ``job`` phase of each
 attempt, :func:`svbench.study.summary.energy_of`), and adds them up per step and in total:
 
-- energy, with its interval (each sensor's tolerance and the coverage gaps,
-  :func:`svbench.uncertainty.draws.energy_draws`, drawn per job and summed), split into idle and dynamic (the idle
-  baseline's power times the span);
+- energy, with its interval (each sensor family's tolerance, one error shared by every job
+  (:func:`svbench.uncertainty.draws.sensor_errors`), and each job's coverage gaps, summed), split into idle and
+  dynamic (the idle baseline's power times the span);
 - attempts that did not finish (killed, preempted, failed) shown apart and **included** in the total: their
   energy was spent;
 - operational CO2e (energy × PUE × intensity, with the factors' ranges) and embodied CO2e (GPU- and node-hours
@@ -32,8 +32,8 @@ import pandas as pd
 from svbench.energy import embodied_g, factors_from_config, node_rows, rows_g, total_rows
 from svbench.layout import ENERGY, FOOTPRINT, FOOTPRINT_JOBS, FOOTPRINT_RULES, MEASURED_STEPS, WORK_STEPS, Layout
 from svbench.study.summary import energy_of, read_job_folder
-from svbench.uncertainty.bootstrap import LEVEL
-from svbench.uncertainty.draws import carbon_ratio_draws, interval_of, measured_energy_draws
+from svbench.uncertainty.draws import carbon_ratio_draws, interval_of, measured_energy_draws, sensor_errors
+from svbench.uncertainty.score_intervals import UncertaintySettings
 from svbench.uncertainty.study_draws import sensor_tolerances
 
 log = logging.getLogger("svbench.study")
@@ -41,7 +41,6 @@ log = logging.getLogger("svbench.study")
 # the steps in the order the study runs them
 STEP_ORDER = ("corpus", "convert", "features", *MEASURED_STEPS, "intervals", "study")
 assert set(STEP_ORDER) == {*WORK_STEPS, *MEASURED_STEPS}, "a measured step the footprint would not read"
-DRAWS = 2000  # Monte Carlo draws of the footprint's intervals
 JOB_COLUMNS = ["step", "job", "attempt", "complete", "seconds", "nodes", "gpus", "energy_j", "idle_j", "dynamic_j",
                "operational_co2e_g", "embodied_gpu_co2e_g", "embodied_server_co2e_g", "basis", "notes"]
 
@@ -82,7 +81,9 @@ def _attempt_rows(folder: MeasuredFolder, factors: dict) -> list[dict]:
         hours = energy["seconds"] / 3600 if math.isfinite(energy["seconds"]) else math.nan
         gpu_g, server_g = (embodied_g(hours, gpus, factors["gpu_kg_per_hour"], factors["server_kg_per_hour"],
                                       servers=nodes) if math.isfinite(hours) else (math.nan, math.nan))
-        complete = bool(job["complete"].astype(str).isin(["True", "true", "1"]).any())
+        # the job's own rows (node = all: every node complete) where it ran on several nodes, else its one node's
+        whole = job[job["node"].astype(str) == "all"] if "node" in job and (job["node"] == "all").any() else job
+        complete = bool(len(whole)) and bool(whole["complete"].astype(str).isin(["True", "true", "1"]).all())
         operational = rows_g(total_rows(node_rows(job)), factors["pue"], factors["intensity"]) \
             if energy["energy_j"] > 0 else math.nan
         rows.append({"step": folder.step, "job": folder.job, "attempt": int(attempt), "complete": complete,
@@ -114,19 +115,23 @@ def _split(part: pd.DataFrame, column: str) -> float:
     return float(measured[column].sum()) if len(measured) and measured[column].notna().all() else math.nan
 
 
-def footprint_table(jobs: pd.DataFrame, config: dict, n: int = DRAWS, seed: int = 0,
-                    level: float = LEVEL) -> pd.DataFrame:
+def footprint_table(jobs: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Per step (in :data:`STEP_ORDER`) and a ``total`` row: jobs, attempts, unfinished attempts and their energy,
-    node- and GPU-hours, energy [interval], idle and dynamic, operational CO2e [interval], embodied CO2e."""
+    node- and GPU-hours, energy [interval], idle and dynamic, operational CO2e [interval], embodied CO2e. The
+    intervals are the config's ``uncertainty`` block's: its draws (``resamples``), seed and level, as the summary's."""
+    settings = UncertaintySettings.from_config(config.get("uncertainty") or {})
+    n, seed, level = settings.resamples, settings.seed, settings.level
     factors = factors_from_config(config.get("carbon"))
     tolerances = sensor_tolerances(config.get("energy") or {})
     rng = np.random.default_rng([seed, zlib.crc32(b"footprint")])
     ratios = carbon_ratio_draws(factors, rng, n)
     grid, gpu_ratio, server_ratio = ratios["pue"] * ratios["intensity"], ratios["gpu"], ratios["server"]
+    errors = sensor_errors([s for by_sensor in jobs["by_sensor"] if by_sensor for s in by_sensor], rng, n)
     draws = np.zeros((len(jobs), n))
     for i, row in enumerate(jobs.itertuples()):
         if row.energy_j > 0 and row.by_sensor:
-            draws[i] = measured_energy_draws(row.by_sensor, row.gap_j, tolerances, np.random.default_rng([seed, i]), n)
+            draws[i] = measured_energy_draws(row.by_sensor, row.gap_j, tolerances, np.random.default_rng([seed, i]), n,
+                                             errors)
     steps = [s for s in STEP_ORDER if s in set(jobs["step"])]
     out = []
     for name, mask in [(s, (jobs["step"] == s).to_numpy()) for s in steps] + [("total", np.ones(len(jobs), bool))]:
@@ -155,10 +160,15 @@ def footprint_table(jobs: pd.DataFrame, config: dict, n: int = DRAWS, seed: int 
             "embodied_co2e_g": _sum(part["embodied_gpu_co2e_g"]) + _sum(part["embodied_server_co2e_g"]),
             "embodied_co2e_g_low": m_low, "embodied_co2e_g_high": m_high,
             # jobs whose energy is (partly) the estimate, not a sensor's: the sentence and the figure say so
-            "estimated_jobs": len(part[part["basis"].astype(str).str.contains("estimated")]
-                                  .drop_duplicates(["step", "job"])),
+            "estimated_jobs": _jobs_with_basis(part, "estimated"),
+            # jobs whose total lacks a node or GPUs no sensor read (summary.energy_of): a lower bound, said so
+            "partial_jobs": _jobs_with_basis(part, "partial"),
             "unmeasured_jobs": ", ".join(sorted(set(unmeasured["step"] + "/" + unmeasured["job"])))})
     return pd.DataFrame(out)
+
+
+def _jobs_with_basis(part: pd.DataFrame, word: str) -> int:
+    return len(part[part["basis"].astype(str).str.contains(word)].drop_duplicates(["step", "job"]))
 
 
 def footprint_sentence(table: pd.DataFrame) -> str:
@@ -170,10 +180,13 @@ def footprint_sentence(table: pd.DataFrame) -> str:
     unfinished = (f"; {_num(t['unfinished_kwh'])} kWh of it in {n} attempt{'s' if n > 1 else ''} that did not "
                   "finish, included" if n else "")
     unmeasured = f" Not measured (no sensor total): {t['unmeasured_jobs']}." if t["unmeasured_jobs"] else ""
+    k = int(t.get("partial_jobs", 0))
+    partial = (f" {k} job{'s' if k > 1 else ''} partly measured (a node or GPUs no sensor read): the total is a "
+               "lower bound." if k else "")
     return (f"The whole study used {_num(t['energy_kwh'])} kWh{_estimated(t)} [{_num(t['energy_kwh_low'])}, "
             f"{_num(t['energy_kwh_high'])}] over {int(t['jobs'])} measured jobs ({int(t['attempts'])} attempts"
             f"{unfinished}): {_mass(t, 'operational_co2e_g')} CO2e operational and {_mass(t, 'embodied_co2e_g')} "
-            f"embodied, {_num(t['node_hours'])} node-hours.{unmeasured}")
+            f"embodied, {_num(t['node_hours'])} node-hours.{unmeasured}{partial}")
 
 
 def _estimated(row: pd.Series) -> str:
@@ -215,7 +228,7 @@ def rule_table(jobs: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def footprint_figure(table: pd.DataFrame, out: Path) -> Path:
+def footprint_figure(table: pd.DataFrame, out: Path, level: float) -> Path:
     """Energy per step, idle and dynamic stacked, what unfinished attempts spent hatched over them, with the
     interval of each step's energy; the total in the title."""
     from svbench.study.figures import energy_unit, plt  # matplotlib, headless: only when drawing
@@ -239,7 +252,7 @@ def footprint_figure(table: pd.DataFrame, out: Path) -> Path:
     ax.errorbar(np.nan_to_num(energy), y, xerr=err, fmt="none", ecolor="black", capsize=3)
     ax.set_yticks(y, [f"{s} ({int(j)} job{'s' if j > 1 else ''})"
                       for s, j in zip(steps["step"], steps["jobs"], strict=True)])
-    ax.set_xlabel(f"energy ({unit}; bars: 95 % interval)")
+    ax.set_xlabel(f"energy ({unit}; bars: {level:.0%} interval)")
     if "total" in set(table["step"]):
         t = table.set_index("step").loc["total"]
         ax.set_title(f"The study's footprint: {_num(t['energy_kwh'] * scale)} {unit} "
@@ -271,7 +284,8 @@ def write_footprint(results: Path | Layout, config: dict, out_dir: Path) -> pd.D
     write_text_atomic(out_dir / f"{FOOTPRINT_JOBS}.csv", jobs.drop(columns=["by_sensor", "gap_j"]).to_csv(index=False))
     write_table(rule_table(jobs), out_dir / FOOTPRINT_RULES, "Energy and CO2e per Snakemake rule, beside its "
                 "runtime (every attempt)")
-    footprint_figure(table, out_dir / f"{FOOTPRINT}.png")
+    footprint_figure(table, out_dir / f"{FOOTPRINT}.png",
+                     UncertaintySettings.from_config(config.get("uncertainty") or {}).level)
     sentence = footprint_sentence(table)
     write_text_atomic(out_dir / f"{FOOTPRINT}.txt", sentence + "\n")
     log.info("%s", sentence)

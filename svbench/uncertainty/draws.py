@@ -7,7 +7,7 @@ speakers), so the interval holds both the run-to-run spread and the speakers' sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -105,26 +105,37 @@ def carbon_ratio_draws(factors: Mapping, rng: np.random.Generator, n: int) -> di
 
 
 def energy_draws(by_sensor: Mapping[str, tuple[float, float]], gap_j: float, rng: np.random.Generator,
-                 n: int) -> np.ndarray:
+                 n: int, errors: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """Draws of a job's energy: each sensor's joules with its own error, plus what the coverage gaps hide.
 
     ``by_sensor`` maps a sensor to (joules, tolerance), the tolerance relative, as a 95 % half-width (NVML's
     documented 5 % is 0.05). A sensor's error is one draw for all its readings of the job (a calibration error
     does not average out over time); two sensors err independently. The gaps' energy, unknown, lies anywhere
-    between nothing and ``gap_j`` (the uncovered time at the mean power of the covered part).
+    between nothing and ``gap_j`` (the uncovered time at the mean power of the covered part). ``errors``: a
+    sensor's standard-normal error draws shared with other jobs (a sum over jobs: see :func:`sensor_errors`);
+    else drawn here for this job alone.
     """
     total = np.zeros(n)
-    for joules, tolerance in by_sensor.values():
-        total += joules * (1 + tolerance / Z95 * rng.standard_normal(n))
+    for sensor, (joules, tolerance) in by_sensor.items():
+        error = errors[sensor] if errors is not None else rng.standard_normal(n)
+        total += joules * (1 + tolerance / Z95 * error)
     return total + gap_j * rng.random(n)
 
 
+def sensor_errors(sensors: Iterable[str], rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """One standard-normal error draw per sensor family, for a sum over many jobs: a family's calibration error
+    (and the estimate's model error) is taken as the same in every job, the wide bound; drawn per job, the
+    errors would cancel in the sum and the interval of a study's total would look tighter than anything known."""
+    return {sensor: rng.standard_normal(n) for sensor in sorted(set(sensors))}
+
+
 def measured_energy_draws(by_sensor: Mapping[str, float], gap_j: float, tolerances: Mapping[str, float],
-                          rng: np.random.Generator, n: int) -> np.ndarray:
+                          rng: np.random.Generator, n: int,
+                          errors: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
     """:func:`energy_draws` of a job's joules per sensor, each with its ``energy.<sensor>.tolerance`` (a sensor
     without one, the CPU-time estimate's)."""
     parts = {sensor: (joules, tolerances.get(sensor, tolerances["estimate"])) for sensor, joules in by_sensor.items()}
-    return energy_draws(parts, gap_j, rng, n)
+    return energy_draws(parts, gap_j, rng, n, errors)
 
 
 def interval_of(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:

@@ -85,3 +85,49 @@ def test_svbench_study_footprint_writes_its_files(tmp_path: Path) -> None:
                  "footprint.txt"):
         assert (out / name).stat().st_size > 0, name
     assert (out / "footprint.txt").read_text().startswith("The whole study used ")
+
+
+def test_an_attempt_that_lost_one_of_its_nodes_did_not_finish(tmp_path: Path) -> None:
+    """A job on two nodes whose node1 was killed: its job rows per node say so, and the job's sum over the nodes
+    (node = all) is not complete; node0's rows, complete, must not make the attempt a finished one."""
+    config = fake_study(tmp_path, seeds=(0,))
+    layout = Layout(str(tmp_path / "results"))
+    energy = Path(layout.energy("train", "a", 0))
+    frame = pd.read_csv(energy)
+    nodes = [frame.assign(node="node0", complete=True), frame.assign(node="node1", complete=False),
+             frame.assign(node="all", complete=False)]
+    pd.concat(nodes).to_csv(energy, index=False)
+    jobs = footprint_jobs(layout, config)
+    train = jobs[(jobs["step"] == "train") & (jobs["job"] == "a/seed0")]
+    assert list(train["complete"]) == [False]
+    assert footprint_table(jobs, config).set_index("step").loc["total", "unfinished_attempts"] == 1
+
+
+def test_the_total_keeps_each_sensors_calibration_error(tmp_path: Path) -> None:
+    """Every job of the fake study is read by RAPL (tolerance ±10 %, a 95 % half-width). A calibration error does
+    not cancel over jobs: drawn per job, 24 jobs' errors averaged out to a ±3 % interval of the total."""
+    config = fake_study(tmp_path, seeds=(0, 1))
+    jobs = footprint_jobs(Layout(str(tmp_path / "results")), config)
+    assert {s for by_sensor in jobs["by_sensor"] for s in by_sensor} == {"rapl"}
+    total = footprint_table(jobs, config).set_index("step").loc["total"]
+    half = (total["energy_kwh_high"] - total["energy_kwh_low"]) / 2 / total["energy_kwh"]
+    assert 0.085 < half < 0.13, half
+
+
+def test_the_footprint_takes_the_studys_uncertainty_settings(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,))
+    jobs = footprint_jobs(Layout(str(tmp_path / "results")), config)
+    wide = footprint_table(jobs, config).set_index("step").loc["total"]
+    narrow = footprint_table(jobs, config | {"uncertainty": {"level": 0.5}}).set_index("step").loc["total"]
+    assert wide["energy_kwh_low"] < narrow["energy_kwh_low"] < narrow["energy_kwh_high"] < wide["energy_kwh_high"]
+
+
+def test_a_partly_measured_job_makes_the_total_a_lower_bound_and_says_so(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,))
+    jobs = footprint_jobs(Layout(str(tmp_path / "results")), config)
+    one = jobs.assign(basis=["partial" if i == 0 else b for i, b in enumerate(jobs["basis"])])
+    table = footprint_table(one, config)
+    assert table.set_index("step").loc["total", "partial_jobs"] == 1
+    assert "1 job partly measured (a node or GPUs no sensor read): the total is a lower bound." in \
+        footprint_sentence(table)
+    assert "partly" not in footprint_sentence(footprint_table(jobs, config))

@@ -107,7 +107,7 @@ rule study_footprint:
         # the results folder the declared inputs lie in
         results=lambda wildcards, input: LAYOUT.root_of(input.energy[0], STUDY_ENERGY[0]),
         out=output_folder("csv"),
-        config=json.dumps({k: config[k] for k in ("carbon",)}
+        config=json.dumps({k: config[k] for k in ("carbon", "uncertainty")}
                           | {"energy": {"estimate": config["energy"]["estimate"]} | SENSOR_TOLERANCES}),
     log:
         LAYOUT.log("study", "footprint"),
