@@ -218,3 +218,21 @@ def test_config_check_accepts_every_shipped_config() -> None:
                            text=True, timeout=60)
     assert check.returncode == 0, check.stderr
     assert all(str(c) in check.stdout for c in CONFIGS)
+
+
+def test_every_measured_rule_runs_alone_on_its_node_in_the_slurm_profile() -> None:
+    """Node sensors (RAPL, IPMI) see the whole node: a measured job sharing one would count a neighbour's work."""
+    import re
+
+    import yaml
+
+    measured = set()
+    for path in sorted((REPO / "workflow").rglob("*.smk")):
+        rules = re.findall(r"^ *rule (\w+):\n(.*?)(?=^ *rule |\Z)", path.read_text(), re.MULTILINE | re.DOTALL)
+        for rule, body in rules:
+            if "measured(" in body or "svbench monitor --out" in body:
+                measured.add(rule)
+    resources = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())["set-resources"]
+    assert {"train", "embed", "score", "study_summary", "corpus_synthetic"} <= measured
+    assert [rule for rule in sorted(measured) if "--exclusive" not in resources.get(rule, {}).get("slurm_extra", "")] \
+        == []
