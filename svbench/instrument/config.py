@@ -2,11 +2,9 @@
 
 One schema for both: the ``energy`` block of ``svbench/schemas/config.schema.yaml``, which Snakemake also
 checks at parse time. The checked dict becomes an :class:`EnergyConfig` (``EnergyConfig.from_dict``), the
-typed form the sidecar builds its sensors from; the dataclasses' defaults are the schema's (a test holds
-them equal), so a sensor built without a config section behaves as one built from an empty one.
-
-The schema is read from the repository the package lives in, as an editable install (``pip install -e .``,
-what the project uses) has it; a non-editable install would have to ship the file.
+typed form the sidecar builds its sensors from; the dataclasses' defaults are read from the schema
+(``_default``; a test holds each field to its key), so a sensor built without a config section behaves as one
+built from an empty one. The schema is package data (``svbench.schemas``): a wheel has it too.
 """
 
 from __future__ import annotations
