@@ -30,7 +30,7 @@ def cmd_study_figures(args: argparse.Namespace) -> int:
 def cmd_study_footprint(args: argparse.Namespace) -> int:
     from svbench.study.footprint import write_footprint
 
-    write_footprint(args.results, args.config, args.out)
+    write_footprint(args.results, args.config, args.out, args.energy)
     return 0
 
 
@@ -103,7 +103,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = study.add_parser("footprint", help="the whole study's footprint: every measured job and attempt, per step, "
                          "per rule and in total")
     s.add_argument("--results", type=Path, required=True)
-    s.add_argument("--config", type=json_object, required=True, help="the study config as JSON (carbon, energy)")
+    s.add_argument("--energy", type=Path, nargs="+", metavar="ENERGY_CSV",
+                   help="the study's jobs, each by its energy.csv (the workflow lists them); without it, every "
+                        "energy.csv under RESULTS/energy, a job the study no longer has too")
+    s.add_argument("--config", type=json_object, required=True,
+                   help="the study config as JSON (carbon, energy, uncertainty)")
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_study_footprint)
     s = study.add_parser("report", help="the findings (Pareto front, knee, energy model) as HTML")

@@ -23,6 +23,7 @@ import glob
 import logging
 import math
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from svbench.energy import embodied_g, factors_from_config, node_rows, rows_g, total_rows
+from svbench.errors import UserError
 from svbench.layout import ENERGY, FOOTPRINT, FOOTPRINT_JOBS, FOOTPRINT_RULES, MEASURED_STEPS, WORK_STEPS, Layout
 from svbench.study.summary import energy_of, read_job_folder
 from svbench.uncertainty.draws import carbon_ratio_draws, interval_of, measured_energy_draws, sensor_errors
@@ -54,10 +56,14 @@ class MeasuredFolder:
     folder: Path
 
 
-def measured_folders(results: Path | Layout) -> list[MeasuredFolder]:
-    """Every job folder with an ``energy.csv`` under the results' energy folder, in step order."""
+def measured_folders(results: Path | Layout, energy_files: Iterable[Path] | None = None) -> list[MeasuredFolder]:
+    """The folders of ``energy_files`` (the study's jobs, as the workflow lists them), or, without them, every job
+    folder with an ``energy.csv`` under the results' energy folder (a folder of a job the study no longer has
+    too); in step order."""
     layout = Layout.of(results)
     root = Path(layout.path("energy"))
+    if energy_files is not None:
+        return sorted((_folder_of(Path(path), root) for path in energy_files), key=lambda f: STEP_ORDER.index(f.step))
     found = []
     for step in STEP_ORDER:
         # a model's job is <step>/<arch>/seed<n>, a job of WORK_STEPS <step>/<job>
@@ -66,6 +72,17 @@ def measured_folders(results: Path | Layout) -> list[MeasuredFolder]:
             folder = Path(path).parent
             found.append(MeasuredFolder(step, folder.relative_to(root / step).as_posix(), folder))
     return found
+
+
+def _folder_of(energy: Path, root: Path) -> MeasuredFolder:
+    """The job of an ``energy.csv`` at ``root/<step>/<job…>/``; a UserError naming a path anywhere else."""
+    try:
+        step, _, job = energy.parent.relative_to(root).as_posix().partition("/")
+    except ValueError:
+        step = job = ""
+    if step not in STEP_ORDER or not job:
+        raise UserError(f"{energy}: not the energy.csv of a measured job under {root}/<step>/")
+    return MeasuredFolder(step, job, energy.parent)
 
 
 def _attempt_rows(folder: MeasuredFolder, factors: dict) -> list[dict]:
@@ -96,10 +113,11 @@ def _attempt_rows(folder: MeasuredFolder, factors: dict) -> list[dict]:
     return rows
 
 
-def footprint_jobs(results: Path | Layout, config: dict) -> pd.DataFrame:
-    """One row per attempt of every measured job (with ``by_sensor`` and ``gap_j``, the draws' inputs)."""
+def footprint_jobs(results: Path | Layout, config: dict, energy_files: Iterable[Path] | None = None) -> pd.DataFrame:
+    """One row per attempt of every measured job (:func:`measured_folders`), with ``by_sensor`` and ``gap_j``,
+    the draws' inputs."""
     factors = factors_from_config(config.get("carbon"))
-    rows = [row for folder in measured_folders(results) for row in _attempt_rows(folder, factors)]
+    rows = [row for folder in measured_folders(results, energy_files) for row in _attempt_rows(folder, factors)]
     return pd.DataFrame(rows, columns=[*JOB_COLUMNS, "by_sensor", "gap_j"])
 
 
@@ -269,7 +287,8 @@ def footprint_figure(table: pd.DataFrame, out: Path, level: float) -> Path:
     return out
 
 
-def write_footprint(results: Path | Layout, config: dict, out_dir: Path) -> pd.DataFrame:
+def write_footprint(results: Path | Layout, config: dict, out_dir: Path,
+                    energy_files: Iterable[Path] | None = None) -> pd.DataFrame:
     """``footprint.csv/.html/.tex`` (per step and total), ``footprint_jobs.csv`` (every attempt),
     ``footprint_rules.html`` (per rule) and ``footprint.png`` into ``out_dir``; the sentence in
     ``footprint.txt``. Returns the step table."""
@@ -278,7 +297,7 @@ def write_footprint(results: Path | Layout, config: dict, out_dir: Path) -> pd.D
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = footprint_jobs(results, config)
+    jobs = footprint_jobs(results, config, energy_files)
     table = footprint_table(jobs, config)
     write_table(table, out_dir / FOOTPRINT, "The whole study's footprint: every measured job, every attempt")
     write_text_atomic(out_dir / f"{FOOTPRINT_JOBS}.csv", jobs.drop(columns=["by_sensor", "gap_j"]).to_csv(index=False))

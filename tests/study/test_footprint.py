@@ -131,3 +131,27 @@ def test_a_partly_measured_job_makes_the_total_a_lower_bound_and_says_so(tmp_pat
     assert "1 job partly measured (a node or GPUs no sensor read): the total is a lower bound." in \
         footprint_sentence(table)
     assert "partly" not in footprint_sentence(footprint_table(jobs, config))
+
+
+def test_the_footprint_counts_the_studys_jobs_not_a_stale_folder(tmp_path: Path) -> None:
+    """An architecture dropped from the grid leaves its energy folders: the workflow lists the study's jobs
+    (--energy), and the footprint of the study counts those alone. A path outside the energy folder is named."""
+    config = fake_study(tmp_path, seeds=(0,))
+    layout = Layout(str(tmp_path / "results"))
+    study = sorted(Path(layout.path("energy")).rglob("energy.csv"))
+    write_job(Path(layout.energy_dir("train", "dropped", 0)), 500.0, 4.0, T0 + 7 * 10**11, [])
+
+    def footprint(*energy: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "svbench.cli", "study", "footprint", "--results",
+                               str(tmp_path / "results"), "--config", json.dumps(config), "--out",
+                               str(tmp_path / "out"), *(["--energy", *map(str, energy)] if energy else [])],
+                              capture_output=True, text=True, timeout=300)
+
+    assert footprint(*study).returncode == 0
+    jobs = pd.read_csv(tmp_path / "out" / "footprint_jobs.csv")
+    assert "dropped/seed0" not in set(jobs["job"]) and len(jobs) == len(study)
+    assert footprint().returncode == 0  # without the list: everything found, the stale folder too
+    assert "dropped/seed0" in set(pd.read_csv(tmp_path / "out" / "footprint_jobs.csv")["job"])
+    elsewhere = tmp_path / "elsewhere" / "energy.csv"
+    run = footprint(study[0], elsewhere)
+    assert run.returncode == 2 and f"{elsewhere}: not the energy.csv of a measured job" in run.stderr

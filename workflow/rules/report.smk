@@ -114,7 +114,8 @@ rule study_footprint:
     conda:
         ENV
     shell:
-        "svbench study footprint --results {params.results:q} --config {params.config:q} --out {params.out:q}"
+        "svbench study footprint --results {params.results:q} --energy {input.energy:q} {input.work:q}"
+        " --config {params.config:q} --out {params.out:q}"
         " > {log:q} 2>&1"
 
 
