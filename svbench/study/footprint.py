@@ -121,6 +121,12 @@ def footprint_jobs(results: Path | Layout, config: dict, energy_files: Iterable[
     return pd.DataFrame(rows, columns=[*JOB_COLUMNS, "by_sensor", "gap_j"])
 
 
+def _gpu_sum(part: pd.DataFrame, values: pd.Series) -> float:
+    """A sum over jobs of a figure that needs each job's GPU count: empty when a measured job's count is unknown
+    (no sensor said how many GPUs it had), never the sum of the others passing for the step's."""
+    return math.nan if part["gpus"].isna().any() else _sum(values)
+
+
 def _sum(values: pd.Series) -> float:
     """A sum that stays empty (NaN) when every value is, never 0 for what was not measured."""
     return float(values.sum(min_count=1))
@@ -157,7 +163,7 @@ def footprint_table(jobs: pd.DataFrame, config: dict) -> pd.DataFrame:
         energy = draws[mask].sum(axis=0)
         co2 = (part["operational_co2e_g"].fillna(0).to_numpy() @ (draws[mask] / np.where(
             part["energy_j"].to_numpy() > 0, part["energy_j"].to_numpy(), np.inf)[:, None])) * grid
-        embodied = (_sum(part["embodied_gpu_co2e_g"]) * gpu_ratio + _sum(part["embodied_server_co2e_g"])
+        embodied = (_gpu_sum(part, part["embodied_gpu_co2e_g"]) * gpu_ratio + _sum(part["embodied_server_co2e_g"])
                     * server_ratio)
         unfinished = part[~part["complete"].astype(bool)]
         unmeasured = part[~(part["energy_j"] > 0)]
@@ -170,12 +176,12 @@ def footprint_table(jobs: pd.DataFrame, config: dict) -> pd.DataFrame:
             "unfinished_attempts": len(unfinished),
             "unfinished_kwh": _sum(unfinished["energy_j"]) / 3.6e6 if len(unfinished) else 0.0,
             "node_hours": _sum(part["seconds"] * part["nodes"]) / 3600,
-            "gpu_hours": _sum(part["seconds"] * part["gpus"]) / 3600,
+            "gpu_hours": _gpu_sum(part, part["seconds"] * part["gpus"]) / 3600,
             "energy_kwh": _sum(part["energy_j"]) / 3.6e6, "energy_kwh_low": e_low, "energy_kwh_high": e_high,
             "idle_kwh": _split(part, "idle_j") / 3.6e6, "dynamic_kwh": _split(part, "dynamic_j") / 3.6e6,
             "operational_co2e_g": _sum(part["operational_co2e_g"]), "operational_co2e_g_low": c_low,
             "operational_co2e_g_high": c_high,
-            "embodied_co2e_g": _sum(part["embodied_gpu_co2e_g"]) + _sum(part["embodied_server_co2e_g"]),
+            "embodied_co2e_g": _gpu_sum(part, part["embodied_gpu_co2e_g"]) + _sum(part["embodied_server_co2e_g"]),
             "embodied_co2e_g_low": m_low, "embodied_co2e_g_high": m_high,
             # jobs whose energy is (partly) the estimate, not a sensor's: the sentence and the figure say so
             "estimated_jobs": _jobs_with_basis(part, "estimated"),

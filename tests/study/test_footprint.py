@@ -155,3 +155,13 @@ def test_the_footprint_counts_the_studys_jobs_not_a_stale_folder(tmp_path: Path)
     elsewhere = tmp_path / "elsewhere" / "energy.csv"
     run = footprint(study[0], elsewhere)
     assert run.returncode == 2 and f"{elsewhere}: not the energy.csv of a measured job" in run.stderr
+
+
+def test_an_unknown_gpu_count_leaves_the_gpu_figures_empty_not_short(tmp_path: Path) -> None:
+    config = fake_study(tmp_path, seeds=(0,))
+    jobs = footprint_jobs(Layout(str(tmp_path / "results")), config)
+    one = jobs.copy()
+    one.loc[one.index[0], ["gpus", "embodied_gpu_co2e_g"]] = math.nan  # a job no sensor told the GPUs of
+    total = footprint_table(one, config).set_index("step").loc["total"]
+    assert math.isnan(total["gpu_hours"]) and math.isnan(total["embodied_co2e_g"])
+    assert total["energy_kwh"] > 0 and total["node_hours"] > 0  # what does not need the count still adds up
